@@ -1,0 +1,164 @@
+import gzip
+import hashlib
+import shutil
+import urllib.error
+
+import pytest
+import torch
+from torchvision import datasets
+
+import dataset
+
+# MD5s of the decompressed files in the original MNIST distribution: a check independent of our SHA-256s.
+MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return dataset.load_mnist()
+
+
+def test_bundled_files_match_the_original_mnist():
+    raw = dataset.prepare_mnist()
+    for name, md5 in MD5.items():
+        assert hashlib.md5((raw / name).read_bytes()).hexdigest() == md5
+    sums = dict(reversed(line.split()) for line in (dataset.BUNDLE_DIR / "SHA256SUMS").read_text().splitlines())
+    assert sums == dataset.SHA256
+
+
+def test_normalization_constants_are_the_training_set_statistics(mnist):
+    pixels = datasets.MNIST(dataset.DEFAULT_DATA_DIR, train=True).data.double() / 255
+    assert round(pixels.mean().item(), 4) == dataset.MNIST_MEAN
+    assert round(pixels.std().item(), 4) == dataset.MNIST_STD
+    train_images = mnist[0]
+    assert abs(train_images.mean().item()) < 1e-3 and abs(train_images.std().item() - 1) < 1e-3
+
+
+def test_splits_have_mnist_shapes(mnist):
+    train_images, train_labels, test_images, test_labels = mnist
+    assert train_images.shape == (60_000, 1, 28, 28) and train_images.dtype == torch.float32
+    assert test_images.shape == (10_000, 1, 28, 28)
+    assert train_labels.shape == (60_000,) and train_labels.dtype == torch.int64
+    assert test_labels.bincount().tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_loader_batches_have_the_right_shapes(mnist):
+    loader = dataset.TensorLoader(mnist[2], mnist[3], batch_size=384)
+    shapes = [(tuple(x.shape), tuple(y.shape)) for x, y in loader]
+    assert len(loader) == len(shapes) == 27
+    assert shapes[0] == ((384, 1, 28, 28), (384,))
+    assert shapes[-1] == ((10_000 - 26 * 384, 1, 28, 28), (10_000 - 26 * 384,))
+
+
+def test_shuffled_epochs_see_every_image_once_in_a_new_order():
+    images = torch.arange(100.0).view(100, 1, 1, 1)
+    loader = dataset.TensorLoader(images, torch.arange(100), batch_size=32, shuffle=True)
+    epochs = [torch.cat([y for _, y in loader]) for _ in range(2)]
+    for order in epochs:
+        assert sorted(order.tolist()) == list(range(100))
+    assert not torch.equal(epochs[0], epochs[1])
+    for x, y in loader:
+        assert torch.equal(x.flatten(), y.float())
+
+
+def test_unshuffled_loader_serves_the_images_unchanged(mnist):
+    loader = dataset.TensorLoader(mnist[2], mnist[3], batch_size=1000, augment=False)
+    assert torch.equal(torch.cat([x for x, _ in loader]), mnist[2])
+
+
+def test_augmentation_keeps_the_shape_and_draws_per_image(mnist):
+    torch.manual_seed(0)
+    digit = mnist[0][:1].expand(8, -1, -1, -1)
+    out = dataset.random_affine(digit)
+    assert out.shape == digit.shape
+    for i in range(1, 8):
+        assert (out[0] - out[i]).abs().max() > 0.5
+    assert (out - digit).abs().amax(dim=(1, 2, 3)).min() > 0.5
+
+
+def test_augmentation_with_zero_ranges_is_the_identity(mnist):
+    images = mnist[0][:16]
+    out = dataset.random_affine(images, degrees=0, translate=0, scale=(1, 1))
+    torch.testing.assert_close(out, images, atol=1e-5, rtol=0)
+
+
+def test_augmentation_keeps_blank_pixels_blank():
+    blank = torch.full((4, 1, 28, 28), dataset.BACKGROUND)
+    torch.testing.assert_close(dataset.random_affine(blank), blank)
+
+
+def test_loader_augments_only_when_asked(mnist):
+    torch.manual_seed(0)
+    images, labels = mnist[2][:64], mnist[3][:64]
+    plain = next(iter(dataset.TensorLoader(images, labels, 64)))[0]
+    augmented = next(iter(dataset.TensorLoader(images, labels, 64, augment=True)))[0]
+    assert torch.equal(plain, images)
+    assert not torch.allclose(augmented, images)
+
+
+def extracted_copy(tmp_path):
+    shutil.copytree(dataset.prepare_mnist(), tmp_path / "MNIST" / "raw")
+    return tmp_path / "MNIST" / "raw"
+
+
+def test_checksum_check_rejects_a_corrupted_file(tmp_path):
+    raw = extracted_copy(tmp_path)
+    labels = bytearray((raw / "t10k-labels-idx1-ubyte").read_bytes())
+    labels[100] ^= 1
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(labels)
+    with pytest.raises(dataset.DataError, match=r"t10k-labels-idx1-ubyte fails its SHA-256 check.*delete it"):
+        dataset.prepare_mnist(tmp_path)
+
+
+def test_checksum_check_rejects_a_truncated_file(tmp_path):
+    raw = extracted_copy(tmp_path)
+    (raw / "train-images-idx3-ubyte").write_bytes((raw / "train-images-idx3-ubyte").read_bytes()[:1000])
+    with pytest.raises(dataset.DataError, match=r"train-images-idx3-ubyte fails its SHA-256 check"):
+        dataset.prepare_mnist(tmp_path)
+
+
+def test_missing_files_are_extracted_again_from_the_bundle(tmp_path):
+    raw = extracted_copy(tmp_path)
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    dataset.prepare_mnist(tmp_path)
+    assert hashlib.md5((raw / "t10k-labels-idx1-ubyte").read_bytes()).hexdigest() == MD5["t10k-labels-idx1-ubyte"]
+
+
+def test_a_truncated_bundle_is_rejected_and_leaves_nothing_behind(tmp_path):
+    raw = extracted_copy(tmp_path / "data")
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    archive = (dataset.BUNDLE_DIR / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    (bundle / "t10k-labels-idx1-ubyte.gz").write_bytes(archive[:len(archive) // 2])
+    with pytest.raises(dataset.DataError, match=r"t10k-labels-idx1-ubyte.gz is truncated or not gzip"):
+        dataset.prepare_mnist(tmp_path / "data", bundle)
+    assert sorted(p.name for p in raw.iterdir()) == sorted(set(dataset.SHA256) - {"t10k-labels-idx1-ubyte"})
+
+
+def test_a_bundle_with_the_wrong_content_is_rejected(tmp_path):
+    raw = extracted_copy(tmp_path / "data")
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"not mnist"))
+    with pytest.raises(dataset.DataError, match=r"t10k-labels-idx1-ubyte.gz decompresses to the wrong SHA-256"):
+        dataset.prepare_mnist(tmp_path / "data", bundle)
+
+
+def test_without_bundle_or_network_the_error_names_the_fix(tmp_path, monkeypatch):
+    def offline(self):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(datasets.MNIST, "download", offline)
+    with pytest.raises(dataset.DataError, match=r"not bundled in .*empty.*download failed.*copy the four"):
+        dataset.prepare_mnist(tmp_path, tmp_path / "empty")
+
+
+def test_a_missing_data_dir_is_rejected(tmp_path):
+    with pytest.raises(dataset.DataError, match=r"does not exist"):
+        dataset.prepare_mnist(tmp_path / "nowhere")
