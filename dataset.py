@@ -119,10 +119,11 @@ def load_mnist(data_dir=DEFAULT_DATA_DIR, device="cpu"):
     return (*load_split(data_dir, True, device), *load_split(data_dir, False, device))
 
 
-def random_affine(images, degrees=10.0, translate=0.1, scale=(0.9, 1.1)):
+def random_affine(images, degrees=5.0, translate=0.05, scale=(0.95, 1.05)):
     """Rotate, shift and scale each image by its own random draw. Never flips: a flipped 2 is no digit.
 
-    images: (N, C, H, W) normalized; translate is a fraction of the image size.
+    images: (N, C, H, W) normalized; translate is a fraction of the image size. The ranges are mild on
+    purpose: in a 10-epoch budget, 10 degrees and 10% shifts left LeNet5_Regularized and the MLP underfit.
     """
     n, device = images.shape[0], images.device
     angle = torch.empty(n, device=device).uniform_(-degrees, degrees).deg2rad_()

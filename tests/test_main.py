@@ -219,6 +219,9 @@ def assert_rejected(argv, tmp_path, capsys, message):
     (["--lr", "0"], "--lr: must be positive, got 0"),
     (["--lr", "-0.1"], "--lr: must be positive, got -0.1"),
     (["--lr", "fast"], "--lr: expected a number, got 'fast'"),
+    (["--lr", "inf"], "--lr: must be positive, got inf"),
+    (["--weight-decay=-1e-4"], "--weight-decay: must be zero or more, got -1e-4"),
+    (["--model", "lenet5_regularized", "--dropout", "1"], "--dropout: must be in [0, 1), got 1"),
     (["--model", "lenet5", "--dropout", "0.2"], "--dropout applies only to lenet5_regularized"),
 ])
 def test_bad_arguments_are_rejected(argv, message, tmp_path, capsys):
@@ -282,8 +285,8 @@ def test_resume_from_another_models_checkpoint_is_rejected(tmp_path, capsys):
 
 def test_resume_with_other_settings_is_rejected(tmp_path, capsys):
     assert cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path], capsys)[0] == 0
-    assert_rejected(["--model", "lenet5", *QUICK, "--epochs", "5", "--lr", "0.1", "--resume", "--out-dir", tmp_path],
-                    tmp_path, capsys, "was trained with --epochs 2 --lr 0.05; resume with the same settings")
+    assert_rejected(["--model", "lenet5", *QUICK, "--epochs", "5", "--lr", "0.2", "--resume", "--out-dir", tmp_path],
+                    tmp_path, capsys, "was trained with --epochs 2 --lr 0.1; resume with the same settings")
 
 
 def test_resume_from_a_file_that_is_no_checkpoint_is_rejected(tmp_path, capsys):

@@ -92,8 +92,14 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_loss(name):
     assert losses[-1] < 0.1 * losses[0]
 
 
-def test_regularized_ablation_switches_remove_their_layers():
-    plain = MODELS["lenet5_regularized"](batch_norm=False, dropout=0.0)
-    assert count_parameters(plain) == 61_706
-    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in plain.modules())
-    assert plain.dropout.p == 0.0
+def test_regularized_with_everything_off_is_lenet5():
+    torch.manual_seed(0)
+    plain = LeNet5()
+    torch.manual_seed(0)
+    switched_off = MODELS["lenet5_regularized"](batch_norm=False, dropout=0.0)
+    assert plain.state_dict().keys() == switched_off.state_dict().keys()
+    for name, tensor in plain.state_dict().items():
+        assert torch.equal(tensor, switched_off.state_dict()[name]), name
+    x = torch.randn(8, 1, 28, 28)
+    torch.testing.assert_close(plain(x), switched_off.train()(x), rtol=0, atol=0)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in switched_off.modules())

@@ -1,0 +1,318 @@
+"""Rebuild the README's report, its generated sections and figures, from results/*.json.
+
+    python scripts/report.py           # from the committed results, in seconds
+    python scripts/report.py --rerun   # first rerun every experiment and the benchmark (about 45 min on 2 CPU cores)
+
+Generated sections sit in README.md between <!-- report:NAME --> and <!-- /report:NAME -->.
+"""
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
+from torchvision import datasets
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import dataset  # noqa: E402
+import main  # noqa: E402
+from model import MODELS, count_parameters, parameter_table  # noqa: E402
+
+RESULTS, PLOTS, README = ROOT / "results", ROOT / "plots", ROOT / "README.md"
+SEEDS = (0, 1, 2)
+EPOCHS = 10
+REGULARIZED = main.RECIPES["lenet5_regularized"]
+
+# Every experiment in the report, run once per seed: label -> (model, flags on top of its recipe, tag prefix).
+# Each single-technique run takes its setting from LeNet5_Regularized's recipe.
+EXPERIMENTS = {
+    "LeNet5": ("lenet5", [], ""),
+    "CustomMLP": ("custom_mlp", [], ""),
+    "LeNet5_Regularized": ("lenet5_regularized", [], ""),
+    "weight decay only": ("lenet5", ["--weight-decay", str(REGULARIZED["weight_decay"])], "wd_"),
+    "batch norm only": ("lenet5_regularized", ["--no-augment", "--dropout", "0", "--weight-decay", "0"], "bn_"),
+    "dropout only": ("lenet5_regularized", ["--no-batch-norm", "--no-augment", "--weight-decay", "0"], "dropout_"),
+    "augmentation only": ("lenet5", ["--augment"], "augment_"),
+}
+MODEL_LABELS = ["LeNet5", "CustomMLP", "LeNet5_Regularized"]
+ABLATION_LABELS = ["LeNet5", "weight decay only", "batch norm only", "dropout only", "augmentation only",
+                   "LeNet5_Regularized"]
+LECUN_1998_ERROR = 0.95  # % test error of LeNet-5 without distortions, LeCun et al. (1998)
+
+
+def run_name(label, seed):
+    model, _, prefix = EXPERIMENTS[label]
+    return f"{model}_{prefix}seed{seed}"
+
+
+def rerun():
+    for label, (model, flags, prefix) in EXPERIMENTS.items():
+        for seed in SEEDS:
+            print(f"\n=== {label}, seed {seed}", flush=True)
+            argv = ["--model", model, "--epochs", str(EPOCHS), "--seed", str(seed), "--tag", f"{prefix}seed{seed}",
+                    *flags]
+            status = main.main(main.get_args_parser().parse_args(argv))
+            if status:
+                sys.exit(status)
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_pipeline.py")], check=True)
+
+
+def load(label):
+    """The complete runs of one experiment, seed by seed."""
+    runs = []
+    for seed in SEEDS:
+        path = RESULTS / f"{run_name(label, seed)}.json"
+        if not path.exists():
+            sys.exit(f"report: {path} is missing; rebuild it with `make report`")
+        run = json.loads(path.read_text())
+        if run["status"] != "complete" or len(run["history"]) != EPOCHS:
+            sys.exit(f"report: {path} is not a complete {EPOCHS}-epoch run; rebuild it with `make report`")
+        runs.append(run)
+    return runs
+
+
+def final(runs, key):
+    """The final-epoch value of key in each run; never the best epoch."""
+    return [run["history"][-1][key] for run in runs]
+
+
+def mean_std(values, digits=2):
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def seconds_per_epoch(runs):
+    return statistics.mean(h["seconds"] for run in runs for h in run["history"])
+
+
+def best_label():
+    return max(MODEL_LABELS, key=lambda label: statistics.mean(final(load(label), "test_acc")))
+
+
+def test_labels():
+    dataset.prepare_mnist()
+    return datasets.MNIST(dataset.DEFAULT_DATA_DIR, train=False)
+
+
+# ---------------------------------------------------------------- sections
+
+def section_quickstart():
+    run = load("LeNet5")[0]
+    lines = [f"device {run['device']} ({run['device_name']}), torch {run['torch']}", "",
+             f"lenet5: {run['params']:,} parameters", parameter_table(MODELS["lenet5"]()),
+             main.format_recipe(run["recipe"]), *(main.format_epoch(h, run["epochs"]) for h in run["history"])]
+    return ("What it prints: the seed-0 run behind `results/lenet5_seed0.json`, which `make report` starts with "
+            "`--tag seed0` added:\n\n```text\n" + "\n".join(lines) + "\n```")
+
+
+def section_models():
+    reference = count_parameters(MODELS["lenet5"]())
+    parts = []
+    for label in MODEL_LABELS:
+        model = MODELS[EXPERIMENTS[label][0]]()
+        count = count_parameters(model)
+        versus = "" if count == reference else f", {count - reference:+,} ({count / reference - 1:+.2%}) against LeNet5"
+        parts.append(f"**{label}**: {count:,} parameters{versus}.\n\n{parameter_table(model)}")
+    return "\n\n".join(parts)
+
+
+def section_results():
+    rows = ["| model | params | test accuracy % | test error % | test loss | seeds 0 / 1 / 2, accuracy % | s / epoch |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    for label in MODEL_LABELS:
+        runs = load(label)
+        accs = final(runs, "test_acc")
+        rows.append(f"| {label} | {runs[0]['params']:,} | {mean_std(accs)} | {mean_std([100 - a for a in accs])} | "
+                    f"{mean_std(final(runs, 'test_loss'), 4)} | {' / '.join(f'{a:.2f}' for a in accs)} | "
+                    f"{seconds_per_epoch(runs):.1f} |")
+    runs = [run for label in MODEL_LABELS for run in load(label)]
+    hardware = ", ".join(sorted({run["device_name"] for run in runs}))
+    versions = ", ".join(sorted({run["torch"] for run in runs}))
+    lenet_error = 100 - statistics.mean(final(load("LeNet5"), "test_acc"))
+    regularized_error = 100 - statistics.mean(final(load("LeNet5_Regularized"), "test_acc"))
+    return "\n".join(rows) + (
+        f"\n\nMean ± sample standard deviation over seeds {', '.join(map(str, SEEDS))}, each after {EPOCHS} epochs, "
+        f"at the final epoch. Hardware: {hardware}; torch {versions}. Seconds per epoch include the test pass."
+        f"\n\nLeNet-5 as LeCun et al. (1998) trained it, without distortions, made {LECUN_1998_ERROR:.2f}% test errors; "
+        f"ours makes {lenet_error:.2f}% in {EPOCHS} epochs, and the regularized one {regularized_error:.2f}%.")
+
+
+def section_ablation():
+    rows = ["| variant | batch norm | dropout | augmentation | weight decay | test accuracy % | test loss | "
+            "clean train accuracy % | accuracy gap, points | loss gap |",
+            "|---|:-:|:-:|:-:|:-:|---:|---:|---:|---:|---:|"]
+    for label in ABLATION_LABELS:
+        runs = load(label)
+        recipe = runs[0]["recipe"]
+        train_accs = [run["final_train_eval"]["acc"] for run in runs]
+        train_losses = [run["final_train_eval"]["loss"] for run in runs]
+        acc_gaps = [t - a for t, a in zip(train_accs, final(runs, "test_acc"))]
+        loss_gaps = [a - t for t, a in zip(train_losses, final(runs, "test_loss"))]
+        rows.append(f"| {label} | {'yes' if recipe.get('batch_norm') else '-'} | {recipe.get('dropout') or '-'} | "
+                    f"{'yes' if recipe['augment'] else '-'} | {recipe['weight_decay'] or '-'} | "
+                    f"{mean_std(final(runs, 'test_acc'))} | {mean_std(final(runs, 'test_loss'), 4)} | "
+                    f"{mean_std(train_accs)} | {mean_std(acc_gaps)} | {mean_std(loss_gaps, 4)} |")
+    return "\n".join(rows) + (
+        f"\n\nEach row: mean ± std over seeds {', '.join(map(str, SEEDS))}, final epoch of {EPOCHS}. The clean train "
+        "figures come from one pass over the 60,000 training images after the last epoch, in eval mode and without "
+        "augmentation; the gaps are clean train accuracy minus test accuracy, and test loss minus clean train loss.")
+
+
+def section_errors():
+    label = best_label()
+    run = load(label)[0]
+    truth = test_labels().targets
+    predicted = torch.tensor([int(c) for c in run["test_predictions"]])
+    confusion = torch.zeros(10, 10, dtype=torch.long).index_put_((truth, predicted), torch.ones_like(truth),
+                                                                  accumulate=True)
+    errors = confusion.clone().fill_diagonal_(0)
+    top = errors.flatten().topk(3)
+    pairs = ", ".join(f"{i // 10} read as {i % 10} ({n})" for n, i in zip(top.values.tolist(), top.indices.tolist()))
+    return (f"{label}, seed 0, has the best mean accuracy; its final model gets {int(errors.sum())} of "
+            f"{len(truth):,} test digits wrong. The most frequent confusions: {pairs}.\n\n"
+            "![confusion matrix](plots/confusion_matrix.png)\n\n![misclassified test digits](plots/misclassified.png)")
+
+
+def section_speed():
+    bench = json.loads((RESULTS / "bench_pipeline.json").read_text())
+    median = bench["median"]
+    return "\n".join([
+        f"`python benchmarks/bench_pipeline.py` on {bench['device_name']}, torch {bench['torch']}, LeNet5, "
+        f"batch size {bench['batch_size']}, median of {bench['repeats']} epochs per side, epochs alternating:",
+        "",
+        "| | torchvision pipeline | this package | ratio |",
+        "|---|---:|---:|---:|",
+        f"| training epoch, 60,000 images | {median['reference']:.2f} s | {median['ours']:.2f} s | "
+        f"{bench['train_ratio']:.3f} |",
+        f"| evaluation, 10,000 images | {median['reference_eval']:.2f} s | {median['ours_eval']:.2f} s | "
+        f"{bench['eval_ratio']:.3f} |",
+        f"| loading the data | {bench['setup_seconds']['reference']:.2f} s | {bench['setup_seconds']['ours']:.2f} s | |",
+        "",
+        f"A training epoch takes {bench['train_ratio']:.1%} of the reference's time; the target is at most 33.3%."])
+
+
+def section_data():
+    rows = ["| file | SHA-256 (decompressed) |", "|---|---|"]
+    rows += [f"| `{name}` | `{digest}` |" for name, digest in dataset.SHA256.items()]
+    return "\n".join(rows)
+
+
+SECTIONS = {"quickstart": section_quickstart, "models": section_models, "results": section_results,
+            "ablation": section_ablation, "errors": section_errors, "speed": section_speed, "data": section_data}
+
+
+def marker_pattern(name):
+    return re.compile(rf"(<!-- report:{name} -->\n)(.*?)(\n<!-- /report:{name} -->)", re.DOTALL)
+
+
+def readme_sections(text):
+    """The generated sections as they stand in the README text."""
+    sections = {}
+    for name in SECTIONS:
+        match = marker_pattern(name).search(text)
+        sections[name] = match.group(2) if match else None
+    return sections
+
+
+def render_readme(text):
+    for name, render in SECTIONS.items():
+        pattern = marker_pattern(name)
+        if not pattern.search(text):
+            sys.exit(f"report: README.md has no <!-- report:{name} --> section")
+        content = render()
+        text = pattern.sub(lambda m: m.group(1) + content + m.group(3), text)
+    return text
+
+
+# ---------------------------------------------------------------- figures
+
+def plot_ablation():
+    fig = Figure(figsize=(13, 4.5), layout="constrained")
+    axes = fig.subplots(1, 3)
+    for i, label in enumerate(ABLATION_LABELS):
+        runs = load(label)
+        test_accs = final(runs, "test_acc")
+        values = [test_accs,
+                  [run["final_train_eval"]["acc"] - a for run, a in zip(runs, test_accs)],
+                  [loss - run["final_train_eval"]["loss"] for run, loss in zip(runs, final(runs, "test_loss"))]]
+        for ax, v in zip(axes, values):
+            ax.bar(i, statistics.mean(v), yerr=statistics.stdev(v), color=f"C{i}", alpha=0.7, capsize=4)
+            ax.plot([i] * len(v), v, "k.", markersize=5)
+    titles = ["final test accuracy", "train - test accuracy (clean train pass)", "test - train loss (clean train pass)"]
+    ylabels = ["test accuracy", "gap, percentage points", "gap, cross-entropy"]
+    for ax, title, ylabel in zip(axes, titles, ylabels):
+        ax.set_xticks(range(len(ABLATION_LABELS)), [label.replace(" only", "\nonly") for label in ABLATION_LABELS],
+                      rotation=45, ha="right", fontsize=8)
+        ax.set(title=title, ylabel=ylabel)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].yaxis.set_major_formatter(PercentFormatter(decimals=1))
+    lowest = min(min(final(load(label), "test_acc")) for label in ABLATION_LABELS)
+    axes[0].set_ylim(lowest - 0.2, 100)
+    fig.suptitle(f"Regularization ablation on LeNet-5: {EPOCHS} epochs, bars are the mean of seeds "
+                 f"{', '.join(map(str, SEEDS))} (dots), whiskers one std")
+    return fig
+
+
+def plot_confusion(truth, predicted, title):
+    confusion = torch.zeros(10, 10, dtype=torch.long).index_put_((truth, predicted), torch.ones_like(truth),
+                                                                  accumulate=True)
+    fig = Figure(figsize=(6.5, 5.5), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(confusion + 1, cmap="Blues", norm=LogNorm())
+    for i in range(10):
+        for j in range(10):
+            if confusion[i, j]:
+                ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if i == j else "black")
+    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted digit", ylabel="true digit", title=title)
+    fig.colorbar(image, ax=ax, label="images + 1 (log scale)")
+    return fig
+
+
+def plot_misclassified(images, truth, predicted, title, count=40):
+    wrong = (truth != predicted).nonzero().flatten()[:count]
+    fig = Figure(figsize=(10, 6.2), layout="constrained")
+    axes = fig.subplots(4, count // 4)
+    for ax, index in zip(axes.flat, wrong.tolist()):
+        ax.imshow(images[index], cmap="gray_r")
+        ax.set_title(f"true {int(truth[index])}\npredicted {int(predicted[index])}", fontsize=8)
+        ax.set_axis_off()
+    fig.suptitle(title)
+    return fig
+
+
+def build_figures():
+    main.save_figure(main.plot_comparison({label: [run["history"] for run in load(label)] for label in MODEL_LABELS},
+                                          f"Test curves: mean of seeds {', '.join(map(str, SEEDS))}, band min to max"),
+                     PLOTS / "comparison_3seeds.png")
+    main.save_figure(plot_ablation(), PLOTS / "ablation.png")
+    label = best_label()
+    split = test_labels()
+    predicted = torch.tensor([int(c) for c in load(label)[0]["test_predictions"]])
+    main.save_figure(plot_confusion(split.targets, predicted, f"{label}, seed 0: confusion matrix on the test set"),
+                     PLOTS / "confusion_matrix.png")
+    main.save_figure(plot_misclassified(split.data, split.targets, predicted,
+                                        f"{label}, seed 0: the first 40 misclassified test digits"),
+                     PLOTS / "misclassified.png")
+
+
+def main_cli():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rerun", action="store_true", help="rerun every experiment and the benchmark first")
+    args = parser.parse_args()
+    if args.rerun:
+        rerun()
+    build_figures()
+    text = render_readme(README.read_text())
+    main.atomic_write(README, lambda f: f.write(text.encode()))
+    print(f"wrote {README} and the figures in {PLOTS}")
+
+
+if __name__ == "__main__":
+    main_cli()
