@@ -119,6 +119,11 @@ def load_mnist(data_dir=DEFAULT_DATA_DIR, device="cpu"):
     return (*load_split(data_dir, True, device), *load_split(data_dir, False, device))
 
 
+def validation_split(train_images, train_labels, size=10_000):
+    """The training set less its last `size` images, then those images as a validation set."""
+    return train_images[:-size], train_labels[:-size], train_images[-size:], train_labels[-size:]
+
+
 def random_affine(images, degrees=5.0, translate=0.05, scale=(0.95, 1.05)):
     """Rotate, shift and scale each image by its own random draw. Never flips: a flipped 2 is no digit.
 

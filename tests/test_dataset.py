@@ -162,3 +162,10 @@ def test_without_bundle_or_network_the_error_names_the_fix(tmp_path, monkeypatch
 def test_a_missing_data_dir_is_rejected(tmp_path):
     with pytest.raises(dataset.DataError, match=r"does not exist"):
         dataset.prepare_mnist(tmp_path / "nowhere")
+
+
+def test_the_validation_split_holds_out_the_last_training_images(mnist):
+    train_images, train_labels, val_images, val_labels = dataset.validation_split(*mnist[:2])
+    assert len(train_images) == len(train_labels) == 50_000 and len(val_images) == len(val_labels) == 10_000
+    assert torch.equal(torch.cat([train_images, val_images]), mnist[0])
+    assert torch.equal(torch.cat([train_labels, val_labels]), mnist[1])

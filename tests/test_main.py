@@ -71,6 +71,19 @@ def test_metrics_are_weighted_over_every_sample(tmp_path, capsys):
     assert round(history[0]["test_acc"] * 3, 6) == round(history[0]["test_acc"] * 3)
 
 
+def test_validation_runs_score_on_held_out_training_images(tmp_path, capsys):
+    outputs = {}
+    for tag, flags in (("val", ["--validation"]), ("test", [])):
+        status, outputs[tag], _ = cli(["--model", "custom_mlp", *QUICK, "--tag", tag, "--out-dir", tmp_path, *flags],
+                                      capsys)
+        assert status == 0
+    validation, test = (json.loads((tmp_path / "results" / f"custom_mlp_{tag}.json").read_text())
+                        for tag in ("val", "test"))
+    assert validation["evaluated_on"] == "validation" and test["evaluated_on"] == "test"
+    assert validation["history"][-1]["test_loss"] != test["history"][-1]["test_loss"]
+    assert "validation loss" in outputs["val"] and "test loss" in outputs["test"]
+
+
 def test_the_same_seed_gives_the_same_history(tmp_path, capsys):
     histories = {}
     for seed, tag in ((0, "a"), (0, "b"), (1, "c")):

@@ -1,0 +1,136 @@
+"""Time each model's CUDA training, and LeNet5 against the plain torchvision DataLoader pipeline on the same GPU.
+
+    python benchmarks/bench_gpu.py [--epochs 10] [--device cuda]
+
+Every run is a fresh process, so its wall time includes start-up: imports, CUDA initialization and loading
+the data. Ours is `python main.py --model M --epochs N` as a user types it, for each model, and for LeNet5
+also with --amp, --compile and both. The reference trains the same LeNet5 with the same optimizer and schedule
+through datasets.MNIST + ToTensor + Normalize + DataLoader(num_workers=1, pin_memory=True), as pytorch/examples
+does on CUDA, and copies each batch to the GPU. Reported per run: median seconds per epoch (training and test
+pass), training seconds for all epochs, wall seconds of the whole process, final test accuracy, and seconds of
+training until the test accuracy first reaches 99.0%. Writes results/bench_gpu.json.
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
+from torchvision import datasets, transforms
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import dataset  # noqa: E402
+import main  # noqa: E402
+from model import LeNet5  # noqa: E402
+
+TARGET_ACCURACY = 99.0
+OURS = [("lenet5", []), ("lenet5", ["--amp"]), ("lenet5", ["--compile"]), ("lenet5", ["--amp", "--compile"]),
+        ("custom_mlp", []), ("lenet5_regularized", [])]
+
+
+def reference_run(epochs, device, limit):
+    """The plain pipeline, in this process; returns its history."""
+    recipe = dict(main.RECIPES["lenet5"], model="lenet5")
+    to_tensor = transforms.Compose([transforms.ToTensor(), transforms.Normalize((dataset.MNIST_MEAN,),
+                                                                                 (dataset.MNIST_STD,))])
+    dataset.prepare_mnist()
+    train_set, test_set = (datasets.MNIST(dataset.DEFAULT_DATA_DIR, train=t, transform=to_tensor) for t in (True, False))
+    if limit:
+        train_set, test_set = Subset(train_set, range(limit)), Subset(test_set, range(limit))
+    workers = dict(num_workers=1, pin_memory=True) if device.type == "cuda" else {}
+    train_loader = DataLoader(train_set, batch_size=recipe["batch_size"], shuffle=True, **workers)
+    test_loader = DataLoader(test_set, batch_size=1000, **workers)
+    torch.manual_seed(0)
+    model = LeNet5().to(device)
+    optimizer, scheduler = main.build_optimizer(model, recipe, epochs * len(train_loader))
+    history = []
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        for images, labels in train_loader:
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            optimizer.zero_grad()
+            F.cross_entropy(model(images), labels).backward()
+            optimizer.step()
+            scheduler.step()
+        model.eval()
+        with torch.no_grad():
+            correct = sum((model(x.to(device)).argmax(1) == y.to(device)).sum().item() for x, y in test_loader)
+        history.append({"epoch": epoch, "test_acc": 100.0 * correct / len(test_set),
+                        "seconds": time.perf_counter() - start})
+    return history
+
+
+def timed_process(argv):
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, *map(str, argv)], capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"bench_gpu: {' '.join(map(str, argv))} failed:\n{done.stderr[-2000:]}")
+    return time.perf_counter() - start, done.stdout
+
+
+def summarize(label, history, wall):
+    reached = [h["epoch"] for h in history if h["test_acc"] >= TARGET_ACCURACY]
+    return {"run": label, "seconds_per_epoch": statistics.median(h["seconds"] for h in history),
+            "train_seconds": sum(h["seconds"] for h in history), "wall_seconds": wall,
+            "final_test_acc": history[-1]["test_acc"],
+            "seconds_to_99": sum(h["seconds"] for h in history[:reached[0]]) if reached else None}
+
+
+def run(args):
+    rows = []
+    with tempfile.TemporaryDirectory() as out_dir:
+        for model, flags in OURS:
+            label = " ".join([model, *flags])
+            print(f"running {label} ...", flush=True)
+            limit = ["--limit", str(args.limit)] if args.limit else []
+            wall, _ = timed_process([ROOT / "main.py", "--model", model, "--epochs", args.epochs, "--device",
+                                     args.device, "--out-dir", out_dir, *limit, *flags])
+            results = json.loads((Path(out_dir) / "results" / f"{model}.json").read_text())
+            rows.append(summarize(label, results["history"], wall))
+    print("running the torchvision DataLoader reference ...", flush=True)
+    wall, stdout = timed_process([__file__, "--reference", "--epochs", args.epochs, "--device", args.device,
+                                  *(["--limit", args.limit] if args.limit else [])])
+    rows.append(summarize("reference: lenet5, torchvision DataLoader", json.loads(stdout.splitlines()[-1]), wall))
+    return rows
+
+
+def main_cli():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per run")
+    parser.add_argument("--device", default="cuda", help="the device to time; cpu only checks that this script works")
+    parser.add_argument("--limit", type=int, help="first N training and test images only (quick checks)")
+    parser.add_argument("--reference", action="store_true", help="internal: run the reference and print its history")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench_gpu.json", help="where the figures go")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if args.reference:
+        print(json.dumps(reference_run(args.epochs, device, args.limit)))
+        return
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("bench_gpu: no CUDA GPU here; run it on a machine with one (or pass --device cpu to check the script)")
+    rows = run(args)
+    name = torch.cuda.get_device_name() if device.type == "cuda" else main.describe_device(device)
+    reference = rows[-1]
+    print(f"\n{name}, torch {torch.__version__}, {args.epochs} epochs, one fresh process per run")
+    print(f"{'run':44s}{'s/epoch':>9s}{'train s':>9s}{'wall s':>9s}{'test acc':>10s}{'s to 99%':>10s}"
+          f"{'epoch speed-up':>16s}")
+    for row in rows:
+        to_99 = f"{row['seconds_to_99']:.2f}" if row["seconds_to_99"] is not None else "never"
+        speedup = reference["seconds_per_epoch"] / row["seconds_per_epoch"]
+        print(f"{row['run']:44s}{row['seconds_per_epoch']:9.3f}{row['train_seconds']:9.2f}{row['wall_seconds']:9.2f}"
+              f"{row['final_test_acc']:9.2f}%{to_99:>10s}{speedup:15.1f}x")
+    main.write_json(args.out, {"device_name": name, "torch": torch.__version__, "epochs": args.epochs,
+                               "limit": args.limit, "rows": rows})
+
+
+if __name__ == "__main__":
+    main_cli()
