@@ -87,11 +87,11 @@ def prepare_mnist(data_dir=DEFAULT_DATA_DIR, bundle_dir=None):
     if missing and all((bundle_dir / f"{name}.gz").exists() for name in missing):
         try:
             raw.mkdir(parents=True, exist_ok=True)
+            for name in missing:
+                _extract(bundle_dir / f"{name}.gz", raw / name)
         except OSError as e:
             raise DataError(f"cannot write the extracted data to {raw} ({e.strerror}); "
                             f"pass a writable --data-dir") from e
-        for name in missing:
-            _extract(bundle_dir / f"{name}.gz", raw / name)
     elif missing:
         _download(data_dir, bundle_dir)
     for name, expected in SHA256.items():

@@ -49,14 +49,24 @@ class Diverged(Exception):
 
 
 class Interrupted(Exception):
-    """Ctrl-C during training; epochs_saved full epochs are in the checkpoint."""
+    """Ctrl-C during training; the checkpoint holds epochs_saved full epochs."""
 
     def __init__(self, epochs_saved):
-        super().__init__(f"interrupted after {epochs_saved} full epochs")
+        super().__init__(f"interrupted after epoch {epochs_saved}" if epochs_saved else
+                         "interrupted during the first epoch")
         self.epochs_saved = epochs_saved
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends each option's default, except where the help text itself says what happens without it."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, with its errors on one line instead of the usage text and an error line."""
+
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
@@ -82,7 +92,7 @@ fraction = number(float, lambda v: 0 <= v < 1, "in [0, 1)")
 
 def get_args_parser():
     p = OneLineErrorParser(description="Train LeNet-5, a same-size MLP and a regularized LeNet-5 on MNIST.",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HelpFormatter)
     recipe = "the model's recipe (printed at start-up)"
     p.add_argument("--model", default="lenet5", choices=[*MODELS, "all"], help="model to train; all trains each in turn")
     p.add_argument("--epochs", type=positive_int, default=10, help="epochs to train")
@@ -98,16 +108,17 @@ def get_args_parser():
     p.add_argument("--seed", type=int, default=0, help="random seed for weights, batch order, dropout and augmentation")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="auto picks cuda, then mps, then cpu")
-    p.add_argument("--amp", action="store_true", help="bfloat16 autocast (pays on GPUs)")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast, meant for GPUs")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--eval-batch-size", type=positive_int, default=1000, help="batch size for evaluation")
     p.add_argument("--validation", action="store_true",
                    help="train on the first 50,000 training images and evaluate on the last 10,000 instead of the "
                         "test set, to compare recipes without looking at the test set")
-    p.add_argument("--limit", type=positive_int, help="use only the first N training and N test images (quick checks)")
+    p.add_argument("--limit", type=positive_int,
+                   help="use only the first N training and N test images, for quick checks; default: all")
     p.add_argument("--data-dir", type=Path, default=dataset.DEFAULT_DATA_DIR, help="where MNIST lives")
     p.add_argument("--out-dir", type=Path, default=ROOT, help="where results/, plots/ and checkpoints/ go")
-    p.add_argument("--tag", default="", help="suffix for the output file names, e.g. seed1")
+    p.add_argument("--tag", help="suffix for the output file names, e.g. seed1; default: none")
     p.add_argument("--resume", action="store_true", help="continue from checkpoints/<run>.pt up to --epochs")
     return p
 
@@ -117,8 +128,8 @@ def get_args_parser():
 def train_one_epoch(model, loader, optimizer, scheduler, amp=False, progress=False):
     """One pass over loader; returns (loss, accuracy %) over all its samples, weighted by batch size.
 
-    Losses and correct counts stay on the device and are read every 50 steps, not every step, so a GPU
-    never waits on the host. Raises Diverged at the first non-finite loss.
+    Losses and correct counts stay on the device; the host looks at them every 50 steps and at the end, not
+    after every step, so a GPU does not wait on it. Raises Diverged naming the first non-finite loss.
     """
     model.train()
     device = next(model.parameters()).device
@@ -178,8 +189,11 @@ def predict(model, loader, amp=False):
 def build_model(recipe, device):
     architecture = {k: recipe[k] for k in ARCHITECTURE_KEYS if k in recipe}
     model = MODELS[recipe["model"]](**architecture).to(device)
-    # Measured on a 2-core CPU: NHWC convolutions train LeNet-5 about 1.3x faster (benchmarks/).
-    return model.to(memory_format=torch.channels_last)
+    # On the CPU, NHWC (channels_last) convolutions train LeNet-5 faster (benchmarks/bench_pipeline.py), but
+    # batch norm runs several times slower in NHWC, which more than cancels the gain in LeNet5_Regularized.
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        model = model.to(memory_format=torch.channels_last)
+    return model
 
 
 def build_optimizer(model, recipe, steps):
