@@ -1,0 +1,40 @@
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision import datasets
+
+import dataset
+import report
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name", report.SECTIONS)
+def test_generated_section_agrees_with_the_results(name):
+    written = report.readme_sections(README)[name]
+    assert written is not None, f"README.md has no <!-- report:{name} --> section"
+    assert written == report.SECTIONS[name](), f"README section {name!r} disagrees with results/; run `make readme`"
+
+
+def test_every_linked_image_exists():
+    links = set(re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", README))
+    figures = {"comparison_3seeds", "ablation", "confusion_matrix", "misclassified",
+               *(f"{model}_seed0_curves" for model in ("lenet5", "custom_mlp", "lenet5_regularized"))}
+    assert links >= {f"plots/{figure}.png" for figure in figures}
+    assert not [link for link in links if not (ROOT / link).is_file()]
+
+
+def test_stored_predictions_give_the_reported_final_accuracy():
+    dataset.prepare_mnist()
+    truth = datasets.MNIST(dataset.DEFAULT_DATA_DIR, train=False).targets
+    runs = [json.loads(path.read_text()) for path in sorted(report.RESULTS.glob("*_seed*.json"))]
+    tested = [run for run in runs if run["evaluated_on"] == "test"]
+    assert len(tested) >= 3 * 8
+    for run in tested:
+        predicted = torch.tensor([int(c) for c in run["test_predictions"]])
+        accuracy = 100.0 * (predicted == truth).float().mean().item()
+        assert abs(accuracy - run["history"][-1]["test_acc"]) < 1e-3, run["recipe"]
