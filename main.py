@@ -232,47 +232,47 @@ def save_figure(fig, path):
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
 
 
-def plot_curves(history, title, evaluated_on="test"):
-    """Loss and accuracy against epoch, train and test (or validation)."""
-    epochs = [h["epoch"] for h in history]
+def loss_and_accuracy_axes(title, prefix=""):
+    """A figure with loss (log scale) on the left and accuracy (percent) on the right, against epoch."""
     fig = Figure(figsize=(10, 4), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
-    for split, label, style in (("train", "train", "o-"), ("test", evaluated_on, "s-")):
-        loss_ax.plot(epochs, [h[f"{split}_loss"] for h in history], style, label=label)
-        acc_ax.plot(epochs, [h[f"{split}_acc"] for h in history], style, label=label)
-    loss_ax.set(title="loss", xlabel="epoch", ylabel="cross-entropy", yscale="log")
-    acc_ax.set(title="accuracy", xlabel="epoch", ylabel="accuracy")
+    loss_ax.set(title=f"{prefix}loss", xlabel="epoch", ylabel="cross-entropy", yscale="log")
+    acc_ax.set(title=f"{prefix}accuracy", xlabel="epoch", ylabel="accuracy")
     acc_ax.yaxis.set_major_formatter(PercentFormatter(decimals=1))
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
-        ax.legend()
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
+    return fig, loss_ax, acc_ax
+
+
+def plot_curves(history, title, evaluated_on="test"):
+    """Loss and accuracy against epoch, train and test (or validation)."""
+    fig, loss_ax, acc_ax = loss_and_accuracy_axes(title)
+    epochs = [h["epoch"] for h in history]
+    for split, label, style in (("train", "train", "o-"), ("test", evaluated_on, "s-")):
+        loss_ax.plot(epochs, [h[f"{split}_loss"] for h in history], style, label=label)
+        acc_ax.plot(epochs, [h[f"{split}_acc"] for h in history], style, label=label)
+    loss_ax.legend()
+    acc_ax.legend()
     return fig
 
 
 def plot_comparison(runs, title):
-    """Test accuracy and loss against epoch for several models; runs maps a label to a list of histories.
+    """Test loss and accuracy against epoch for several models; runs maps a label to a list of histories.
 
     Several histories (seeds) per label are drawn as their mean with a min-max band.
     """
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    acc_ax, loss_ax = fig.subplots(1, 2)
+    fig, loss_ax, acc_ax = loss_and_accuracy_axes(title, prefix="test ")
     for label, histories in runs.items():
         epochs = [h["epoch"] for h in histories[0]]
-        for ax, key in ((acc_ax, "test_acc"), (loss_ax, "test_loss")):
+        for ax, key in ((loss_ax, "test_loss"), (acc_ax, "test_acc")):
             values = torch.tensor([[h[key] for h in history] for history in histories])
             line, = ax.plot(epochs, values.mean(0), "o-", label=label)
             if len(histories) > 1:
                 ax.fill_between(epochs, values.min(0).values, values.max(0).values, color=line.get_color(), alpha=0.2)
-    acc_ax.set(title="test accuracy", xlabel="epoch", ylabel="accuracy")
-    acc_ax.yaxis.set_major_formatter(PercentFormatter(decimals=1))
-    loss_ax.set(title="test loss", xlabel="epoch", ylabel="cross-entropy", yscale="log")
-    for ax in (acc_ax, loss_ax):
-        ax.grid(alpha=0.3)
-        ax.legend()
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(title)
+    loss_ax.legend()
+    acc_ax.legend()
     return fig
 
 
