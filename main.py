@@ -158,32 +158,28 @@ def train_one_epoch(model, loader, optimizer, scheduler, amp=False, progress=Fal
 
 
 @torch.no_grad()
-def evaluate(model, loader, amp=False):
-    """(loss, accuracy %) over all of loader's samples."""
+def eval_logits(model, loader, amp=False):
+    """Yields (logits, labels) for each batch of loader, in eval mode."""
     model.eval()
     device = next(model.parameters()).device
-    loss = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    seen = 0
     for images, labels in loader:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(images)
-        loss += F.cross_entropy(logits.float(), labels, reduction="sum")
+            yield model(images).float(), labels
+
+
+def evaluate(model, loader, amp=False):
+    """(loss, accuracy %) over all of loader's samples."""
+    loss, correct, seen = 0.0, 0, 0
+    for logits, labels in eval_logits(model, loader, amp):
+        loss += F.cross_entropy(logits, labels, reduction="sum")
         correct += (logits.argmax(1) == labels).sum()
         seen += len(labels)
-    return loss.item() / seen, 100.0 * correct.item() / seen
+    return float(loss) / seen, 100.0 * int(correct) / seen
 
 
-@torch.no_grad()
 def predict(model, loader, amp=False):
     """Predicted class of every image in loader, in order."""
-    model.eval()
-    device = next(model.parameters()).device
-    predictions = []
-    for images, _ in loader:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            predictions.append(model(images).argmax(1))
-    return torch.cat(predictions)
+    return torch.cat([logits.argmax(1) for logits, _ in eval_logits(model, loader, amp)])
 
 
 def build_model(recipe, device):

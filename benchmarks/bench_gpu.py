@@ -20,14 +20,11 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Subset
-from torchvision import datasets, transforms
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-import dataset  # noqa: E402
 import main  # noqa: E402
+from bench_pipeline import reference_epoch, reference_evaluate, reference_loaders  # noqa: E402
 from model import LeNet5  # noqa: E402
 
 TARGET_ACCURACY = 99.0
@@ -38,32 +35,16 @@ OURS = [("lenet5", []), ("lenet5", ["--amp"]), ("lenet5", ["--compile"]), ("lene
 def reference_run(epochs, device, limit):
     """The plain pipeline, in this process; returns its history."""
     recipe = dict(main.RECIPES["lenet5"], model="lenet5")
-    to_tensor = transforms.Compose([transforms.ToTensor(), transforms.Normalize((dataset.MNIST_MEAN,),
-                                                                                 (dataset.MNIST_STD,))])
-    dataset.prepare_mnist()
-    train_set, test_set = (datasets.MNIST(dataset.DEFAULT_DATA_DIR, train=t, transform=to_tensor) for t in (True, False))
-    if limit:
-        train_set, test_set = Subset(train_set, range(limit)), Subset(test_set, range(limit))
     workers = dict(num_workers=1, pin_memory=True) if device.type == "cuda" else {}
-    train_loader = DataLoader(train_set, batch_size=recipe["batch_size"], shuffle=True, **workers)
-    test_loader = DataLoader(test_set, batch_size=1000, **workers)
+    train_loader, test_loader = reference_loaders(recipe["batch_size"], limit, **workers)
     torch.manual_seed(0)
     model = LeNet5().to(device)
     optimizer, scheduler = main.build_optimizer(model, recipe, epochs * len(train_loader))
     history = []
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        model.train()
-        for images, labels in train_loader:
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            optimizer.zero_grad()
-            F.cross_entropy(model(images), labels).backward()
-            optimizer.step()
-            scheduler.step()
-        model.eval()
-        with torch.no_grad():
-            correct = sum((model(x.to(device)).argmax(1) == y.to(device)).sum().item() for x, y in test_loader)
-        history.append({"epoch": epoch, "test_acc": 100.0 * correct / len(test_set),
+        reference_epoch(model, train_loader, optimizer, scheduler)
+        history.append({"epoch": epoch, "test_acc": reference_evaluate(model, test_loader),
                         "seconds": time.perf_counter() - start})
     return history
 
