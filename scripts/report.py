@@ -104,6 +104,24 @@ def best_label():
     return max(MODEL_LABELS, key=lambda label: statistics.mean(final(load(label), "test_acc")))
 
 
+def gaps(runs):
+    """Per seed: clean train accuracy minus test accuracy, and test loss minus clean train loss."""
+    return ([run["final_train_eval"]["acc"] - acc for run, acc in zip(runs, final(runs, "test_acc"))],
+            [loss - run["final_train_eval"]["loss"] for run, loss in zip(runs, final(runs, "test_loss"))])
+
+
+def best_predictions():
+    """The best model's label, and the final predictions of its seed-0 run on the test set."""
+    label = best_label()
+    return label, torch.tensor([int(c) for c in load(label)[0]["test_predictions"]])
+
+
+def confusion_matrix(truth, predicted):
+    """confusion[i, j]: test images of digit i predicted as j."""
+    return torch.zeros(10, 10, dtype=torch.long).index_put_((truth, predicted), torch.ones_like(truth),
+                                                            accumulate=True)
+
+
 def test_labels():
     dataset.prepare_mnist()
     return datasets.MNIST(dataset.DEFAULT_DATA_DIR, train=False)
@@ -137,14 +155,13 @@ def generalization_rows(labels, names=None):
     for label in labels:
         runs = load(label)
         recipe = runs[0]["recipe"]
-        test_accs, test_losses = final(runs, "test_acc"), final(runs, "test_loss")
-        train_accs = [run["final_train_eval"]["acc"] for run in runs]
-        train_losses = [run["final_train_eval"]["loss"] for run in runs]
+        acc_gaps, loss_gaps = gaps(runs)
         rows.append(f"| {(names or {}).get(label, label)} | {'yes' if recipe.get('batch_norm') else '-'} | "
                     f"{recipe.get('dropout') or '-'} | {'yes' if recipe['augment'] else '-'} | "
-                    f"{recipe['weight_decay'] or '-'} | {mean_std(test_accs)} | {mean_std(test_losses, 4)} | "
-                    f"{mean_std(train_accs)} | {mean_std([t - a for t, a in zip(train_accs, test_accs)])} | "
-                    f"{mean_std([a - t for t, a in zip(train_losses, test_losses)], 4)} |")
+                    f"{recipe['weight_decay'] or '-'} | {mean_std(final(runs, 'test_acc'))} | "
+                    f"{mean_std(final(runs, 'test_loss'), 4)} | "
+                    f"{mean_std([run['final_train_eval']['acc'] for run in runs])} | {mean_std(acc_gaps)} | "
+                    f"{mean_std(loss_gaps, 4)} |")
     return rows
 
 
@@ -224,13 +241,9 @@ def section_ablation():
 
 
 def section_errors():
-    label = best_label()
-    run = load(label)[0]
+    label, predicted = best_predictions()
     truth = test_labels().targets
-    predicted = torch.tensor([int(c) for c in run["test_predictions"]])
-    confusion = torch.zeros(10, 10, dtype=torch.long).index_put_((truth, predicted), torch.ones_like(truth),
-                                                                  accumulate=True)
-    errors = confusion.clone().fill_diagonal_(0)
+    errors = confusion_matrix(truth, predicted).fill_diagonal_(0)
     top = errors.flatten().topk(3)
     pairs = ", ".join(f"{i // 10} read as {i % 10} ({n})" for n, i in zip(top.values.tolist(), top.indices.tolist()))
     return (f"{label}, seed 0, has the best mean accuracy; its final model gets {int(errors.sum())} of "
@@ -302,11 +315,7 @@ def plot_ablation():
     axes = fig.subplots(1, 3)
     for i, label in enumerate(ABLATION_LABELS):
         runs = load(label)
-        test_accs = final(runs, "test_acc")
-        values = [test_accs,
-                  [run["final_train_eval"]["acc"] - a for run, a in zip(runs, test_accs)],
-                  [loss - run["final_train_eval"]["loss"] for run, loss in zip(runs, final(runs, "test_loss"))]]
-        for ax, v in zip(axes, values):
+        for ax, v in zip(axes, [final(runs, "test_acc"), *gaps(runs)]):
             ax.bar(i, statistics.mean(v), yerr=statistics.stdev(v), color=f"C{i}", alpha=0.7, capsize=4)
             ax.plot([i] * len(v), v, "k.", markersize=5)
     titles = ["final test accuracy", "train − test accuracy (clean train pass)", "test − train loss (clean train pass)"]
@@ -325,8 +334,7 @@ def plot_ablation():
 
 
 def plot_confusion(truth, predicted, title):
-    confusion = torch.zeros(10, 10, dtype=torch.long).index_put_((truth, predicted), torch.ones_like(truth),
-                                                                  accumulate=True)
+    confusion = confusion_matrix(truth, predicted)
     fig = Figure(figsize=(6.5, 5.5), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(confusion + 1, cmap="Blues", norm=LogNorm())
@@ -357,9 +365,8 @@ def build_figures():
                                           f"Test curves: mean of seeds {', '.join(map(str, SEEDS))}, band min to max"),
                      PLOTS / "comparison_3seeds.png")
     main.save_figure(plot_ablation(), PLOTS / "ablation.png")
-    label = best_label()
+    label, predicted = best_predictions()
     split = test_labels()
-    predicted = torch.tensor([int(c) for c in load(label)[0]["test_predictions"]])
     main.save_figure(plot_confusion(split.targets, predicted, f"{label}, seed 0: confusion matrix on the test set"),
                      PLOTS / "confusion_matrix.png")
     main.save_figure(plot_misclassified(split.data, split.targets, predicted,
