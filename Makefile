@@ -1,15 +1,18 @@
 PYTHON ?= python
 
-.PHONY: test report readme bench
+.PHONY: test tune report readme bench
 
 test:    ## the tests, CPU only, a few minutes
 	$(PYTHON) -m pytest
 
-report:  ## rerun every experiment and the benchmark, then rebuild results/, plots/ and the README (~45 min, 2 CPU cores)
-	$(PYTHON) scripts/report.py --rerun
+tune:    ## choose each model's recipe on the validation split (~45 min, 2 CPU cores); reruns only what is missing
+	$(PYTHON) -m scripts.tune
+
+report:  ## rerun every experiment and the benchmarks, then rebuild results/, plots/ and the README (~80 min, 2 CPU cores)
+	$(PYTHON) -m scripts.report --rerun
 
 readme:  ## rebuild the README's generated sections and the report figures from the committed results/
-	$(PYTHON) scripts/report.py
+	$(PYTHON) -m scripts.report
 
 bench:   ## time our data pipeline against the plain torchvision one
-	$(PYTHON) benchmarks/bench_pipeline.py
+	$(PYTHON) -m benchmarks.bench_pipeline

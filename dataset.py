@@ -6,15 +6,16 @@ against the SHA-256 sums below and read with torchvision.datasets.MNIST.
 """
 import gzip
 import hashlib
-import math
 import os
-import tempfile
 import zlib
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torchvision import datasets
+
+from errors import UsageError
+from files import atomic_write
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data"
 BUNDLE_DIR = DEFAULT_DATA_DIR / "bundle"
@@ -34,7 +35,7 @@ SHA256 = {
 }
 
 
-class DataError(Exception):
+class DataError(UsageError):
     """The data is missing, unreadable or corrupt. The message names the file and the fix."""
 
 
@@ -48,21 +49,20 @@ def sha256_of(path):
 
 def _extract(archive, target):
     """Decompress archive into target; target appears only once whole and verified."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out, gzip.open(archive, "rb") as src:
+    def decompress(out):
+        digest = hashlib.sha256()
+        with gzip.open(archive, "rb") as src:
             for chunk in iter(lambda: src.read(1 << 20), b""):
                 out.write(chunk)
-        if sha256_of(tmp) != SHA256[target.name]:
+                digest.update(chunk)
+        if digest.hexdigest() != SHA256[target.name]:
             raise DataError(f"{archive} decompresses to the wrong SHA-256: the file is corrupt; "
                             f"restore it with `git checkout -- {archive.name}` in {archive.parent}")
-        os.replace(tmp, target)
-    except (EOFError, OSError, zlib.error) as e:
+    try:
+        atomic_write(target, decompress)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise DataError(f"{archive} is truncated or not gzip ({e}); "
                         f"restore it with `git checkout -- {archive.name}` in {archive.parent}") from e
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _download(data_dir, bundle_dir):
@@ -71,13 +71,16 @@ def _download(data_dir, bundle_dir):
         for train in (True, False):
             datasets.MNIST(data_dir, train=train, download=True)
     except Exception as e:
-        raise DataError(f"MNIST is not bundled in {bundle_dir} and its download failed ({e}); "
+        reason = " ".join(str(e).split())  # torchvision's message spans several lines
+        raise DataError(f"MNIST is not bundled in {bundle_dir} and its download failed ({reason}); "
                         f"copy the four *-ubyte.gz files into {bundle_dir}") from e
 
 
 def prepare_mnist(data_dir=DEFAULT_DATA_DIR, bundle_dir=None):
     """Make <data_dir>/MNIST/raw hold the four MNIST files, each matching its SHA-256."""
     data_dir, bundle_dir = Path(data_dir), Path(bundle_dir or BUNDLE_DIR)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DataError(f"data directory {data_dir} is a file, not a folder; pass a folder as --data-dir")
     if not data_dir.is_dir():
         raise DataError(f"data directory {data_dir} does not exist; create it or pass another --data-dir")
     if not os.access(data_dir, os.R_OK | os.X_OK):
@@ -119,44 +122,101 @@ def load_mnist(data_dir=DEFAULT_DATA_DIR, device="cpu"):
     return (*load_split(data_dir, True, device), *load_split(data_dir, False, device))
 
 
+def load_splits(data_dir=DEFAULT_DATA_DIR, device="cpu", validation=False, limit=None):
+    """(train images, train labels, eval images, eval labels): the test set, or with validation the last 10,000
+    training images held out; limit keeps the first N images of each."""
+    data = load_mnist(data_dir, device)
+    if validation:
+        data = validation_split(*data[:2])
+    return tuple(tensor[:limit] for tensor in data) if limit else data
+
+
 def validation_split(train_images, train_labels, size=10_000):
     """The training set less its last `size` images, then those images as a validation set."""
     return train_images[:-size], train_labels[:-size], train_images[-size:], train_labels[-size:]
 
 
-def random_affine(images, degrees=5.0, translate=0.05, scale=(0.95, 1.05)):
-    """Rotate, shift and scale each image by its own random draw. Never flips: a flipped 2 is no digit.
+def stratified_subset(labels, size, seed=0):
+    """Indices of `size` images, each class in its share of labels, drawn with a fixed seed whatever the run's."""
+    counts = labels.bincount()
+    quota = counts * size // len(labels)
+    # Hand the images that flooring left over to the classes with the largest remainders.
+    remainders = counts * size % len(labels)
+    quota[remainders.argsort(descending=True)[:size - int(quota.sum())]] += 1
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for digit, take in enumerate(quota.tolist()):
+        members = (labels == digit).nonzero().flatten()
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:take]])
+    return torch.cat(chosen).sort().values
 
-    images: (N, C, H, W) normalized; translate is a fraction of the image size. The ranges are mild on
-    purpose: in a 10-epoch budget, 10 degrees and 10% shifts left LeNet5_Regularized and the MLP underfit.
+
+def affine(images, angle, zoom, shift):
+    """Rotate each image by angle (radians), scale it by zoom and shift it by shift (fractions of its size).
+
+    images: (N, C, H, W) normalized; angle and zoom (N,), shift (N, 2) as (x, y). Pixels from outside are blank.
     """
-    n, device = images.shape[0], images.device
-    angle = torch.empty(n, device=device).uniform_(-degrees, degrees).deg2rad_()
-    zoom = torch.empty(n, device=device).uniform_(*scale)
-    # affine_grid's coordinates span [-1, 1], so a shift of t image widths is 2t.
-    shift = torch.empty(n, 2, device=device).uniform_(-translate, translate).mul_(2)
     cos, sin = angle.cos() / zoom, angle.sin() / zoom
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
-                         torch.stack([sin, cos, shift[:, 1]], 1)], 1)  # (N, 2, 3)
+    # affine_grid's coordinates span [-1, 1], so a shift of t image widths is 2t; the grid maps output to input.
+    theta = torch.stack([torch.stack([cos, -sin, -2 * shift[:, 0]], 1),
+                         torch.stack([sin, cos, -2 * shift[:, 1]], 1)], 1)  # (N, 2, 3)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     # grid_sample pads with 0, which after normalization is mid-grey, not blank: shift blank to 0 first.
     return F.grid_sample(images - BACKGROUND, grid, align_corners=False) + BACKGROUND
 
 
-class TensorLoader:
-    """A DataLoader over tensors already on the device: one randperm per epoch, batches by slicing."""
+def random_affine(images, strength=1.0):
+    """Rotate, shift and scale each image by its own random draw. Never flips: a flipped 2 is no digit.
 
-    def __init__(self, images, labels, batch_size, shuffle=False, augment=False):
+    Strength 1 rotates by up to 5 degrees and shifts and scales by up to 5% of the image size, both ways.
+    """
+    n, device = images.shape[0], images.device
+    angle = torch.empty(n, device=device).uniform_(-5 * strength, 5 * strength).deg2rad_()
+    zoom = torch.empty(n, device=device).uniform_(1 - 0.05 * strength, 1 + 0.05 * strength)
+    shift = torch.empty(n, 2, device=device).uniform_(-0.05 * strength, 0.05 * strength)
+    return affine(images, angle, zoom, shift)
+
+
+def rotate(images, degrees):
+    """Every image rotated by the same angle, counter-clockwise on screen for a positive one."""
+    n, device = images.shape[0], images.device
+    angle = torch.full((n,), float(degrees), device=device).deg2rad_()
+    return affine(images, angle, torch.ones(n, device=device), torch.zeros(n, 2, device=device))
+
+
+def shift(images, dx, dy):
+    """Every image moved dx pixels right and dy down, exactly, with blank pixels filling in."""
+    h, w = images.shape[-2:]
+    padded = F.pad(images, (abs(dx),) * 2 + (abs(dy),) * 2, value=BACKGROUND)
+    top, left = abs(dy) - dy, abs(dx) - dx
+    return padded[..., top:top + h, left:left + w]
+
+
+class TensorLoader:
+    """A DataLoader over tensors already on the device: one randperm per epoch, batches by slicing.
+
+    augment is random_affine's strength, 0 for none. epoch_size serves more images per epoch than there are by
+    repeating them, each copy in a new order. A shuffled (training) loader drops a final batch of one image,
+    which batch norm cannot normalize.
+    """
+
+    def __init__(self, images, labels, batch_size, shuffle=False, augment=0.0, epoch_size=None):
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
+        self.epoch_size = epoch_size or len(images)
 
     def __len__(self):
-        return math.ceil(len(self.images) / self.batch_size)
+        full, rest = divmod(self.epoch_size, self.batch_size)
+        return full + (rest > (1 if self.shuffle else 0))
 
     def __iter__(self):
-        n = len(self.images)
-        order = torch.randperm(n, device=self.images.device) if self.shuffle else None
-        for start in range(0, n, self.batch_size):
+        n, device = len(self.images), self.images.device
+        order = None
+        if self.shuffle:
+            copies = -(-self.epoch_size // n)
+            order = torch.cat([torch.randperm(n, device=device) for _ in range(copies)])[:self.epoch_size]
+        for step in range(len(self)):
+            start = step * self.batch_size
             index = slice(start, start + self.batch_size) if order is None else order[start:start + self.batch_size]
             images = self.images[index]
-            yield (random_affine(images) if self.augment else images), self.labels[index]
+            yield (random_affine(images, self.augment) if self.augment else images), self.labels[index]

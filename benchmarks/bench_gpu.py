@@ -1,6 +1,6 @@
 """Time each model's CUDA training, and LeNet5 against the plain torchvision DataLoader pipeline on the same GPU.
 
-    python benchmarks/bench_gpu.py [--epochs 10] [--device cuda]
+    python -m benchmarks.bench_gpu [--epochs 10] [--device cuda]
 
 Every run is a fresh process, so its wall time includes start-up: imports, CUDA initialization and loading
 the data. Ours is `python main.py --model M --epochs N` as a user types it, for each model, and for LeNet5
@@ -21,11 +21,13 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import main  # noqa: E402
-from bench_pipeline import reference_epoch, reference_evaluate, reference_loaders  # noqa: E402
-from model import LeNet5  # noqa: E402
+import engine
+import files
+from benchmarks.bench_pipeline import reference_epoch, reference_evaluate, reference_loaders
+from model import LeNet5
+from recipes import RECIPES, run_name
+
+ROOT = files.ROOT
 
 TARGET_ACCURACY = 99.0
 OURS = [("lenet5", []), ("lenet5", ["--amp"]), ("lenet5", ["--compile"]), ("lenet5", ["--amp", "--compile"]),
@@ -34,34 +36,34 @@ OURS = [("lenet5", []), ("lenet5", ["--amp"]), ("lenet5", ["--compile"]), ("lene
 
 def reference_run(epochs, device, limit):
     """The plain pipeline, in this process; returns its history."""
-    recipe = dict(main.RECIPES["lenet5"], model="lenet5")
+    recipe = dict(RECIPES["lenet5"], model="lenet5")
     workers = dict(num_workers=1, pin_memory=True) if device.type == "cuda" else {}
     train_loader, test_loader = reference_loaders(recipe["batch_size"], limit, **workers)
     torch.manual_seed(0)
     model = LeNet5().to(device)
-    optimizer, scheduler = main.build_optimizer(model, recipe, epochs * len(train_loader))
+    optimizer, scheduler = engine.build_optimizer(model, recipe, epochs * len(train_loader))
     history = []
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         reference_epoch(model, train_loader, optimizer, scheduler)
-        history.append({"epoch": epoch, "test_acc": reference_evaluate(model, test_loader),
+        history.append({"epoch": epoch, "eval_acc": reference_evaluate(model, test_loader),
                         "seconds": time.perf_counter() - start})
     return history
 
 
 def timed_process(argv):
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, *map(str, argv)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, *map(str, argv)], capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
         sys.exit(f"bench_gpu: {' '.join(map(str, argv))} failed:\n{done.stderr[-2000:]}")
     return time.perf_counter() - start, done.stdout
 
 
 def summarize(label, history, wall):
-    reached = [h["epoch"] for h in history if h["test_acc"] >= TARGET_ACCURACY]
+    reached = [h["epoch"] for h in history if h["eval_acc"] >= TARGET_ACCURACY]
     return {"run": label, "seconds_per_epoch": statistics.median(h["seconds"] for h in history),
             "train_seconds": sum(h["seconds"] for h in history), "wall_seconds": wall,
-            "final_test_acc": history[-1]["test_acc"],
+            "final_test_acc": history[-1]["eval_acc"],
             "seconds_to_99": sum(h["seconds"] for h in history[:reached[0]]) if reached else None}
 
 
@@ -73,11 +75,11 @@ def run(args):
             print(f"running {label} ...", flush=True)
             limit = ["--limit", str(args.limit)] if args.limit else []
             wall, _ = timed_process([ROOT / "main.py", "--model", model, "--epochs", args.epochs, "--device",
-                                     args.device, "--out-dir", out_dir, *limit, *flags])
-            results = json.loads((Path(out_dir) / "results" / f"{model}.json").read_text())
+                                     args.device, "--out-dir", out_dir, "--overwrite", *limit, *flags])
+            results = files.read_json(files.RunPaths.of(out_dir, run_name(model)).results)
             rows.append(summarize(label, results["history"], wall))
     print("running the torchvision DataLoader reference ...", flush=True)
-    wall, stdout = timed_process([__file__, "--reference", "--epochs", args.epochs, "--device", args.device,
+    wall, stdout = timed_process(["-m", "benchmarks.bench_gpu", "--reference", "--epochs", args.epochs, "--device", args.device,
                                   *(["--limit", args.limit] if args.limit else [])])
     rows.append(summarize("reference: lenet5, torchvision DataLoader", json.loads(stdout.splitlines()[-1]), wall))
     return rows
@@ -99,7 +101,7 @@ def main_cli():
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("bench_gpu: no CUDA GPU here; run it on a machine with one (or pass --device cpu to check the script)")
     rows = run(args)
-    name = torch.cuda.get_device_name() if device.type == "cuda" else main.describe_device(device)
+    name = engine.describe_device(device)
     reference = rows[-1]
     print(f"\n{name}, torch {torch.__version__}, {args.epochs} epochs, one fresh process per run")
     print(f"{'run':44s}{'s/epoch':>9s}{'train s':>9s}{'wall s':>9s}{'test acc':>10s}{'s to 99%':>10s}"
@@ -109,7 +111,7 @@ def main_cli():
         speedup = reference["seconds_per_epoch"] / row["seconds_per_epoch"]
         print(f"{row['run']:44s}{row['seconds_per_epoch']:9.3f}{row['train_seconds']:9.2f}{row['wall_seconds']:9.2f}"
               f"{row['final_test_acc']:9.2f}%{to_99:>10s}{speedup:15.1f}x")
-    main.write_json(args.out, {"device_name": name, "torch": torch.__version__, "epochs": args.epochs,
+    files.write_json(args.out, {"device_name": name, "torch": torch.__version__, "epochs": args.epochs,
                                "limit": args.limit, "rows": rows})
 
 

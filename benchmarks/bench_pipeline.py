@@ -1,6 +1,6 @@
 """Time a LeNet5 training epoch with this package's pipeline and with the plain torchvision one, on the CPU.
 
-    python benchmarks/bench_pipeline.py [--repeats 3] [--batch-size 128]
+    python -m benchmarks.bench_pipeline [--repeats 5] [--batch-size 128]
 
 Both sides train the same LeNet5 from the same initial weights with the same batch size, optimizer, schedule
 and thread count. The reference is the pipeline of pytorch/examples' mnist: datasets.MNIST + ToTensor +
@@ -14,7 +14,6 @@ figures are medians. Writes results/bench_pipeline.json.
 """
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -24,11 +23,11 @@ from torch.profiler import profile
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import dataset  # noqa: E402
-import main  # noqa: E402
-from model import LeNet5  # noqa: E402
+import dataset
+import engine
+import files
+from model import LeNet5
+from recipes import RECIPES
 
 
 def reference_loaders(batch_size, limit=None, **options):
@@ -86,14 +85,14 @@ def profile_step(model, loader, optimizer, scheduler, steps=50):
     batches = dataset.TensorLoader(loader.images[:steps * loader.batch_size], loader.labels[:steps * loader.batch_size],
                                    loader.batch_size, shuffle=True)
     with profile() as prof:
-        main.train_one_epoch(model, batches, optimizer, scheduler)
+        engine.train_one_epoch(model, batches, optimizer, scheduler)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
     return [(e.key, 100 * e.self_cpu_time_total / total) for e in events[:8]]
 
 
 def run(args):
-    recipe = dict(main.RECIPES["lenet5"], model="lenet5", batch_size=args.batch_size, amp=False)
+    recipe = dict(RECIPES["lenet5"], model="lenet5", batch_size=args.batch_size, amp=False)
     start = time.perf_counter()
     reference_train, reference_test = reference_loaders(args.batch_size)
     reference_setup = time.perf_counter() - start
@@ -113,21 +112,21 @@ def run(args):
         return model
 
     def ours_lenet():
-        return main.build_model(recipe, torch.device("cpu"))
+        return engine.build_model(recipe, torch.device("cpu"))
 
     models = {"reference": fresh(LeNet5), "ours": fresh(ours_lenet), "ours, default memory format": fresh(LeNet5),
               "ours, 1 thread": fresh(ours_lenet), "ours, torch.compile": torch.compile(fresh(ours_lenet))}
-    epoch_functions = {"reference": reference_epoch, "ours, 1 thread": one_thread(main.train_one_epoch)}
+    epoch_functions = {"reference": reference_epoch, "ours, 1 thread": one_thread(engine.train_one_epoch)}
     steps = (args.repeats + 2) * len(ours_train)
-    optimizers = {name: main.build_optimizer(model, recipe, steps) for name, model in models.items()}
+    optimizers = {name: engine.build_optimizer(model, recipe, steps) for name, model in models.items()}
 
     def epoch(name):
-        train = epoch_functions.get(name, main.train_one_epoch)
+        train = epoch_functions.get(name, engine.train_one_epoch)
         return train(models[name], reference_train if name == "reference" else ours_train, *optimizers[name])
 
     evaluations = {"reference": lambda: reference_evaluate(models["reference"], reference_test),
-                   "ours, batch 1,000": lambda: main.evaluate(models["ours"], ours_test[1000]),
-                   "ours, batch 10,000": lambda: main.evaluate(models["ours"], ours_test[10_000])}
+                   "ours, batch 1,000": lambda: engine.evaluate(models["ours"], ours_test[1000]),
+                   "ours, batch 10,000": lambda: engine.evaluate(models["ours"], ours_test[10_000])}
 
     # One untimed epoch of each first, for oneDNN's and the allocator's warm-up; the compiled variant's
     # first epoch also compiles, and that extra time is reported.
@@ -140,7 +139,7 @@ def run(args):
             times[f"eval: {name}"].append(timed(evaluation))
     median = {name: statistics.median(t) for name, t in times.items()}
     return {
-        "device_name": main.describe_device(torch.device("cpu")), "torch": torch.__version__,
+        "device_name": engine.describe_device(torch.device("cpu")), "torch": torch.__version__,
         "threads": torch.get_num_threads(), "batch_size": args.batch_size, "repeats": args.repeats,
         "setup_seconds": {"reference": reference_setup, "ours": ours_setup},
         "compile_seconds": first["ours, torch.compile"] - median["ours, torch.compile"],
@@ -155,9 +154,9 @@ def main_cli():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="timed epochs per variant")
-    parser.add_argument("--batch-size", type=int, default=main.RECIPES["lenet5"]["batch_size"],
+    parser.add_argument("--batch-size", type=int, default=RECIPES["lenet5"]["batch_size"],
                         help="training batch size, the same for all variants")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench_pipeline.json",
+    parser.add_argument("--out", type=Path, default=files.ROOT / "results" / "bench_pipeline.json",
                         help="where the figures go")
     args = parser.parse_args()
     result = run(args)
@@ -172,7 +171,7 @@ def main_cli():
     verdict = "meets" if result["train_ratio"] <= 1 / 3 else "misses"
     print(f"ours takes {result['train_ratio']:.1%} of the reference's epoch time (median; single repeats "
           f"{min(result['train_ratios']):.1%} to {max(result['train_ratios']):.1%}): {verdict} the 1/3 target")
-    main.write_json(args.out, result)
+    files.write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 import gzip
 import hashlib
+import os
 import shutil
 import urllib.error
 
@@ -83,7 +84,7 @@ def test_augmentation_keeps_the_shape_and_draws_per_image(mnist):
 
 def test_augmentation_with_zero_ranges_is_the_identity(mnist):
     images = mnist[0][:16]
-    out = dataset.random_affine(images, degrees=0, translate=0, scale=(1, 1))
+    out = dataset.random_affine(images, strength=0)
     torch.testing.assert_close(out, images, atol=1e-5, rtol=0)
 
 
@@ -96,7 +97,7 @@ def test_loader_augments_only_when_asked(mnist):
     torch.manual_seed(0)
     images, labels = mnist[2][:64], mnist[3][:64]
     plain = next(iter(dataset.TensorLoader(images, labels, 64)))[0]
-    augmented = next(iter(dataset.TensorLoader(images, labels, 64, augment=True)))[0]
+    augmented = next(iter(dataset.TensorLoader(images, labels, 64, augment=1.0)))[0]
     assert torch.equal(plain, images)
     assert not torch.allclose(augmented, images)
 
@@ -159,6 +160,15 @@ def test_without_bundle_or_network_the_error_names_the_fix(tmp_path, monkeypatch
         dataset.prepare_mnist(tmp_path, tmp_path / "empty")
 
 
+def test_extracted_files_get_the_usual_permissions(tmp_path):
+    raw = extracted_copy(tmp_path)
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    dataset.prepare_mnist(tmp_path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (raw / "t10k-labels-idx1-ubyte").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_a_missing_data_dir_is_rejected(tmp_path):
     with pytest.raises(dataset.DataError, match=r"does not exist"):
         dataset.prepare_mnist(tmp_path / "nowhere")
@@ -169,3 +179,49 @@ def test_the_validation_split_holds_out_the_last_training_images(mnist):
     assert len(train_images) == len(train_labels) == 50_000 and len(val_images) == len(val_labels) == 10_000
     assert torch.equal(torch.cat([train_images, val_images]), mnist[0])
     assert torch.equal(torch.cat([train_labels, val_labels]), mnist[1])
+
+
+def test_a_shuffled_loader_drops_a_final_batch_of_one_image():
+    images, labels = torch.zeros(257, 1, 28, 28), torch.arange(257)
+    assert [len(y) for _, y in dataset.TensorLoader(images, labels, 128, shuffle=True)] == [128, 128]
+    assert [len(y) for _, y in dataset.TensorLoader(images, labels, 128)] == [128, 128, 1]
+    assert [len(y) for _, y in dataset.TensorLoader(torch.zeros(258, 1, 28, 28), torch.arange(258), 128, shuffle=True)] == [128, 128, 2]
+
+
+def test_a_longer_epoch_repeats_every_image_before_any_repeats_twice():
+    loader = dataset.TensorLoader(torch.zeros(10, 1, 1, 1), torch.arange(10), 7, shuffle=True, epoch_size=25)
+    served = torch.cat([y for _, y in loader])
+    assert len(loader) == 4 and len(served) == 25
+    assert sorted(served[:10].tolist()) == sorted(served[10:20].tolist()) == list(range(10))
+
+
+def test_shift_moves_every_pixel_exactly_and_fills_in_blank():
+    images = torch.arange(2 * 28 * 28, dtype=torch.float32).view(2, 1, 28, 28)
+    moved = dataset.shift(images, 3, -2)
+    torch.testing.assert_close(moved[..., :26, 3:], images[..., 2:, :25], rtol=0, atol=0)
+    assert (moved[..., :, :3] == dataset.BACKGROUND).all() and (moved[..., 26:, :] == dataset.BACKGROUND).all()
+    assert torch.equal(dataset.shift(images, 0, 0), images)
+
+
+def test_rotate_turns_a_bar_counter_clockwise_and_keeps_blank_pixels_blank():
+    bar = torch.full((1, 1, 28, 28), dataset.BACKGROUND)
+    bar[..., 13:15, 4:24] = 2.0  # a horizontal bar through the centre
+    turned = dataset.rotate(bar, 45)
+    ink = (turned > 0.5).nonzero()[:, 2:].float()  # (row, column) of the inked pixels
+    rows, cols = ink[:, 0] - 13.5, ink[:, 1] - 13.5
+    # Counter-clockwise on screen: the bar's right end rises (smaller rows) where the columns grow.
+    assert torch.corrcoef(torch.stack([rows, cols]))[0, 1] < -0.9
+    torch.testing.assert_close(dataset.rotate(bar, 0), bar, atol=1e-5, rtol=0)
+    blank = torch.full((2, 1, 28, 28), dataset.BACKGROUND)
+    torch.testing.assert_close(dataset.rotate(blank, 30), blank)
+
+
+def test_stratified_subsets_keep_each_classs_share(mnist):
+    labels = mnist[1]
+    share = labels.bincount().double() / len(labels)
+    for size in (1_000, 3_000, 10_000):
+        subset = dataset.stratified_subset(labels, size)
+        assert len(subset) == len(set(subset.tolist())) == size
+        counts = labels[subset].bincount(minlength=10).double()
+        assert ((counts - share * size).abs() <= 1).all()
+        assert torch.equal(subset, dataset.stratified_subset(labels, size))

@@ -1,105 +1,84 @@
+"""main.py as users call it: training, its files, resuming, evaluating, and one-line errors."""
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 import torch
 
-import main
-
-ROOT = Path(__file__).resolve().parents[1]
-QUICK = ["--limit", "512", "--epochs", "2", "--device", "cpu"]
-
-
-def cli(argv, capsys):
-    """Run main.py in-process; returns (exit status, stdout, stderr)."""
-    try:
-        status = main.main(main.get_args_parser().parse_args([str(a) for a in argv]))
-    except SystemExit as e:
-        status = e.code
-    out, err = capsys.readouterr()
-    return status, out, err
+import engine
+import files
+from conftest import QUICK, ROOT, files_under, without_seconds
 
 
-def files_under(path):
-    return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.exists() else []
+def results_of(out_dir, run):
+    return json.loads((out_dir / "results" / f"{run}.json").read_text())
 
 
-def without_seconds(history):
-    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
-
-
-def test_a_cli_run_writes_curves_results_and_checkpoint(tmp_path, capsys):
-    status, out, _ = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path], capsys)
+def test_a_cli_run_writes_curves_results_and_checkpoint(tmp_path, cli):
+    status, out, _ = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])
     assert status == 0
-    assert files_under(tmp_path) == ["checkpoints", "checkpoints/lenet5.pt", "plots", "plots/lenet5_curves.png",
-                                     "results", "results/lenet5.json"]
+    assert files_under(tmp_path) == ["checkpoints", "checkpoints/.lenet5_seed0.lock", "checkpoints/lenet5_seed0.pt",
+                                     "plots", "plots/lenet5_seed0_curves.png", "results", "results/lenet5_seed0.json"]
     assert "| conv1 | weight (6, 1, 5, 5), bias (6,)" in out and "recipe: model=lenet5" in out
-    assert out.count("epoch ") == 2
-    results = json.loads((tmp_path / "results" / "lenet5.json").read_text())
+    assert out.count("epoch ") == 2 and f"wrote {tmp_path}/results/lenet5_seed0.json" in out
+    results = results_of(tmp_path, "lenet5_seed0")
     assert results["model"] == "lenet5" and results["params"] == 61_706 and results["seed"] == 0
     assert results["epochs"] == 2 and results["device"] == "cpu" and results["status"] == "complete"
-    assert results["torch"] == torch.__version__ and results["args"]["limit"] == 512
+    assert results["torch"] == torch.__version__ and results["recipe"]["limit"] == 512
+    assert results["train_images"] == results["eval_images"] == 512 and results["evaluated_on"] == "test"
     assert [h["epoch"] for h in results["history"]] == [1, 2]
-    assert set(results["history"][0]) == {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"}
-    assert 10 < results["history"][-1]["test_acc"] <= 100
-    assert (tmp_path / "plots" / "lenet5_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    checkpoint = torch.load(tmp_path / "checkpoints" / "lenet5.pt", weights_only=True)
+    assert set(results["history"][0]) == {"epoch", "train_loss", "train_acc", "eval_loss", "eval_acc", "seconds"}
+    assert 10 < results["history"][-1]["eval_acc"] <= 100
+    assert len(results["predictions"]) == 512 and set(results["final_train_eval"]) == {"loss", "acc"}
+    assert (tmp_path / "plots" / "lenet5_seed0_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    checkpoint = torch.load(tmp_path / "checkpoints" / "lenet5_seed0.pt", weights_only=True)
     assert checkpoint["epoch"] == 2 and checkpoint["history"] == results["history"]
-    assert set(checkpoint) >= {"model", "optimizer", "scheduler", "rng", "recipe"}
+    assert set(checkpoint) == files.CHECKPOINT_KEYS
 
 
-def test_all_models_write_a_comparison_figure(tmp_path, capsys):
+def test_stored_predictions_give_the_final_accuracy(tmp_path, cli):
+    assert cli(["--model", "custom_mlp", *QUICK, "--out-dir", tmp_path])[0] == 0
+    results = results_of(tmp_path, "custom_mlp_seed0")
+    truth = engine.dataset.load_splits(limit=512)[3]
+    predicted = torch.tensor([int(c) for c in results["predictions"]])
+    assert 100.0 * (predicted == truth).double().mean().item() == pytest.approx(results["history"][-1]["eval_acc"])
+
+
+def test_all_models_write_a_comparison_figure(tmp_path, cli):
     status, _, _ = cli(["--model", "all", "--limit", "256", "--epochs", "1", "--device", "cpu",
-                        "--out-dir", tmp_path, "--tag", "quick"], capsys)
+                        "--out-dir", tmp_path, "--tag", "quick"])
     assert status == 0
-    assert files_under(tmp_path / "plots") == ["comparison_quick.png", "custom_mlp_quick_curves.png",
-                                               "lenet5_quick_curves.png", "lenet5_regularized_quick_curves.png"]
+    assert files_under(tmp_path / "plots") == ["comparison_quick_seed0.png", "custom_mlp_quick_seed0_curves.png",
+                                               "lenet5_quick_seed0_curves.png", "lenet5_regularized_quick_seed0_curves.png"]
 
 
-def test_metrics_are_weighted_over_every_sample(tmp_path, capsys):
-    status, _, _ = cli(["--model", "custom_mlp", "--limit", "300", "--batch-size", "128", "--epochs", "1",
-                        "--device", "cpu", "--out-dir", tmp_path], capsys)
-    assert status == 0
-    history = json.loads((tmp_path / "results" / "custom_mlp.json").read_text())["history"]
-    # 300 test images: every accuracy is a whole number of them, which batch-averaging would not give.
-    assert round(history[0]["test_acc"] * 3, 6) == round(history[0]["test_acc"] * 3)
-
-
-def test_validation_runs_score_on_held_out_training_images(tmp_path, capsys):
+def test_validation_runs_score_on_held_out_training_images(tmp_path, cli):
     outputs = {}
     for tag, flags in (("val", ["--validation"]), ("test", [])):
-        status, outputs[tag], _ = cli(["--model", "custom_mlp", *QUICK, "--tag", tag, "--out-dir", tmp_path, *flags],
-                                      capsys)
+        status, outputs[tag], _ = cli(["--model", "custom_mlp", *QUICK, "--tag", tag, "--out-dir", tmp_path, *flags])
         assert status == 0
-    validation, test = (json.loads((tmp_path / "results" / f"custom_mlp_{tag}.json").read_text())
-                        for tag in ("val", "test"))
+    validation, test = (results_of(tmp_path, f"custom_mlp_{tag}_seed0") for tag in ("val", "test"))
     assert validation["evaluated_on"] == "validation" and test["evaluated_on"] == "test"
-    assert validation["history"][-1]["test_loss"] != test["history"][-1]["test_loss"]
+    assert validation["history"][-1]["eval_loss"] != test["history"][-1]["eval_loss"]
     assert "validation loss" in outputs["val"] and "test loss" in outputs["test"]
 
 
-def test_the_same_seed_gives_the_same_history(tmp_path, capsys):
+def test_the_same_seed_gives_the_same_history(tmp_path, cli):
     histories = {}
     for seed, tag in ((0, "a"), (0, "b"), (1, "c")):
-        status, _, _ = cli(["--model", "lenet5_regularized", *QUICK, "--seed", seed, "--tag", tag,
-                            "--out-dir", tmp_path], capsys)
-        assert status == 0
-        histories[tag] = json.loads((tmp_path / "results" / f"lenet5_regularized_{tag}.json").read_text())["history"]
+        assert cli(["--model", "lenet5_regularized", *QUICK, "--seed", seed, "--tag", tag, "--out-dir", tmp_path])[0] == 0
+        histories[tag] = results_of(tmp_path, f"lenet5_regularized_{tag}_seed{seed}")["history"]
     assert without_seconds(histories["a"]) == without_seconds(histories["b"])
     assert without_seconds(histories["a"]) != without_seconds(histories["c"])
 
 
-def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, capsys, monkeypatch):
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, cli, monkeypatch):
     argv = ["--model", "lenet5_regularized", "--limit", "512", "--epochs", "3", "--device", "cpu"]
-    assert cli([*argv, "--out-dir", tmp_path / "straight"], capsys)[0] == 0
+    assert cli([*argv, "--out-dir", tmp_path / "straight"])[0] == 0
 
-    real_train_one_epoch = main.train_one_epoch
+    real_train_one_epoch = engine.train_one_epoch
     calls = []
 
     def interrupted_in_epoch_3(*args, **kwargs):
@@ -108,31 +87,23 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, capsys, mo
             raise KeyboardInterrupt
         return real_train_one_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(main, "train_one_epoch", interrupted_in_epoch_3)
-    status, _, err = cli([*argv, "--out-dir", tmp_path / "resumed"], capsys)
+    monkeypatch.setattr(engine, "train_one_epoch", interrupted_in_epoch_3)
+    status, _, err = cli([*argv, "--out-dir", tmp_path / "resumed"])
     assert status == 130 and "resume with:" in err
-    saved = json.loads((tmp_path / "resumed" / "results" / "lenet5_regularized.json").read_text())
+    saved = results_of(tmp_path / "resumed", "lenet5_regularized_seed0")
     assert saved["status"] == "interrupted" and len(saved["history"]) == 2
-    monkeypatch.setattr(main, "train_one_epoch", real_train_one_epoch)
-    status, out, _ = cli([*argv, "--out-dir", tmp_path / "resumed", "--resume"], capsys)
+    monkeypatch.setattr(engine, "train_one_epoch", real_train_one_epoch)
+    status, out, _ = cli([*argv, "--out-dir", tmp_path / "resumed", "--resume"])
     assert status == 0 and "after epoch 2" in out and out.count("epoch ") == 2
 
-    straight, resumed = (torch.load(tmp_path / run / "checkpoints" / "lenet5_regularized.pt", weights_only=True)
+    straight, resumed = (torch.load(tmp_path / run / "checkpoints" / "lenet5_regularized_seed0.pt", weights_only=True)
                          for run in ("straight", "resumed"))
     assert without_seconds(straight["history"]) == without_seconds(resumed["history"])
     for name, tensor in straight["model"].items():
         assert torch.equal(tensor, resumed["model"][name]), name
 
 
-def test_a_diverging_run_stops_with_the_epoch_and_step(tmp_path, capsys):
-    status, out, err = cli(["--model", "lenet5", *QUICK, "--lr", "1e6", "--out-dir", tmp_path], capsys)
-    assert status == 1
-    assert err.count("\n") == 1 and "training diverged: loss became" in err
-    assert re.search(r"at step [1-4]/4 of epoch 1; lower --lr \(it was 1000000.0\)$", err)
-    assert "nan" not in out
-
-
-def test_divergence_names_the_first_bad_step(tmp_path, capsys, monkeypatch):
+def test_divergence_keeps_the_epochs_before_it(tmp_path, cli, monkeypatch):
     class NanOnSixthTrainingStep(torch.nn.Module):
         def __init__(self, model):
             super().__init__()
@@ -142,167 +113,186 @@ def test_divergence_names_the_first_bad_step(tmp_path, capsys, monkeypatch):
             self.steps += self.training
             return self.model(x) * (float("nan") if self.steps >= 6 else 1.0)
 
-    build_model = main.build_model
-    monkeypatch.setattr(main, "build_model", lambda *args: NanOnSixthTrainingStep(build_model(*args)))
-    status, _, err = cli(["--model", "lenet5", *QUICK, "--epochs", "3", "--out-dir", tmp_path], capsys)
-    assert status == 1 and "loss became nan at step 2/4 of epoch 2; lower --lr" in err
-    results = json.loads((tmp_path / "results" / "lenet5.json").read_text())
+    build_model = engine.build_model
+    monkeypatch.setattr(engine, "build_model", lambda *args: NanOnSixthTrainingStep(build_model(*args)))
+    status, _, err = cli(["--model", "lenet5", *QUICK, "--epochs", "3", "--out-dir", tmp_path])
+    assert status == 1 and err.count("\n") == 1
+    assert err.endswith("error: training diverged: loss became nan at step 2/4 of epoch 2; lower --lr (it was 0.1)\n")
+    results = results_of(tmp_path, "lenet5_seed0")
     assert results["status"] == "diverged" and len(results["history"]) == 1
 
 
-def start_training(tmp_path):
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "main.py"), "--model", "lenet5", "--limit", "2000", "--epochs", "500",
-         "--device", "cpu", "--out-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_arguments_are_checked_before_torch_is_imported():
+    done = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "main.py"), "--epochs", "0"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "--epochs: must be from 1" in done.stderr
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "argparse" in imported and not {"torch", "torchvision", "matplotlib"} & imported
 
 
-def wait_for(path, process, timeout=120):
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None and time.monotonic() < deadline, "training ended before its first epoch"
-        time.sleep(0.05)
+# ---------------------------------------------------------------- --evaluate
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 2-epoch lenet5 run on 512 images, with its results and checkpoint."""
+    out_dir = tmp_path_factory.mktemp("trained")
+    import main
+    assert main.main(main.get_args_parser().parse_args(["--model", "lenet5", *QUICK, "--out-dir", str(out_dir)])) == 0
+    return out_dir
 
 
-def assert_whole_files(out_dir):
-    """No temporary leftovers, and every output file there is complete."""
-    assert not [p for p in out_dir.rglob("*") if p.name.endswith(".tmp")]
-    results, curves = out_dir / "results" / "lenet5.json", out_dir / "plots" / "lenet5_curves.png"
-    if results.exists():
-        json.loads(results.read_text())
-    if curves.exists():
-        assert curves.read_bytes()[-8:] == b"IEND\xaeB`\x82"
-    torch.load(out_dir / "checkpoints" / "lenet5.pt", weights_only=True)
+def test_evaluate_reproduces_the_final_epoch_of_the_run(trained, cli):
+    before = files_under(trained)
+    status, out, _ = cli(["--model", "lenet5", "--evaluate", "--limit", "512", "--device", "cpu",
+                          "--checkpoint", trained / "checkpoints" / "lenet5_seed0.pt"])
+    assert status == 0 and files_under(trained) == before
+    final = results_of(trained, "lenet5_seed0")["history"][-1]
+    assert f"loss {final['eval_loss']:.4f}  accuracy {final['eval_acc']:.2f}%" in out
+    errors = round(512 * (1 - final["eval_acc"] / 100))
+    assert f"errors {errors:,}" in out
+    table = [line.split() for line in out.splitlines() if re.match(r"^\s+\d\s+\d+\s+\d+\s+[\d.]+%$", line)]
+    assert [int(row[0]) for row in table] == list(range(10))
+    assert sum(int(row[1]) for row in table) == 512 and sum(int(row[2]) for row in table) == errors
+    assert re.search(r"most frequent confusions: (\d read as \d \(\d+x\)(, )?){1,5}$", out, re.MULTILINE)
 
 
-def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(tmp_path):
-    process = start_training(tmp_path)
-    wait_for(tmp_path / "checkpoints" / "lenet5.pt", process)
-    time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 130
-    assert "Traceback" not in err
-    assert "--resume" in err.splitlines()[-1]
-    assert_whole_files(tmp_path)
-    assert (tmp_path / "plots" / "lenet5_curves.png").exists()
-    results = json.loads((tmp_path / "results" / "lenet5.json").read_text())
-    checkpoint = torch.load(tmp_path / "checkpoints" / "lenet5.pt", weights_only=True)
-    assert results["status"] == "interrupted"
-    assert 1 <= len(results["history"]) == checkpoint["epoch"] < 500
-    assert results["history"] == checkpoint["history"]
+def test_evaluate_with_an_out_dir_draws_the_confusion_matrix(trained, cli):
+    status, out, _ = cli(["--model", "lenet5", "--evaluate", "--limit", "512", "--device", "cpu",
+                          "--out-dir", trained])
+    assert status == 0 and (trained / "plots" / "lenet5_seed0_confusion.png").is_file()
 
 
-def test_a_second_ctrl_c_exits_at_once_leaving_whole_files(tmp_path):
-    process = start_training(tmp_path)
-    wait_for(tmp_path / "checkpoints" / "lenet5.pt", process)
-    process.send_signal(signal.SIGINT)
-    time.sleep(0.01)
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=60)
-    assert process.returncode == 130
-    assert_whole_files(tmp_path)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_run_trains_and_reports(tmp_path, capsys):
-    status, _, _ = cli(["--model", "lenet5_regularized", "--limit", "4096", "--epochs", "2", "--device", "cuda",
-                        "--out-dir", tmp_path], capsys)
-    assert status == 0
-    results = json.loads((tmp_path / "results" / "lenet5_regularized.json").read_text())
-    assert results["device"].startswith("cuda") and results["history"][-1]["test_acc"] > 80
+@pytest.mark.parametrize("case, message", [
+    ("missing", "does not exist; train the model first"),
+    ("other model", "holds a lenet5 checkpoint, not custom_mlp; pass --model lenet5"),
+    ("not a checkpoint", "is not a checkpoint of main.py"),
+    ("validation", "was trained on all 60,000 training images"),
+])
+def test_evaluate_rejects_bad_checkpoints(case, message, trained, tmp_path, cli):
+    path = {"missing": tmp_path / "nothing.pt", "not a checkpoint": tmp_path / "junk.pt"}.get(
+        case, trained / "checkpoints" / "lenet5_seed0.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    model = "custom_mlp" if case == "other model" else "lenet5"
+    flags = ["--validation"] if case == "validation" else []
+    status, out, err = cli(["--model", model, "--evaluate", "--device", "cpu", "--checkpoint", path, *flags])
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err and message in err, err
 
 
 # ---------------------------------------------------------------- bad input: one line, exit 2, nothing written
 
-def assert_rejected(argv, tmp_path, capsys, message):
+def assert_rejected(argv, tmp_path, cli, message):
     before = files_under(tmp_path)
-    status, out, err = cli(argv, capsys)
+    status, out, err = cli(argv)
     assert status == 2
     assert err.count("\n") == 1 and "Traceback" not in err and "error:" in err
-    assert message in err
+    assert message in err, err
     assert files_under(tmp_path) == before
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--model", "resnet"], "invalid choice: 'resnet'"),
-    (["--epochs", "0"], "--epochs: must be positive, got 0"),
-    (["--epochs", "-3"], "--epochs: must be positive, got -3"),
-    (["--batch-size", "0"], "--batch-size: must be positive, got 0"),
-    (["--lr", "0"], "--lr: must be positive, got 0"),
-    (["--lr", "-0.1"], "--lr: must be positive, got -0.1"),
+    (["--epochs", "0"], "--epochs: must be from 1 to 1000000, got 0"),
+    (["--epochs", "-3"], "--epochs: must be from 1 to 1000000, got -3"),
+    (["--epochs", "2.5"], "--epochs: expected a whole number, got '2.5'"),
+    (["--batch-size", "0"], "--batch-size: must be from 1 to 1000000, got 0"),
+    (["--lr", "0"], "--lr: must be above 0 and at most 10, got 0"),
+    (["--lr", "-0.1"], "--lr: must be above 0 and at most 10, got -0.1"),
     (["--lr", "fast"], "--lr: expected a number, got 'fast'"),
-    (["--lr", "inf"], "--lr: must be positive, got inf"),
-    (["--weight-decay=-1e-4"], "--weight-decay: must be zero or more, got -1e-4"),
-    (["--model", "lenet5_regularized", "--dropout", "1"], "--dropout: must be in [0, 1), got 1"),
+    (["--lr", "inf"], "--lr: must be above 0 and at most 10, got inf"),
+    (["--lr", "1e300", "--optimizer", "adamw"], "--lr: must be above 0 and at most 10, got 1e300"),
+    (["--seed", "99999999999999999999"], "--seed: must be from 0 to 4294967295"),
+    (["--seed", "-1"], "--seed: must be from 0 to 4294967295"),
+    (["--weight-decay=-1e-4"], "--weight-decay: must be from 0 to 1, got -1e-4"),
+    (["--model", "lenet5_regularized", "--dropout", "1"], "--dropout: must be from 0 to 0.99, got 1"),
     (["--model", "lenet5", "--dropout", "0.2"], "--dropout applies only to lenet5_regularized"),
+    (["--model", "lenet5", "--hidden", "10,10"], "--hidden applies only to custom_mlp"),
+    (["--model", "custom_mlp", "--hidden", "10,x"], "--hidden: expected widths from 1 to 4096"),
+    (["--resume", "--overwrite"], "not allowed with argument"),
+    (["--tag", "x/../../../escaped"], "is not a tag"),
+    (["--tag", "a" * 300], "is not a tag"),
+    (["--tag", ".."], "is not a tag"),
+    (["--tag", ""], "is not a tag"),
 ])
-def test_bad_arguments_are_rejected(argv, message, tmp_path, capsys):
-    assert_rejected([*argv, "--out-dir", tmp_path / "out"], tmp_path, capsys, message)
+def test_bad_arguments_are_rejected(argv, message, tmp_path, cli):
+    # --limit keeps a check that failed to reject from training for minutes.
+    assert_rejected(["--limit", "64", *argv, "--out-dir", tmp_path / "out"], tmp_path, cli, message)
 
 
-def test_a_missing_data_dir_is_rejected(tmp_path, capsys):
-    assert_rejected(["--data-dir", tmp_path / "nowhere", "--out-dir", tmp_path / "out"], tmp_path, capsys,
+def test_a_missing_data_dir_is_rejected(tmp_path, cli):
+    assert_rejected(["--data-dir", tmp_path / "nowhere", "--out-dir", tmp_path / "out"], tmp_path, cli,
                     "does not exist; create it or pass another --data-dir")
 
 
-def test_an_unreadable_data_dir_is_rejected(tmp_path, capsys, monkeypatch):
+def test_a_data_dir_that_is_a_file_is_rejected(tmp_path, cli):
+    (tmp_path / "a-file").write_text("")
+    assert_rejected(["--data-dir", tmp_path / "a-file", "--out-dir", tmp_path / "out"], tmp_path, cli,
+                    "is a file, not a folder; pass a folder as --data-dir")
+
+
+def test_an_unreadable_data_dir_is_rejected(tmp_path, cli, monkeypatch):
+    # CI may run as root, which passes every permission check; so the check itself is made to say no.
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    access = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != data_dir and access(path, mode))
-    assert_rejected(["--data-dir", data_dir, "--out-dir", tmp_path / "out"], tmp_path, capsys,
+    access = engine.dataset.os.access
+    monkeypatch.setattr(engine.dataset.os, "access", lambda path, mode: path != data_dir and access(path, mode))
+    assert_rejected(["--data-dir", data_dir, "--out-dir", tmp_path / "out"], tmp_path, cli,
                     "cannot be read; fix its permissions or pass another --data-dir")
 
 
-def test_a_corrupt_data_file_is_rejected(tmp_path, capsys):
-    raw = main.dataset.prepare_mnist()
+def test_a_corrupt_data_file_is_rejected(tmp_path, cli):
+    raw = engine.dataset.prepare_mnist()
     data_dir = tmp_path / "data"
     (data_dir / "MNIST" / "raw").mkdir(parents=True)
-    for name in main.dataset.SHA256:
+    for name in engine.dataset.SHA256:
         (data_dir / "MNIST" / "raw" / name).write_bytes((raw / name).read_bytes()[:5000])
-    assert_rejected(["--data-dir", data_dir, "--out-dir", tmp_path / "out"], tmp_path, capsys,
+    assert_rejected(["--data-dir", data_dir, "--out-dir", tmp_path / "out"], tmp_path, cli,
                     "fails its SHA-256 check (truncated or corrupt); delete it")
 
 
-def test_a_missing_data_file_without_bundle_or_network_is_rejected(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(main.dataset, "BUNDLE_DIR", tmp_path / "no-bundle")
-    monkeypatch.setattr(main.dataset.datasets.MNIST, "download", lambda self: (_ for _ in ()).throw(OSError("offline")))
-    assert_rejected(["--data-dir", tmp_path, "--out-dir", tmp_path / "out"], tmp_path, capsys,
-                    "download failed (offline); copy the four *-ubyte.gz files into")
-
-
-def test_an_unwritable_out_dir_is_rejected(tmp_path, capsys):
-    (tmp_path / "a-file").write_text("")
-    assert_rejected(["--out-dir", tmp_path / "a-file" / "out"], tmp_path, capsys, "pass a writable --out-dir")
+def test_a_missing_data_file_without_bundle_or_network_is_rejected(tmp_path, cli, monkeypatch):
+    def offline(self):
+        raise OSError("offline:\nno mirror\nanswered")
+    monkeypatch.setattr(engine.dataset, "BUNDLE_DIR", tmp_path / "no-bundle")
+    monkeypatch.setattr(engine.dataset.datasets.MNIST, "download", offline)
+    assert_rejected(["--data-dir", tmp_path, "--out-dir", tmp_path / "out"], tmp_path, cli,
+                    "download failed (offline: no mirror answered); copy the four *-ubyte.gz files into")
 
 
 @pytest.mark.parametrize("device", ["cuda", "mps"])
-def test_an_absent_device_is_rejected(device, tmp_path, capsys):
+def test_an_absent_device_is_rejected(device, tmp_path, cli):
     if {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}[device]():
         pytest.skip(f"{device} is available here")
-    assert_rejected(["--device", device, "--out-dir", tmp_path / "out"], tmp_path, capsys,
+    assert_rejected(["--device", device, "--out-dir", tmp_path / "out"], tmp_path, cli,
                     f"--device {device}: no {device.upper()} device is available here; use --device cpu")
 
 
-def test_resume_without_a_checkpoint_is_rejected(tmp_path, capsys):
-    assert_rejected(["--resume", "--out-dir", tmp_path], tmp_path, capsys, "--resume: no checkpoint at")
+def test_resume_without_a_checkpoint_is_rejected(tmp_path, cli):
+    assert_rejected(["--resume", "--out-dir", tmp_path], tmp_path, cli, "--resume: no checkpoint at")
 
 
-def test_resume_from_another_models_checkpoint_is_rejected(tmp_path, capsys):
-    assert cli(["--model", "lenet5", *QUICK, "--epochs", "1", "--out-dir", tmp_path], capsys)[0] == 0
-    (tmp_path / "checkpoints" / "lenet5.pt").rename(tmp_path / "checkpoints" / "custom_mlp.pt")
-    assert_rejected(["--model", "custom_mlp", *QUICK, "--resume", "--out-dir", tmp_path], tmp_path, capsys,
+def test_resume_from_another_models_checkpoint_is_rejected(tmp_path, cli):
+    assert cli(["--model", "lenet5", *QUICK, "--epochs", "1", "--out-dir", tmp_path])[0] == 0
+    (tmp_path / "checkpoints" / "lenet5_seed0.pt").rename(tmp_path / "checkpoints" / "custom_mlp_seed0.pt")
+    assert_rejected(["--model", "custom_mlp", *QUICK, "--resume", "--out-dir", tmp_path], tmp_path, cli,
                     "holds a lenet5 checkpoint, not custom_mlp; pass --model lenet5")
 
 
-def test_resume_with_other_settings_is_rejected(tmp_path, capsys):
-    assert cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path], capsys)[0] == 0
+def test_resume_with_other_settings_is_rejected(tmp_path, cli):
+    assert cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])[0] == 0
     assert_rejected(["--model", "lenet5", *QUICK, "--epochs", "5", "--lr", "0.2", "--resume", "--out-dir", tmp_path],
-                    tmp_path, capsys, "was trained with --epochs 2 --lr 0.1; resume with the same settings")
+                    tmp_path, cli, "was trained with --epochs 2 --lr 0.1; resume with the same settings")
 
 
-def test_resume_from_a_file_that_is_no_checkpoint_is_rejected(tmp_path, capsys):
+def test_resume_from_a_file_that_is_no_checkpoint_is_rejected(tmp_path, cli):
     (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "lenet5.pt").write_bytes(b"not a checkpoint")
-    assert_rejected(["--resume", "--out-dir", tmp_path], tmp_path, capsys, "is not a checkpoint of main.py")
+    (tmp_path / "checkpoints" / "lenet5_seed0.pt").write_bytes(b"not a checkpoint")
+    assert_rejected(["--resume", "--out-dir", tmp_path], tmp_path, cli, "is not a checkpoint of main.py")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_run_trains_and_reports(tmp_path, cli):
+    status, _, _ = cli(["--model", "lenet5_regularized", "--limit", "4096", "--epochs", "2", "--device", "cuda",
+                        "--out-dir", tmp_path])
+    assert status == 0
+    results = results_of(tmp_path, "lenet5_regularized_seed0")
+    assert results["device"].startswith("cuda") and results["history"][-1]["eval_acc"] > 80

@@ -1,0 +1,176 @@
+"""The training engine: builds a model and its optimizer, trains, evaluates. It writes no files and draws nothing."""
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import dataset
+from model import MODELS
+from errors import RunFailed
+from recipes import ARCHITECTURE_KEYS
+
+# The robustness sweep: test accuracy under shifts in the four diagonal directions and under rotations both ways.
+SHIFTS = range(0, 7)
+ROTATIONS = range(0, 31, 5)
+
+
+class Diverged(RunFailed):
+    """The loss became nan or inf."""
+
+
+@dataclass
+class Evaluation:
+    loss: float         # mean cross-entropy over every sample
+    acc: float          # percent of samples classified correctly
+    predictions: torch.Tensor  # (N,) the predicted class of each sample, in the loader's order
+
+
+def build_model(recipe, device):
+    architecture = {key: recipe[key] for key in ARCHITECTURE_KEYS[recipe["model"]]}
+    model = MODELS[recipe["model"]](**architecture).to(device)
+    # On the CPU, NHWC (channels_last) convolutions train LeNet-5 faster (benchmarks/bench_pipeline.py), but
+    # batch norm runs several times slower in NHWC, which more than cancels the gain in LeNet5_Regularized.
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def build_optimizer(model, recipe, steps):
+    """The recipe's optimizer, and a one-cycle schedule over steps that peaks at its lr 20% of the way in."""
+    if recipe["optimizer"] == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=recipe["lr"], momentum=0.9, nesterov=True,
+                                    weight_decay=recipe["weight_decay"])
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe["lr"], total_steps=steps,
+                                                    pct_start=0.2)
+    return optimizer, scheduler
+
+
+def training_batches(recipe, images, labels):
+    """The recipe's training batches. With a train_size, a stratified subset is repeated to fill each epoch
+    of the full set's length, so that every size gets the same number of optimizer steps."""
+    epoch_size = None
+    if recipe.get("train_size") and recipe["train_size"] < len(labels):
+        epoch_size = len(labels)
+        subset = dataset.stratified_subset(labels.cpu(), recipe["train_size"]).to(labels.device)
+        images, labels = images[subset], labels[subset]
+    return dataset.TensorLoader(images, labels, recipe["batch_size"], shuffle=True, augment=recipe["augment"],
+                                epoch_size=epoch_size)
+
+
+def setup(recipe, train_images, train_labels, device):
+    """Everything a recipe needs to start training, seeded: (model, training batches, optimizer, scheduler)."""
+    torch.manual_seed(recipe["seed"])
+    model = build_model(recipe, device)
+    batches = training_batches(recipe, train_images, train_labels)
+    optimizer, scheduler = build_optimizer(model, recipe, recipe["epochs"] * len(batches))
+    return model, batches, optimizer, scheduler
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, amp=False, progress=False):
+    """One pass over loader; returns (loss, accuracy %) over all its samples, weighted by batch size.
+
+    Losses and correct counts stay on the device; the host looks at them every 50 steps and at the end, not
+    after every step, so a GPU does not wait on it. Raises Diverged naming the first non-finite loss.
+    """
+    model.train()
+    device = next(model.parameters()).device
+    loss_sums = torch.zeros(len(loader), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    bar = tqdm(loader, leave=False, disable=not progress, unit="batch")
+    for step, (images, labels) in enumerate(bar):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(images)
+        loss = F.cross_entropy(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sums[step] = loss.detach() * len(labels)
+        correct += (logits.argmax(1) == labels).sum()
+        seen += len(labels)
+        if step % 50 == 49 or step == len(loader) - 1:
+            finite = torch.isfinite(loss_sums[:step + 1])
+            if not finite.all():
+                first = int((~finite).nonzero()[0])
+                raise Diverged(f"loss became {loss_sums[first].item()} at step {first + 1}/{len(loader)}")
+            bar.set_postfix(loss=f"{loss_sums[step].item() / len(labels):.4f}")
+    return loss_sums.sum().item() / seen, 100.0 * correct.item() / seen
+
+
+@torch.no_grad()
+def evaluate(model, loader, amp=False):
+    """Loss and accuracy over all of loader's samples, and every sample's predicted class, in one pass."""
+    model.eval()
+    device = next(model.parameters()).device
+    loss = torch.zeros((), device=device)
+    predictions, labels = [], []
+    for images, batch_labels in loader:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(images).float()
+        loss += F.cross_entropy(logits, batch_labels, reduction="sum")
+        predictions.append(logits.argmax(1))
+        labels.append(batch_labels)
+    predictions, labels = torch.cat(predictions), torch.cat(labels)
+    return Evaluation(loss=loss.item() / len(labels), acc=100.0 * (predictions == labels).sum().item() / len(labels),
+                      predictions=predictions)
+
+
+def fit(model, optimizer, scheduler, train_batches, eval_batches, epochs, first_epoch=1, amp=False, progress=False):
+    """Train from first_epoch to epochs; after each epoch, yield its record and the Evaluation behind it.
+
+    The record holds the epoch, the training loss and accuracy measured on the fly, the evaluation loss and
+    accuracy, and the seconds the epoch took. Raises Diverged naming the epoch and step.
+    """
+    for epoch in range(first_epoch, epochs + 1):
+        start = time.perf_counter()
+        try:
+            train_loss, train_acc = train_one_epoch(model, train_batches, optimizer, scheduler, amp, progress)
+        except Diverged as e:
+            raise Diverged(f"{e} of epoch {epoch}") from None
+        evaluation = evaluate(model, eval_batches, amp)
+        record = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, eval_loss=evaluation.loss,
+                      eval_acc=evaluation.acc, seconds=time.perf_counter() - start)
+        yield record, evaluation
+
+
+def robustness(model, images, labels, batch_size=1000, amp=False):
+    """Accuracy % under shifts of SHIFTS pixels, averaged over the 4 diagonal directions, and under rotations of
+    ROTATIONS degrees, averaged over both ways; as {"shift": {pixels: acc}, "rotation": {degrees: acc}}."""
+    def accuracy(transformed):
+        return evaluate(model, dataset.TensorLoader(transformed, labels, batch_size), amp).acc
+
+    def mean(values):
+        return sum(values) / len(values)
+
+    clean = accuracy(images)
+    directions = ((1, 1), (1, -1), (-1, 1), (-1, -1))
+    return {"shift": {k: mean([accuracy(dataset.shift(images, sx * k, sy * k)) for sx, sy in directions])
+                      if k else clean for k in SHIFTS},
+            "rotation": {d: mean([accuracy(dataset.rotate(images, way * d)) for way in (1, -1)]) if d else clean
+                         for d in ROTATIONS}}
+
+
+def confusion_matrix(truth, predicted, classes=10):
+    """matrix[i, j]: the images of class i predicted as j."""
+    return torch.zeros(classes, classes, dtype=torch.long).index_put_((truth, predicted), torch.ones_like(truth),
+                                                                      accumulate=True)
+
+
+def describe_device(device):
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+            name = next(line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name"))
+        except (OSError, StopIteration):
+            name = platform.processor() or platform.machine()
+        return f"{name}, {torch.get_num_threads()} threads"
+    return device.type

@@ -1,0 +1,149 @@
+"""Everything a run puts on disk: atomic writes, results JSON, checkpoints, output paths and the run lock."""
+import fcntl
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from errors import RunFailed, UsageError
+
+ROOT = Path(__file__).resolve().parent
+# Where main.py writes unless told otherwise; git ignores it. The report writes ROOT's results/ and plots/.
+DEFAULT_OUT_DIR = ROOT / "runs"
+CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "epoch", "recipe", "history", "rng", "predictions"}
+
+
+class WriteError(RunFailed):
+    """A file could not be written; the message names it and the OS error."""
+
+    def __init__(self, path, error):
+        super().__init__(f"cannot write {path} ({error.strerror or error}); free some space or pass another "
+                         f"--out-dir, then rerun with --resume")
+
+
+def atomic_write(path, write):
+    """Write path whole or not at all: write(f) fills a temporary file beside it, which then replaces it.
+
+    A failure, including one raised by write itself, leaves the old file as it was and no temporary file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path, obj):
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+
+
+def read_json(path):
+    """The JSON at path, or None where it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def save_figure(path, fig):
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of one run under an output folder."""
+    results: Path
+    curves: Path
+    checkpoint: Path
+    lock: Path
+
+    @classmethod
+    def of(cls, out_dir, run):
+        out_dir = Path(out_dir)
+        return cls(results=out_dir / "results" / f"{run}.json", curves=out_dir / "plots" / f"{run}_curves.png",
+                   checkpoint=out_dir / "checkpoints" / f"{run}.pt", lock=out_dir / "checkpoints" / f".{run}.lock")
+
+    @property
+    def outputs(self):
+        return self.results, self.curves, self.checkpoint
+
+
+def prepare_out_dir(out_dir, runs):
+    """Create out_dir's folders and prove them writable by writing a probe file; check each run's outputs are not
+    folders. Raises UsageError before any training where that fails."""
+    folders = {path.parent for run in runs for path in run.outputs}
+    try:
+        for folder in sorted(folders):
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".probe.{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+    except OSError as e:
+        raise UsageError(f"--out-dir {out_dir} cannot be written ({e.strerror}: {e.filename}); "
+                         f"pass a writable --out-dir") from None
+    for run in runs:
+        for path in run.outputs:
+            if path.is_dir():
+                raise UsageError(f"{path} is a folder, where this run writes a file; move it away or pass "
+                                 f"another --out-dir or --tag")
+
+
+class RunLock:
+    """Holds a run's lock file while the run is alive, so a second process of the same run refuses to start.
+
+    flock is released by the kernel when its process dies, so a killed run leaves no stale lock behind.
+    """
+
+    def __init__(self, paths):
+        self.paths = paths
+        self.file = None
+
+    def __enter__(self):
+        self.file = open(self.paths.lock, "w")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.close()
+            raise UsageError(f"another process is training {self.paths.checkpoint.stem} into "
+                             f"{self.paths.checkpoint.parent.parent} right now; wait for it to end, or pass "
+                             f"another --tag or --out-dir") from None
+        # Temporary files of this run can only be left over from a killed process: the lock says none is alive.
+        for path in self.paths.outputs:
+            for stale in path.parent.glob(f".{path.name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+
+def save_checkpoint(path, checkpoint):
+    atomic_write(path, lambda f: torch.save(checkpoint, f))
+
+
+def load_checkpoint(path, flag="--checkpoint"):
+    """The checkpoint dict saved by main.py at path. A missing file, or one that is not such a checkpoint, is a
+    UsageError that names flag."""
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise UsageError(f"{flag}: {path} {what}; train the model first, e.g. `python main.py --model lenet5`")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        missing = CHECKPOINT_KEYS - set(checkpoint)
+    except Exception as e:  # torch.load raises many kinds on a file that is not a checkpoint
+        raise UsageError(f"{flag}: {path} is not a checkpoint of main.py ({type(e).__name__}); "
+                         f"delete it or train again") from None
+    if missing:
+        raise UsageError(f"{flag}: {path} is not a checkpoint of main.py (no {', '.join(sorted(missing))}); "
+                         f"delete it or train again")
+    return checkpoint
+

@@ -1,0 +1,119 @@
+"""What to train: the models' names and recipes, how a run is named, and the report's experiments.
+
+No torch here, so that main.py can check its arguments before the slow imports.
+"""
+import re
+
+from errors import UsageError
+
+MODEL_NAMES = ("lenet5", "custom_mlp", "lenet5_regularized")
+LABELS = {"lenet5": "LeNet5", "custom_mlp": "CustomMLP", "lenet5_regularized": "LeNet5_Regularized"}
+
+# Each model's defaults, chosen on the validation split by scripts/tune.py (see results/tuning/). Flags override
+# them. augment is a strength: 0 is off, 1 rotates by up to 5 degrees and shifts and scales by up to 5%, 2 doubles
+# those ranges.
+RECIPES = {
+    "lenet5": dict(optimizer="sgd", lr=0.1, weight_decay=0.0, batch_size=128, augment=0.0),
+    "custom_mlp": dict(optimizer="sgd", lr=0.1, weight_decay=1e-3, batch_size=128, augment=1.0, hidden=[72, 64]),
+    "lenet5_regularized": dict(optimizer="sgd", lr=0.1, weight_decay=5e-4, batch_size=128, augment=1.0,
+                               dropout=0.1, batch_norm=True),
+}
+# The settings that shape each model's layers, passed to its constructor.
+ARCHITECTURE_KEYS = {"lenet5": (), "custom_mlp": ("hidden",), "lenet5_regularized": ("dropout", "batch_norm")}
+# Settings that define a run's numbers: a resumed run must match its checkpoint in all of them.
+RECIPE_KEYS = ("model", "epochs", "seed", "limit", "train_size", "validation", "optimizer", "lr", "weight_decay",
+               "batch_size", "augment", "amp", "hidden", "dropout", "batch_norm")
+
+# The report: each experiment is run once per seed, for EPOCHS epochs, on top of its model's recipe.
+SEEDS = (0, 1, 2)
+EPOCHS = 10
+
+
+def run_name(model, tag=None, seed=0):
+    """The one name of a run: its files are results/<name>.json, plots/<name>_curves.png, checkpoints/<name>.pt."""
+    return "_".join([model, *([tag] if tag else []), f"seed{seed}"])
+
+
+TAG = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def check_tag(tag):
+    """A tag is safe in a file name: letters, digits, '.', '_' and '-', at most 64, and not '.' or '..'."""
+    if not TAG.fullmatch(tag) or tag in (".", ".."):
+        raise ValueError(f"{tag[:70]!r} is not a tag: use at most 64 letters, digits, '.', '_' or '-'")
+    return tag
+
+
+def resolve_recipe(model, overrides, **run):
+    """The model's recipe, with the run's own settings (epochs, seed, ...) added and the overrides on top.
+
+    An override of None keeps the recipe's value; one that the model does not take is a UsageError.
+    """
+    recipe = dict(model=model, **RECIPES[model], **run)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in recipe:
+            takes = [m for m in MODEL_NAMES if key in RECIPES[m]]
+            raise UsageError(f"--{key.replace('_', '-')} applies only to {', '.join(takes)}, not {model}; "
+                             f"drop it or pass --model {takes[0]}")
+        recipe[key] = value
+    return recipe
+
+
+def format_recipe(recipe):
+    return "recipe: " + ", ".join(f"{k}={v}" for k, v in recipe.items())
+
+
+# scripts/tune.py's sweep, scored on the validation split. For each model it starts from `start` and tries one
+# factor at a time, in the order given, each around the best setting found so far. Each factor's values are in
+# order of preference: a setting whose mean is within one standard deviation of the best one's loses to the best
+# only if listed after it. So the simpler setting comes first (no regularization before some, one hidden layer
+# before two, a weaker augmentation before a stronger one), and where nothing is simpler, the starting value.
+SEARCH_SPACE = {
+    "lenet5": dict(
+        start=dict(optimizer="sgd", lr=0.1, weight_decay=0.0, batch_size=128, augment=0.0),
+        factors=dict(lr=[0.1, 0.05, 0.2, 0.02], batch_size=[128, 64, 256])),
+    "custom_mlp": dict(
+        start=dict(optimizer="sgd", lr=0.1, weight_decay=1e-3, batch_size=128, augment=1.0, hidden=[72, 64]),
+        factors=dict(hidden=[[78], [75, 32], [72, 64], [66, 128]], lr=[0.1, 0.05, 0.2],
+                     weight_decay=[0.0, 5e-4, 1e-3, 2e-3], augment=[0.0, 1.0, 2.0])),
+    "lenet5_regularized": dict(
+        start=dict(optimizer="sgd", lr=0.1, weight_decay=5e-4, batch_size=128, augment=1.0, dropout=0.1,
+                   batch_norm=True),
+        factors=dict(lr=[0.1, 0.05, 0.2], weight_decay=[0.0, 5e-4, 1e-3], dropout=[0.0, 0.1, 0.2],
+                     augment=[0.0, 0.5, 1.0, 1.5, 2.0])),
+}
+TUNING_SEEDS = (0, 1)
+
+
+def _experiments():
+    regularized = RECIPES["lenet5_regularized"]
+    # label -> (model, overrides of its recipe, tag); each single-technique run takes its setting from
+    # LeNet5_Regularized's recipe.
+    experiments = {
+        "LeNet5": ("lenet5", {}, None),
+        "CustomMLP": ("custom_mlp", {}, None),
+        "LeNet5_Regularized": ("lenet5_regularized", {}, None),
+        "weight decay only": ("lenet5", {"weight_decay": regularized["weight_decay"]}, "wd"),
+        "batch norm only": ("lenet5_regularized", {"augment": 0.0, "dropout": 0.0, "weight_decay": 0.0}, "bn"),
+        "dropout only": ("lenet5_regularized", {"batch_norm": False, "augment": 0.0, "weight_decay": 0.0},
+                         "dropout"),
+        "augmentation only": ("lenet5", {"augment": regularized["augment"]}, "augment"),
+        "CustomMLP without augmentation": ("custom_mlp", {"augment": 0.0}, "noaug"),
+    }
+    return experiments
+
+
+EXPERIMENTS = _experiments()
+
+
+def experiment_recipe(label, seed):
+    model, overrides, _ = EXPERIMENTS[label]
+    return resolve_recipe(model, overrides, epochs=EPOCHS, seed=seed, limit=None, train_size=None,
+                          validation=False, amp=False)
+
+
+def experiment_run_name(label, seed):
+    model, _, tag = EXPERIMENTS[label]
+    return run_name(model, tag, seed)

@@ -1,0 +1,187 @@
+"""A training run and its files: the engine's fit loop with a checkpoint after every epoch, then results and
+curves. main.py and scripts/report.py both train through train_run; it prints nothing itself.
+"""
+from dataclasses import dataclass
+
+import torch
+
+import dataset
+import engine
+import figures
+import files
+from errors import Interrupted, UsageError
+from model import count_parameters
+from recipes import RECIPE_KEYS
+
+
+@dataclass
+class Plan:
+    """What to do for a run: "fresh", "resume" from checkpoint, or "done" (finished, with its results)."""
+    action: str
+    checkpoint: dict = None
+    results: dict = None
+
+
+def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
+    """Check a run's folder against what the command asks for; a conflict is a UsageError naming the way out.
+
+    Without resume, an unfinished run there is refused unless overwrite: forgetting --resume must not throw
+    progress away. With resume, skip_finished makes a finished run "done" instead of an error, and a run never
+    begun "fresh" (for --model all).
+    """
+    exists = paths.checkpoint.exists()
+    if not resume:
+        if exists and not overwrite:
+            try:
+                checkpoint = files.load_checkpoint(paths.checkpoint)
+            except UsageError:
+                raise UsageError(f"{paths.checkpoint} is not a readable checkpoint; pass --overwrite to replace "
+                                 f"it") from None
+            if not is_finished(paths, checkpoint):
+                raise UsageError(f"{paths.checkpoint} holds an unfinished run (epoch {checkpoint['epoch']} of "
+                                 f"{checkpoint['recipe']['epochs']}); add --resume to continue it, or --overwrite to "
+                                 f"start over")
+        return Plan("fresh")
+    if not exists and skip_finished:
+        return Plan("fresh")
+    if not exists:
+        raise UsageError(f"--resume: no checkpoint at {paths.checkpoint}; run without --resume to start from "
+                         f"scratch")
+    checkpoint = files.load_checkpoint(paths.checkpoint, "--resume")
+    saved = checkpoint["recipe"]
+    if saved["model"] != recipe["model"]:
+        raise UsageError(f"--resume: {paths.checkpoint} holds a {saved['model']} checkpoint, not {recipe['model']}; "
+                         f"pass --model {saved['model']} or run without --resume")
+    differing = [key for key in RECIPE_KEYS if saved.get(key) != recipe.get(key)]
+    if differing:
+        was = " ".join(f"--{key.replace('_', '-')} {saved.get(key)}" for key in differing)
+        raise UsageError(f"--resume: {paths.checkpoint} was trained with {was}; resume with the same settings")
+    if is_finished(paths, checkpoint):
+        if skip_finished:
+            return Plan("done", results=files.read_json(paths.results))
+        raise UsageError(f"--resume: {paths.checkpoint} has finished all {recipe['epochs']} epochs and its results "
+                         f"are written; nothing to resume")
+    return Plan("resume", checkpoint=checkpoint)
+
+
+def is_finished(paths, checkpoint):
+    """All epochs trained and the results written whole."""
+    results = files.read_json(paths.results)
+    return (checkpoint["epoch"] >= checkpoint["recipe"]["epochs"] and isinstance(results, dict)
+            and results.get("status") == "complete" and len(results.get("history", [])) == checkpoint["epoch"])
+
+
+def restore(model, optimizer, scheduler, checkpoint, device, path):
+    """Load a checkpoint's state into a freshly built run; one that does not fit is a UsageError."""
+    try:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        for parameter in model.parameters():
+            for value in optimizer.state[parameter].values():
+                if value.dim() and value.shape != parameter.shape:
+                    raise ValueError("optimizer state of the wrong shape")
+        if len(checkpoint["history"]) != checkpoint["epoch"] or len(checkpoint["predictions"]) == 0:
+            raise ValueError("history and epoch disagree")
+        torch.set_rng_state(checkpoint["rng"]["cpu"])
+        if device.type == "cuda" and checkpoint["rng"]["cuda"] is not None:
+            torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as e:
+        raise UsageError(f"--resume: {path} does not fit this run ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                         f"delete it, or pass --overwrite instead of --resume") from None
+    return list(checkpoint["history"]), checkpoint["predictions"]
+
+
+def load_model(path, device, model_name=None, flag="--checkpoint"):
+    """The trained model in a checkpoint, in eval mode on device, and the checkpoint itself."""
+    checkpoint = files.load_checkpoint(path, flag)
+    saved = checkpoint["recipe"].get("model")
+    if model_name and saved != model_name:
+        raise UsageError(f"{flag}: {path} holds a {saved} checkpoint, not {model_name}; pass --model {saved}")
+    try:
+        model = engine.build_model(checkpoint["recipe"], device)
+        model.load_state_dict(checkpoint["model"])
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise UsageError(f"{flag}: {path} does not fit model.py's {saved} ({type(e).__name__}); "
+                         f"train it again") from None
+    return model.eval(), checkpoint
+
+
+def format_epoch(record, epochs, evaluated_on="test"):
+    """The line main.py prints for a finished epoch."""
+    return (f"epoch {record['epoch']:2d}/{epochs}  train loss {record['train_loss']:.4f} acc {record['train_acc']:6.2f}%"
+            f"  {evaluated_on} loss {record['eval_loss']:.4f} acc {record['eval_acc']:6.2f}%  {record['seconds']:5.1f}s")
+
+
+def _save(path, write, obj):
+    try:
+        write(path, obj)
+    except OSError as e:
+        raise files.WriteError(path, e) from None
+
+
+def train_run(recipe, data, device, paths, checkpoint=None, *, eval_batch_size=1000, compile=False, progress=False,
+              robustness=False, on_epoch=lambda record: None):
+    """Train one run as the recipe says, or resume it from checkpoint, and return its results.
+
+    data: (train images, train labels, eval images, eval labels). Writes the checkpoint after every epoch, and
+    the results JSON and curves at the end, or when the run stops early; on_epoch sees each finished epoch's record.
+    Raises Interrupted on a signal, engine.Diverged and files.WriteError as they come.
+    """
+    train_images, train_labels, eval_images, eval_labels = data
+    model, train_batches, optimizer, scheduler = engine.setup(recipe, train_images, train_labels, device)
+    eval_batches = dataset.TensorLoader(eval_images, eval_labels, eval_batch_size)
+    history, predictions = [], None
+    if checkpoint:
+        history, predictions = restore(model, optimizer, scheduler, checkpoint, device, paths.checkpoint)
+    forward = torch.compile(model) if compile else model
+    evaluated_on = "validation" if recipe["validation"] else "test"
+    results = {"model": recipe["model"], "params": count_parameters(model), "seed": recipe["seed"],
+               "epochs": recipe["epochs"], "device": str(device), "device_name": engine.describe_device(device),
+               "torch": torch.__version__, "evaluated_on": evaluated_on, "train_images": len(train_batches.images),
+               "eval_images": len(eval_labels), "recipe": recipe}
+
+    def write_results(status):
+        results.update(status=status, history=history)
+        _save(paths.results, files.write_json, results)
+        title = f"{recipe['model']}, seed {recipe['seed']}: final {evaluated_on} accuracy {history[-1]['eval_acc']:.2f}%"
+        _save(paths.curves, files.save_figure, figures.curves(history, title, evaluated_on))
+
+    try:
+        for record, evaluation in engine.fit(forward, optimizer, scheduler, train_batches, eval_batches,
+                                             recipe["epochs"], len(history) + 1, recipe["amp"], progress):
+            predictions = evaluation.predictions.to("cpu", torch.uint8)
+            rng = {"cpu": torch.get_rng_state(),
+                   "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}
+            _save(paths.checkpoint, files.save_checkpoint,
+                  dict(model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                       epoch=record["epoch"], recipe=recipe, history=history + [record], rng=rng,
+                       predictions=predictions))
+            history.append(record)
+            on_epoch(record)
+        # The train metrics above are taken on the fly, through dropout and augmentation; these are clean.
+        clean = dataset.TensorLoader(train_batches.images, train_batches.labels, eval_batch_size)
+        train_eval = engine.evaluate(forward, clean, recipe["amp"])
+        results["final_train_eval"] = {"loss": train_eval.loss, "acc": train_eval.acc}
+        # One digit per evaluation image: the final epoch's predictions, for the confusion matrix and the errors.
+        results["predictions"] = "".join(map(str, predictions.tolist()))
+        if robustness:
+            results["robustness"] = engine.robustness(forward, eval_images, eval_labels, eval_batch_size,
+                                                      recipe["amp"])
+        write_results("complete")
+    except engine.Diverged as e:
+        if history:
+            write_results("diverged")
+        raise engine.Diverged(f"training diverged: {e}; lower --lr (it was {recipe['lr']})") from None
+    except BaseException as e:
+        if history:
+            try:
+                write_results("interrupted" if isinstance(e, KeyboardInterrupt) else "failed")
+            except files.WriteError:
+                pass  # the error in flight says what went wrong first
+            except KeyboardInterrupt as again:
+                raise Interrupted(len(history), again, results_written=False) from None
+        if isinstance(e, KeyboardInterrupt):
+            raise Interrupted(len(history), e) from None
+        raise
+    return results

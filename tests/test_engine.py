@@ -1,0 +1,183 @@
+"""The training engine on small synthetic tensors: no files, no CLI. Each figure is checked against a computation
+done here, independently of the engine's own loops."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import dataset
+import engine
+from recipes import RECIPES, resolve_recipe
+
+
+def recipe_for(model="custom_mlp", **overrides):
+    return resolve_recipe(model, overrides, epochs=3, seed=0, limit=None, train_size=None, validation=False,
+                          amp=False)
+
+
+def synthetic(n=300, seed=0):
+    """Images whose class a fixed random projection decides: learnable, and nothing like MNIST."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(n, 1, 28, 28, generator=generator)
+    projection = torch.randn(28 * 28, 10, generator=generator)
+    return images, (images.flatten(1) @ projection).argmax(1)
+
+
+def full_batch_loss_and_accuracy(model, images, labels):
+    with torch.no_grad():
+        logits = model(images)
+    return F.cross_entropy(logits, labels).item(), 100.0 * (logits.argmax(1) == labels).double().mean().item()
+
+
+def test_training_lowers_the_loss_over_all_samples():
+    images, labels = synthetic()
+    recipe = recipe_for(augment=0.0, epochs=20)
+    model, batches, optimizer, scheduler = engine.setup(recipe, images, labels, "cpu")
+    before, _ = full_batch_loss_and_accuracy(model.eval(), images, labels)
+    records = [r for r, _ in engine.fit(model, optimizer, scheduler, batches,
+                                        dataset.TensorLoader(images, labels, 100), recipe["epochs"])]
+    after, _ = full_batch_loss_and_accuracy(model.eval(), images, labels)
+    assert after < 0.5 * before
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+
+
+@pytest.mark.parametrize("model_name", ["custom_mlp", "lenet5"])
+def test_training_metrics_are_weighted_by_sample_count_across_unequal_batches(model_name):
+    # 300 samples in batches of 128, 128 and 44. With a vanishing learning rate the model stays as it is, so the
+    # epoch's figures must equal one full-batch pass; a mean of batch means, or the last batch's loss, would not.
+    images, labels = synthetic()
+    recipe = recipe_for(model_name, augment=0.0, lr=1e-12, batch_size=128)
+    model, batches, optimizer, scheduler = engine.setup(recipe, images, labels, "cpu")
+    assert [len(y) for _, y in dataset.TensorLoader(images, labels, 128)] == [128, 128, 44]
+    expected_loss, expected_acc = full_batch_loss_and_accuracy(model.train(), images, labels)
+    loss, acc = engine.train_one_epoch(model, batches, optimizer, scheduler)
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    assert acc == pytest.approx(expected_acc, abs=1e-9)
+    assert 0 < acc < 100
+
+
+def test_evaluation_is_weighted_by_sample_count_and_agrees_with_its_predictions():
+    images, labels = synthetic()
+    model = engine.build_model(recipe_for(), "cpu").eval()
+    expected_loss, expected_acc = full_batch_loss_and_accuracy(model, images, labels)
+    result = engine.evaluate(model, dataset.TensorLoader(images, labels, 128))
+    assert result.loss == pytest.approx(expected_loss, rel=1e-6)
+    assert result.acc == pytest.approx(expected_acc, abs=1e-9)
+    with torch.no_grad():
+        assert torch.equal(result.predictions, model(images).argmax(1))
+    assert result.acc == pytest.approx(100.0 * (result.predictions == labels).double().mean().item())
+
+
+def test_divergence_names_the_epoch_and_the_first_bad_step():
+    class NanFromStep(torch.nn.Module):
+        def __init__(self, model, bad_step):
+            super().__init__()
+            self.model, self.steps, self.bad_step = model, 0, bad_step
+
+        def forward(self, x):
+            self.steps += self.training
+            return self.model(x) * (float("nan") if self.steps >= self.bad_step else 1.0)
+
+    images, labels = synthetic()
+    recipe = recipe_for(augment=0.0)
+    model, batches, optimizer, scheduler = engine.setup(recipe, images, labels, "cpu")
+    assert len(batches) == 3
+    # Step 5 of the run is step 2 of epoch 2.
+    epochs = engine.fit(NanFromStep(model, 5), optimizer, scheduler, batches,
+                        dataset.TensorLoader(images, labels, 100), recipe["epochs"])
+    next(epochs)
+    with pytest.raises(engine.Diverged, match=r"^loss became nan at step 2/3 of epoch 2$"):
+        next(epochs)
+
+
+def one_cycle(step, total, start, peak, end, pct_start=0.2):
+    """A one-cycle curve written out: a cosine from start to peak over the first 20% of the steps, then a cosine
+    from peak to end."""
+    rise_end = pct_start * total - 1
+
+    def cosine(a, b, fraction):
+        return b + (a - b) / 2 * (1 + math.cos(math.pi * fraction))
+    if step <= rise_end:
+        return cosine(start, peak, step / rise_end)
+    return cosine(peak, end, (step - rise_end) / (total - 1 - rise_end))
+
+
+def expected_lr(step, total, peak):
+    # From peak/25 up to the peak, then down to peak/25/1e4.
+    return one_cycle(step, total, peak / 25, peak, peak / 25 / 1e4)
+
+
+def expected_momentum(step, total):
+    # Inverse to the learning rate: from 0.95 down to 0.85 at the peak, then back up to 0.95.
+    return one_cycle(step, total, 0.95, 0.85, 0.95)
+
+
+@pytest.mark.parametrize("model_name", list(RECIPES))
+def test_learning_rate_and_momentum_follow_the_recipes_schedule_step_by_step(model_name):
+    images, labels = synthetic(n=1280)
+    recipe = recipe_for(model_name, epochs=2)
+    model, batches, optimizer, scheduler = engine.setup(recipe, images, labels, "cpu")
+    group = optimizer.param_groups[0]
+    assert recipe["optimizer"] == "sgd" and group["nesterov"] and group["weight_decay"] == recipe["weight_decay"]
+    used = []
+    optimizer.register_step_pre_hook(lambda *_: used.append((group["lr"], group["momentum"])))
+    for _ in range(recipe["epochs"]):
+        engine.train_one_epoch(model, batches, optimizer, scheduler)
+    total = recipe["epochs"] * len(batches)
+    assert len(used) == total == 20
+    for i, (lr, momentum) in enumerate(used):
+        assert lr == pytest.approx(expected_lr(i, total, recipe["lr"]), rel=1e-9), f"step {i}"
+        assert momentum == pytest.approx(expected_momentum(i, total), rel=1e-9), f"step {i}"
+    lrs = [lr for lr, _ in used]
+    assert max(lrs) == pytest.approx(recipe["lr"]) and lrs.index(max(lrs)) == round(0.2 * total) - 1
+
+
+def test_nesterov_momentum_carries_each_step_into_the_next():
+    # One parameter with gradient 2 throughout, and the update written out with the schedule's own values at each
+    # step: v = m v + g; p -= lr (g + m v).
+    recipe = recipe_for(augment=0.0, weight_decay=0.0)
+    model = torch.nn.Linear(1, 1, bias=False)
+    total = 10
+    optimizer, scheduler = engine.build_optimizer(model, recipe, steps=total)
+    weight, velocity = model.weight.item(), 0.0
+    for step in range(total):
+        optimizer.zero_grad()
+        (model.weight.sum() * 2.0).backward()
+        optimizer.step()
+        scheduler.step()
+        lr, momentum = expected_lr(step, total, recipe["lr"]), expected_momentum(step, total)
+        velocity = momentum * velocity + 2.0
+        weight -= lr * (2.0 + momentum * velocity)
+        assert model.weight.item() == pytest.approx(weight, rel=1e-5), f"step {step}"
+
+
+def test_a_train_size_subset_gets_the_full_sets_number_of_steps():
+    images, labels = synthetic(n=1000)
+    recipe = recipe_for(train_size=100)
+    batches = engine.training_batches(recipe, images, labels)
+    assert len(batches.images) == 100
+    assert len(batches) == len(dataset.TensorLoader(images, labels, recipe["batch_size"], shuffle=True)) == 8
+    assert sum(len(y) for _, y in batches) == 1000
+
+
+def test_robustness_without_a_shift_or_rotation_is_the_plain_accuracy():
+    images, labels = synthetic()
+    model = engine.build_model(recipe_for(), "cpu").eval()
+    plain = engine.evaluate(model, dataset.TensorLoader(images, labels, 128)).acc
+    sweep = engine.robustness(model, images, labels, batch_size=128)
+    assert sweep["shift"][0] == sweep["rotation"][0] == plain
+    assert list(sweep["shift"]) == list(engine.SHIFTS) and list(sweep["rotation"]) == list(engine.ROTATIONS)
+    # Independently: a 2-pixel shift is the mean of four exact shifts done here with torch.roll on padded images.
+    padded = F.pad(images, (2, 2, 2, 2), value=dataset.BACKGROUND)
+    accs = []
+    for sx, sy in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
+        moved = torch.roll(padded, shifts=(2 * sy, 2 * sx), dims=(2, 3))[..., 2:30, 2:30]
+        accs.append(engine.evaluate(model, dataset.TensorLoader(moved, labels, 128)).acc)
+    assert sweep["shift"][2] == pytest.approx(sum(accs) / 4)
+
+
+def test_the_confusion_matrix_counts_each_pair():
+    truth, predicted = torch.tensor([0, 0, 1, 2, 2, 2]), torch.tensor([0, 1, 1, 2, 0, 2])
+    matrix = engine.confusion_matrix(truth, predicted, classes=3)
+    assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
