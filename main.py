@@ -238,13 +238,13 @@ def frequent_confusions(matrix, count):
 
 def interrupted(e, args):
     """The message for a run stopped by a signal: what was saved, and how to go on."""
-    finished = "".join(f"{model} finished; " for model in e.done)
     if not (e.epochs_saved or e.done):
         return f"{e}; nothing saved"
-    saved = (f"{e}; its checkpoint, results and curves so far are saved" if e.results_written else
-             f"{e}, then again: the checkpoint of the last full epoch is kept" if e.epochs_saved else str(e))
+    saved = (f"{e} of the next model, which saved nothing" if not e.epochs_saved else
+             f"{e}; its checkpoint, results and curves so far are saved" if e.results_written else
+             f"{e}, then again: the checkpoint of the last full epoch is kept")
     command = shlex.join(["python", *[a for a in sys.argv if a != "--overwrite"]] + ([] if args.resume else ["--resume"]))
-    return f"{finished}{saved}.\nresume with: {command}"
+    return "".join(f"{model} finished; " for model in e.done) + f"{saved}.\nresume with: {command}"
 
 
 def terminate(signum, frame):

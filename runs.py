@@ -176,7 +176,8 @@ def train_run(recipe, data, device, paths, checkpoint=None, *, eval_batch_size=1
     except BaseException as e:
         if history:
             try:
-                write_results("interrupted" if isinstance(e, KeyboardInterrupt) else "failed")
+                # A reader that went away (`| head`) stops the run as Ctrl-C does.
+                write_results("interrupted" if isinstance(e, (KeyboardInterrupt, BrokenPipeError)) else "failed")
             except files.WriteError:
                 pass  # the error in flight says what went wrong first
             except KeyboardInterrupt as again:

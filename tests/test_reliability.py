@@ -1,0 +1,299 @@
+"""What a careless or hostile user does to main.py: each case must end in one line and a clear exit status, with
+every file whole and nothing of value overwritten."""
+import errno
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import engine
+import files
+from conftest import QUICK, ROOT, files_under, start, without_seconds
+
+RUN = "lenet5_seed0"
+
+
+def checkpoint_of(out_dir, run=RUN):
+    return torch.load(out_dir / "checkpoints" / f"{run}.pt", weights_only=True)
+
+
+def results_of(out_dir, run=RUN):
+    return json.loads((out_dir / "results" / f"{run}.json").read_text())
+
+
+def interrupt_epoch(monkeypatch, epoch, error=KeyboardInterrupt):
+    """Make the epoch-th call of train_one_epoch, counted from now, raise error."""
+    real, calls = engine.train_one_epoch, []
+
+    def train_one_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == epoch:
+            raise error
+        return real(*args, **kwargs)
+    monkeypatch.setattr(engine, "train_one_epoch", train_one_epoch)
+    return lambda: monkeypatch.setattr(engine, "train_one_epoch", real)
+
+
+def assert_one_line_error(err, status, expected_status, message):
+    assert status == expected_status, err
+    assert err.count("\n") == 1 and "Traceback" not in err and message in err, err
+
+
+# 1: the default output folder is not the repo's committed results/ and plots/
+
+def test_by_default_runs_go_to_a_git_ignored_folder(tmp_path, cli, monkeypatch):
+    assert files.DEFAULT_OUT_DIR == ROOT / "runs"
+    if shutil.which("git") and (ROOT / ".git").exists():
+        ignored = subprocess.run(["git", "check-ignore", "-q", "runs/results/lenet5_seed0.json"], cwd=ROOT)
+        assert ignored.returncode == 0
+    monkeypatch.setattr(files, "DEFAULT_OUT_DIR", tmp_path / "runs")
+    status, out, _ = cli(["--model", "lenet5", *QUICK])
+    assert status == 0 and f"wrote {tmp_path}/runs/results/{RUN}.json" in out
+    assert (tmp_path / "runs" / "checkpoints" / f"{RUN}.pt").is_file()
+
+
+# 3: forgetting --resume does not throw progress away
+
+def test_a_fresh_run_refuses_to_replace_an_unfinished_one(tmp_path, cli, monkeypatch):
+    argv = ["--model", "lenet5", *QUICK, "--epochs", "3", "--out-dir", tmp_path]
+    restore = interrupt_epoch(monkeypatch, 2)
+    assert cli(argv)[0] == 130
+    restore()
+    saved = (tmp_path / "checkpoints" / f"{RUN}.pt").read_bytes()
+    status, _, err = cli(argv)
+    assert_one_line_error(err, status, 2, "holds an unfinished run (epoch 1 of 3); add --resume to continue it, "
+                                          "or --overwrite to start over")
+    assert (tmp_path / "checkpoints" / f"{RUN}.pt").read_bytes() == saved
+    status, out, _ = cli([*argv, "--overwrite"])
+    assert status == 0 and out.count("epoch ") == 3
+    assert cli(argv)[0] == 0  # a finished run may be run again
+
+
+# 4: two processes of the same run
+
+def test_a_second_process_of_the_same_run_refuses_while_the_first_lives(tmp_path, cli):
+    paths = files.RunPaths.of(tmp_path, RUN)
+    paths.lock.parent.mkdir(parents=True)
+    with files.RunLock(paths):
+        status, _, err = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])
+    assert_one_line_error(err, status, 2, f"another process is training {RUN} into {tmp_path} right now")
+    assert not paths.checkpoint.exists()
+
+
+def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path, cli):
+    paths = files.RunPaths.of(tmp_path, RUN)
+    paths.lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", f"import fcntl, time; f = open({str(paths.lock)!r}, 'w'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    holder.kill()
+    holder.wait()
+    assert paths.lock.exists()
+    assert cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])[0] == 0
+
+
+# 5, and the Ctrl-C cases: real signals to a real process
+
+def start_training(out_dir, *extra):
+    return start("main.py", "--model", "lenet5", "--limit", "2000", "--epochs", "500", "--device", "cpu",
+                 "--out-dir", out_dir, *extra)
+
+
+def wait_for(path, process, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None and time.monotonic() < deadline, "training ended before its first epoch"
+        time.sleep(0.05)
+
+
+def assert_whole_files(out_dir):
+    """No temporary leftovers, and every output file there is complete."""
+    assert not [p for p in out_dir.rglob("*") if p.name.endswith(".tmp")]
+    results, curves = out_dir / "results" / f"{RUN}.json", out_dir / "plots" / f"{RUN}_curves.png"
+    if results.exists():
+        json.loads(results.read_text())
+    if curves.exists():
+        assert curves.read_bytes()[-8:] == b"IEND\xaeB`\x82"
+    checkpoint_of(out_dir)
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_keeps_the_last_epoch_and_says_how_to_resume(sig, status, tmp_path):
+    stale = tmp_path / "results" / f".{RUN}.json.99999.tmp"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("left by a killed run")
+    process = start_training(tmp_path)
+    wait_for(tmp_path / "checkpoints" / f"{RUN}.pt", process)
+    time.sleep(0.5)
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == status
+    assert "Traceback" not in err and "checkpoint, results and curves so far are saved" in err
+    assert err.splitlines()[-1].startswith("resume with: python ") and err.splitlines()[-1].endswith("--resume")
+    assert_whole_files(tmp_path)
+    assert (tmp_path / "plots" / f"{RUN}_curves.png").exists()
+    results, checkpoint = results_of(tmp_path), checkpoint_of(tmp_path)
+    assert results["status"] == "interrupted"
+    assert 1 <= len(results["history"]) == checkpoint["epoch"] < 500
+    assert results["history"] == checkpoint["history"]
+
+
+def test_a_second_ctrl_c_exits_at_once_leaving_whole_files(tmp_path):
+    process = start_training(tmp_path)
+    wait_for(tmp_path / "checkpoints" / f"{RUN}.pt", process)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err
+    assert "checkpoint" in err
+    assert_whole_files(tmp_path)
+
+
+# 6: Ctrl-C after the last epoch, during the final clean pass
+
+def test_resume_finishes_a_run_stopped_during_its_final_pass(tmp_path, cli, monkeypatch):
+    argv = ["--model", "lenet5", *QUICK, "--out-dir", tmp_path]
+    real, calls = engine.evaluate, []
+
+    def evaluate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # after the two epochs' evaluations: the clean pass over the training set
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+    monkeypatch.setattr(engine, "evaluate", evaluate)
+    status, _, err = cli(argv)
+    assert status == 130 and "resume with:" in err
+    assert results_of(tmp_path)["status"] == "interrupted" and checkpoint_of(tmp_path)["epoch"] == 2
+    monkeypatch.setattr(engine, "evaluate", real)
+    status, out, _ = cli([*argv, "--resume"])
+    assert status == 0 and "after epoch 2" in out and out.count("epoch ") == 1  # the "resuming" line only
+    results = results_of(tmp_path)
+    assert results["status"] == "complete" and "final_train_eval" in results and len(results["predictions"]) == 512
+    straight = tmp_path / "straight"
+    assert cli(["--model", "lenet5", *QUICK, "--out-dir", straight])[0] == 0
+    assert results["predictions"] == results_of(straight)["predictions"]
+    assert results["final_train_eval"] == results_of(straight)["final_train_eval"]
+
+
+# 7: --model all, interrupted and resumed
+
+def test_model_all_resumes_where_it_stopped(tmp_path, cli, monkeypatch):
+    argv = ["--model", "all", "--limit", "256", "--epochs", "2", "--device", "cpu", "--out-dir", tmp_path]
+    restore = interrupt_epoch(monkeypatch, 3)  # lenet5's 2 epochs, then custom_mlp's first
+    status, _, err = cli(argv)
+    restore()
+    assert status == 130
+    assert "lenet5 finished; interrupted during the first epoch of the next model, which saved nothing." in err
+    assert err.splitlines()[-1].endswith("--resume")
+    lenet = (tmp_path / "checkpoints" / "lenet5_seed0.pt").read_bytes()
+    status, out, _ = cli([*argv, "--resume"])
+    assert status == 0 and "lenet5: finished already" in out
+    assert (tmp_path / "checkpoints" / "lenet5_seed0.pt").read_bytes() == lenet
+    for model in ("lenet5", "custom_mlp", "lenet5_regularized"):
+        assert results_of(tmp_path, f"{model}_seed0")["status"] == "complete"
+    assert (tmp_path / "plots" / "comparison_seed0.png").is_file()
+    straight = tmp_path / "straight"
+    assert cli([*argv[:-1], straight])[0] == 0
+    assert (without_seconds(results_of(tmp_path, "custom_mlp_seed0")["history"]) ==
+            without_seconds(results_of(straight, "custom_mlp_seed0")["history"]))
+
+
+# 8 and 10: bad places to write, found before any training
+
+@pytest.mark.parametrize("where", ["/proc/x", "under a file", "results json is a folder"])
+def test_an_out_dir_that_cannot_take_the_files_is_rejected_before_training(where, tmp_path, cli):
+    (tmp_path / "a-file").write_text("")
+    out_dir = {"/proc/x": "/proc/x", "under a file": tmp_path / "a-file" / "out"}.get(where, tmp_path / "out")
+    if where == "results json is a folder":
+        (tmp_path / "out" / "results" / f"{RUN}.json").mkdir(parents=True)
+    status, out, err = cli(["--model", "lenet5", *QUICK, "--out-dir", out_dir])
+    message = "is a folder, where this run writes a file" if "folder" in where else "cannot be written"
+    assert_one_line_error(err, status, 2, message)
+    assert "epoch" not in out
+
+
+# 9: a failed write in the middle of a run
+
+def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(tmp_path, cli, monkeypatch):
+    argv = ["--model", "lenet5", *QUICK, "--epochs", "3", "--out-dir", tmp_path]
+    real, calls = files.save_checkpoint, []
+
+    def save_checkpoint(path, checkpoint):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, checkpoint)
+    monkeypatch.setattr(files, "save_checkpoint", save_checkpoint)
+    status, _, err = cli(argv)
+    assert_one_line_error(err, status, 1, f"cannot write {tmp_path}/checkpoints/{RUN}.pt (No space left on device)")
+    assert checkpoint_of(tmp_path)["epoch"] == 1
+    assert_whole_files(tmp_path)
+    monkeypatch.setattr(files, "save_checkpoint", real)
+    assert cli([*argv, "--resume"])[0] == 0
+    assert cli(["--model", "lenet5", *QUICK, "--epochs", "3", "--out-dir", tmp_path / "straight"])[0] == 0
+    assert (without_seconds(results_of(tmp_path)["history"]) ==
+            without_seconds(results_of(tmp_path / "straight")["history"]))
+
+
+# 10: the rest
+
+def test_batch_norm_trains_when_the_last_batch_would_hold_one_image(tmp_path, cli):
+    status, _, err = cli(["--model", "lenet5_regularized", "--limit", "513", "--epochs", "1", "--device", "cpu",
+                          "--out-dir", tmp_path])
+    assert status == 0, err
+    assert results_of(tmp_path, "lenet5_regularized_seed0")["train_images"] == 513
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("wrong shapes", "does not fit this run (RuntimeError"),
+    ("missing keys", "is not a checkpoint of main.py (no model)"),
+    ("corrupt rng", "does not fit this run"),
+    ("truncated", "is not a checkpoint of main.py"),
+])
+def test_a_damaged_checkpoint_is_refused_on_resume(damage, message, tmp_path, cli, monkeypatch):
+    argv = ["--model", "lenet5", *QUICK, "--epochs", "3", "--out-dir", tmp_path]
+    restore = interrupt_epoch(monkeypatch, 2)
+    assert cli(argv)[0] == 130
+    restore()
+    path = tmp_path / "checkpoints" / f"{RUN}.pt"
+    checkpoint = checkpoint_of(tmp_path)
+    if damage == "wrong shapes":
+        checkpoint["model"]["fc1.weight"] = torch.zeros(3, 3)
+    elif damage == "missing keys":
+        del checkpoint["model"]
+    elif damage == "corrupt rng":
+        checkpoint["rng"]["cpu"] = torch.zeros(7, dtype=torch.uint8)
+    torch.save(checkpoint, path)
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:1000])
+    status, out, err = cli([*argv, "--resume"])
+    assert_one_line_error(err, status, 2, message)
+    assert not re.search(r"^epoch ", out, re.MULTILINE)  # no training
+
+
+def test_a_broken_pipe_ends_the_run_quietly_and_keeps_it_resumable(tmp_path):  # `main.py ... | head -3`
+    process = start_training(tmp_path)
+    wait_for(tmp_path / "checkpoints" / f"{RUN}.pt", process)
+    time.sleep(0.5)
+    process.stdout.close()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 141 and err == ""
+    assert_whole_files(tmp_path)
+    assert results_of(tmp_path)["status"] == "interrupted"
+    assert len(results_of(tmp_path)["history"]) == checkpoint_of(tmp_path)["epoch"]
+
+
+def test_the_number_of_images_used_is_recorded(tmp_path, cli):
+    assert cli(["--model", "custom_mlp", "--limit", "12000", "--epochs", "1", "--device", "cpu",
+                "--out-dir", tmp_path])[0] == 0
+    results = results_of(tmp_path, "custom_mlp_seed0")
+    assert results["train_images"] == 12_000 and results["eval_images"] == 10_000
+    assert files_under(tmp_path / "results") == ["custom_mlp_seed0.json"]
