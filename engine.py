@@ -87,7 +87,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, amp=False, progress=Fal
     for step, (images, labels) in enumerate(bar):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(images)
-        loss = F.cross_entropy(logits.float(), labels)
+        loss = F.cross_entropy(logits.float() if amp else logits, labels)  # bfloat16 logits: the loss in float32
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -113,13 +113,21 @@ def evaluate(model, loader, amp=False):
     predictions, labels = [], []
     for images, batch_labels in loader:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(images).float()
+            logits = model(images)
+        logits = logits.float() if amp else logits
         loss += F.cross_entropy(logits, batch_labels, reduction="sum")
         predictions.append(logits.argmax(1))
         labels.append(batch_labels)
     predictions, labels = torch.cat(predictions), torch.cat(labels)
     return Evaluation(loss=loss.item() / len(labels), acc=100.0 * (predictions == labels).sum().item() / len(labels),
                       predictions=predictions)
+
+
+@torch.no_grad()
+def probabilities(model, images, batch_size=1000):
+    """Each image's probability of each class, (N, 10), from model in eval mode."""
+    model.eval()
+    return torch.cat([model(images[i:i + batch_size]).softmax(1) for i in range(0, len(images), batch_size)])
 
 
 def fit(model, optimizer, scheduler, train_batches, eval_batches, epochs, first_epoch=1, amp=False, progress=False):

@@ -14,8 +14,8 @@ LABELS = {"lenet5": "LeNet5", "custom_mlp": "CustomMLP", "lenet5_regularized": "
 # those ranges.
 RECIPES = {
     "lenet5": dict(optimizer="sgd", lr=0.1, weight_decay=0.0, batch_size=128, augment=0.0),
-    "custom_mlp": dict(optimizer="sgd", lr=0.1, weight_decay=1e-3, batch_size=128, augment=1.0, hidden=[72, 64]),
-    "lenet5_regularized": dict(optimizer="sgd", lr=0.1, weight_decay=5e-4, batch_size=128, augment=1.0,
+    "custom_mlp": dict(optimizer="sgd", lr=0.1, weight_decay=5e-4, batch_size=128, augment=1.0, hidden=[75, 32]),
+    "lenet5_regularized": dict(optimizer="sgd", lr=0.2, weight_decay=5e-4, batch_size=128, augment=1.0,
                                dropout=0.1, batch_norm=True),
 }
 # The settings that shape each model's layers, passed to its constructor.
@@ -27,6 +27,7 @@ RECIPE_KEYS = ("model", "epochs", "seed", "limit", "train_size", "validation", "
 # The report: each experiment is run once per seed, for EPOCHS epochs, on top of its model's recipe.
 SEEDS = (0, 1, 2)
 EPOCHS = 10
+TRAIN_SIZES = (1_000, 3_000, 10_000, 30_000)
 
 
 def run_name(model, tag=None, seed=0):
@@ -88,20 +89,28 @@ TUNING_SEEDS = (0, 1)
 
 
 def _experiments():
-    regularized = RECIPES["lenet5_regularized"]
-    # label -> (model, overrides of its recipe, tag); each single-technique run takes its setting from
-    # LeNet5_Regularized's recipe.
+    regularized, lenet = RECIPES["lenet5_regularized"], RECIPES["lenet5"]
+    # label -> (model, overrides of its recipe, tag). Each single technique is added to LeNet5's recipe, learning
+    # rate included, with its setting from LeNet5_Regularized's recipe.
     experiments = {
         "LeNet5": ("lenet5", {}, None),
         "CustomMLP": ("custom_mlp", {}, None),
         "LeNet5_Regularized": ("lenet5_regularized", {}, None),
         "weight decay only": ("lenet5", {"weight_decay": regularized["weight_decay"]}, "wd"),
-        "batch norm only": ("lenet5_regularized", {"augment": 0.0, "dropout": 0.0, "weight_decay": 0.0}, "bn"),
-        "dropout only": ("lenet5_regularized", {"batch_norm": False, "augment": 0.0, "weight_decay": 0.0},
-                         "dropout"),
+        "batch norm only": ("lenet5_regularized", {"lr": lenet["lr"], "augment": 0.0, "dropout": 0.0,
+                                                   "weight_decay": 0.0}, "bn"),
+        "dropout only": ("lenet5_regularized", {"lr": lenet["lr"], "batch_norm": False, "augment": 0.0,
+                                                "weight_decay": 0.0}, "dropout"),
         "augmentation only": ("lenet5", {"augment": regularized["augment"]}, "augment"),
+        "all four at LeNet5's learning rate": ("lenet5_regularized", {"lr": lenet["lr"]}, "lenet5lr"),
         "CustomMLP without augmentation": ("custom_mlp", {"augment": 0.0}, "noaug"),
     }
+    # Sample efficiency: stratified subsets of the training set, each trained for the same number of optimizer
+    # steps as the full set; the full set's runs are "LeNet5" and "CustomMLP without augmentation".
+    for size in TRAIN_SIZES:
+        experiments[f"LeNet5, {size:,} images"] = ("lenet5", {"train_size": size}, f"n{size}")
+        experiments[f"CustomMLP without augmentation, {size:,} images"] = (
+            "custom_mlp", {"augment": 0.0, "train_size": size}, f"noaug_n{size}")
     return experiments
 
 

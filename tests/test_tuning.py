@@ -1,0 +1,36 @@
+"""The sweep behind the recipes: its selection rule, and the recipes in the code being its choices."""
+import pytest
+
+from model import CustomMLP, count_parameters
+from recipes import EPOCHS, MODEL_NAMES, RECIPES, SEARCH_SPACE, TUNING_SEEDS
+from scripts import tune
+
+
+def test_the_best_mean_wins_unless_an_earlier_value_is_within_one_std_of_it():
+    assert tune.choose([("a", [99.0, 99.1]), ("b", [99.4, 99.6]), ("c", [99.0, 99.0])]) == "b"
+    # b's mean 99.5 less its std 0.14 is 99.36: a, listed first, is within it and wins.
+    assert tune.choose([("a", [99.4, 99.35]), ("b", [99.4, 99.6])]) == "a"
+    assert tune.choose([("b", [99.4, 99.6]), ("a", [99.4, 99.35])]) == "b"
+    assert tune.choose([("diverges", [99.7, 0.0]), ("steady", [99.2, 99.3])]) == "steady"
+
+
+def test_every_mlp_shape_in_the_search_is_within_one_percent_of_lenet5():
+    for hidden in SEARCH_SPACE["custom_mlp"]["factors"]["hidden"]:
+        assert abs(count_parameters(CustomMLP(hidden)) - 61_706) <= 0.01 * 61_706, hidden
+        assert 1 <= len(hidden) <= 2
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_the_recipes_in_the_code_are_the_sweeps_choices(model):
+    chosen, steps = tune.sweep(model, lambda setting, seed: tune.stored_score(model, setting, seed))
+    assert {key: RECIPES[model][key] for key in chosen} == chosen
+    assert [factor for factor, _, _ in steps] == list(SEARCH_SPACE[model]["factors"])
+
+
+def test_every_tuning_run_was_scored_on_the_validation_split_at_its_final_epoch():
+    runs = [tune.files.read_json(path) for path in tune.TUNING_DIR.glob("*.json")]
+    assert runs
+    for run in runs:
+        assert run["evaluated_on"] == "validation" and run["recipe"]["validation"] is True
+        assert run["recipe"]["epochs"] == EPOCHS and run["seed"] in TUNING_SEEDS
+        assert run["status"] == "complete" and len(run["history"]) == EPOCHS or run["status"].startswith("diverged")
