@@ -103,3 +103,95 @@ def misclassified(images, truth, predicted, title, count=40):
         ax.set_title(f"true {int(truth[index])}\npredicted {int(predicted[index])}", fontsize=8)
     fig.suptitle(title)
     return fig
+
+
+def predictions(rows, limit=12):
+    """For each (name, image as given, the 28x28 the model saw or None, its 10 probabilities or None): the three
+    side by side, so that a misread digit shows why."""
+    shown = rows[:limit]
+    fig = Figure(figsize=(9, 2.1 * len(shown)), layout="constrained")
+    axes = fig.subplots(len(shown), 3, squeeze=False, width_ratios=[1, 1, 2.2])
+    for (name, image, field, probabilities), (given, seen, bars) in zip(shown, axes):
+        given.imshow(image)
+        given.set_title(name, fontsize=9)
+        seen.set_title("what the model saw" if field is not None else "no ink found", fontsize=9)
+        for ax in (given, seen):
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if field is None:
+            bars.set_axis_off()
+            continue
+        seen.imshow(field, cmap="gray", vmin=0, vmax=1)
+        probabilities = np.asarray(probabilities)
+        digit = int(probabilities.argmax())
+        bars.bar(range(10), probabilities, color=["C3" if d == digit else "C0" for d in range(10)])
+        bars.set(xticks=range(10), ylim=(0, 1), title=f"read as {digit} ({probabilities[digit]:.1%})")
+        bars.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        bars.title.set_fontsize(9)
+    if len(rows) > limit:
+        fig.suptitle(f"the first {limit} of {len(rows)} images")
+    return fig
+
+
+def robustness(runs, title):
+    """Test accuracy against shift and against rotation. runs maps a label to one {"shift": {pixels: acc},
+    "rotation": {degrees: acc}} per seed, drawn as the mean with a min-max band."""
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    shift_ax, rotation_ax = fig.subplots(1, 2)
+    for label, sweeps in runs.items():
+        for ax, key in ((shift_ax, "shift"), (rotation_ax, "rotation")):
+            x = [int(k) for k in sweeps[0][key]]
+            _mean_and_band(ax, x, [list(sweep[key].values()) for sweep in sweeps], label, marker="o")
+    shift_ax.set(title="shifted diagonally, the 4 directions averaged", xlabel="shift, pixels right and down (or up)",
+                 ylabel="test accuracy")
+    rotation_ax.set(title="rotated, both ways averaged", xlabel="rotation, degrees", ylabel="test accuracy")
+    for ax in (shift_ax, rotation_ax):
+        ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+        ax.grid(alpha=0.3)
+        ax.set_ylim(top=100)
+    shift_ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return fig
+
+
+def sample_efficiency(runs, title):
+    """Test accuracy against training-set size; runs maps a label to (sizes, accuracies per seed per size)."""
+    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for label, (sizes, accuracies) in runs.items():
+        _mean_and_band(ax, sizes, np.asarray(accuracies).T, label, marker="o")
+    ax.set(xscale="log", xlabel="training images (same number of optimizer steps for every size)",
+           ylabel="final test accuracy", title=title)
+    ax.set_xticks(sizes, [f"{s:,}" for s in sizes])
+    ax.yaxis.set_major_formatter(PercentFormatter(decimals=1))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def sensitivity(runs, title):
+    """Validation accuracy against learning rate; runs maps a model to (rates, accuracies per rate per seed).
+    A seed that diverged (accuracy 0) is drawn as a cross at the bottom of the axis."""
+    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    bottom = min(a for _, accuracies in runs.values() for seeds in accuracies for a in seeds if a > 0) - 0.15
+    for i, (label, (rates, accuracies)) in enumerate(runs.items()):
+        order = np.argsort(rates)
+        rates, accuracies = np.asarray(rates)[order], [accuracies[j] for j in order]
+        means = [np.mean(seeds) if min(seeds) > 0 else np.nan for seeds in accuracies]
+        ax.plot(rates, means, "o-", color=f"C{i}", label=label)
+        for rate, seeds in zip(rates, accuracies):
+            for a in seeds:
+                ax.plot(rate, a if a > 0 else bottom, "x" if a == 0 else ".", color=f"C{i}", markersize=7)
+                if a == 0:
+                    ax.annotate("diverged", (rate, bottom), textcoords="offset points", xytext=(-8, 6), ha="right",
+                                fontsize=8, color=f"C{i}")
+    rates = sorted({r for rates, _ in runs.values() for r in rates})
+    ax.set(xscale="log", xlabel="peak learning rate", ylabel="final validation accuracy", title=title,
+           ylim=(bottom - 0.05, None))
+    ax.minorticks_off()
+    ax.set_xticks(rates, [f"{r:g}" for r in rates])
+    ax.yaxis.set_major_formatter(PercentFormatter(decimals=1))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig

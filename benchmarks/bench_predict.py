@@ -1,0 +1,142 @@
+"""How well predict.py reads photos of digits: the MNIST test digits rendered as photos, read from files.
+
+    python -m benchmarks.bench_predict [--checkpoint PATH] [--count 10000]
+
+Each test digit becomes a JPEG "photo": dark ink on light paper, a digit 40 to 200 px tall, off centre on a
+canvas of random size and aspect ratio, under a brightness gradient, with Gaussian noise. They are written to
+files and read back through predict.py's own path (decoding in threads, mnist_like, one batched forward).
+Printed beside the model's plain test accuracy: the accuracy on the photos, the naive path's (the whole image
+resized to 28x28 and normalized), and images per second end to end, decoding included, for a batch of 1,000
+files. Writes results/bench_predict.json and plots/predict_preview.png.
+"""
+import argparse
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+import dataset
+import engine
+import figures
+import files
+import predict
+import runs
+from recipes import run_name
+
+
+def render_photo(digit, rng):
+    """One MNIST digit (28x28 uint8) as a photo of dark ink on light paper: a PIL image, mode L."""
+    rows, cols = np.nonzero(digit > 0)
+    ink = digit[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    height = rng.uniform(40, 200)
+    size = (max(1, round(ink.shape[1] * height / ink.shape[0])), round(height))
+    ink = np.asarray(Image.fromarray(ink).resize(size, Image.Resampling.BICUBIC), dtype=np.float32) / 255
+    canvas_h = round(size[1] * rng.uniform(1.3, 4))
+    canvas_w = max(round(size[0] + size[1] * 0.3), round(size[1] * rng.uniform(1.3, 4)))
+    top, left = rng.integers(0, canvas_h - size[1] + 1), rng.integers(0, canvas_w - size[0] + 1)
+    coverage = np.zeros((canvas_h, canvas_w), dtype=np.float32)
+    coverage[top:top + size[1], left:left + size[0]] = np.clip(ink, 0, 1)
+    # Paper brightness with a linear gradient in a random direction; ink darkens it by a random contrast.
+    angle = rng.uniform(0, 2 * np.pi)
+    ys, xs = np.indices(coverage.shape, dtype=np.float32)
+    ramp = (xs * np.cos(angle) + ys * np.sin(angle)) / max(canvas_h, canvas_w)
+    paper = rng.uniform(0.65, 0.95) + rng.uniform(0.1, 0.3) * (ramp - ramp.mean())
+    photo = paper * (1 - rng.uniform(0.6, 0.9) * coverage) + rng.normal(0, rng.uniform(0.01, 0.04), coverage.shape)
+    return Image.fromarray(np.clip(photo * 255, 0, 255).astype(np.uint8))
+
+
+def write_photos(images, folder, seed=0):
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i, digit in enumerate(images):
+        path = folder / f"{i:05d}.jpg"
+        render_photo(digit, rng).save(path, quality=int(rng.integers(50, 95)))
+        paths.append(path)
+    return paths
+
+
+def read_naively(path):
+    """The baseline: the whole image resized to 28x28, normalized as MNIST is, no other preprocessing."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L").resize((28, 28), Image.Resampling.BILINEAR), dtype=np.float32) / 255
+
+
+def predict_files(model, paths, reader):
+    """Predicted digits for paths, reading each with reader in threads; blanks count as wrong (-1)."""
+    with ThreadPoolExecutor() as pool:
+        fields = list(pool.map(reader, paths))
+    seen = [i for i, field in enumerate(fields) if field is not None]
+    predicted = torch.full((len(paths),), -1)
+    if seen:
+        predicted[seen] = engine.probabilities(model, predict.normalize([fields[i] for i in seen])).argmax(1)
+    return predicted
+
+
+def mnist_like_or_none(path):
+    outcome = predict.read(path)
+    return None if isinstance(outcome, str) else outcome[1]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path,
+                        default=files.RunPaths.of(files.ROOT, run_name("lenet5_regularized")).checkpoint,
+                        help="the model to read with (the report's seed-0 LeNet5_Regularized)")
+    parser.add_argument("--count", type=int, default=10_000, help="test digits to render")
+    parser.add_argument("--out", type=Path, default=files.ROOT / "results" / "bench_predict.json",
+                        help="where the figures go")
+    args = parser.parse_args()
+    model, checkpoint = runs.load_model(args.checkpoint, torch.device("cpu"))
+    _, _, test_images, test_labels = dataset.load_splits()
+    plain = engine.evaluate(model, dataset.TensorLoader(test_images[:args.count], test_labels[:args.count], 1000))
+    raw = dataset.datasets.MNIST(dataset.DEFAULT_DATA_DIR, train=False).data[:args.count].numpy()
+    truth = test_labels[:args.count]
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        paths = write_photos(raw, Path(folder))
+        render_seconds = time.perf_counter() - start
+        accuracy = {}
+        for name, reader in (("predict.py", mnist_like_or_none), ("naive", read_naively)):
+            accuracy[name] = 100.0 * (predict_files(model, paths, reader) == truth).double().mean().item()
+        # Throughput: a fresh batch of 1,000 files, end to end, best of 3.
+        batch = paths[:1000]
+        seconds = min(timed(lambda: predict_files(model, batch, mnist_like_or_none)) for _ in range(3))
+        preview_rows = preview(model, paths, truth)
+    result = {"checkpoint": str(args.checkpoint.relative_to(files.ROOT) if args.checkpoint.is_relative_to(files.ROOT)
+                                else args.checkpoint),
+              "model": checkpoint["recipe"]["model"], "count": args.count, "device_name": engine.describe_device(
+                  torch.device("cpu")), "plain_test_acc": plain.acc, "photo_acc": accuracy["predict.py"],
+              "naive_acc": accuracy["naive"], "images_per_second": len(batch) / seconds, "batch": len(batch),
+              "render_seconds": render_seconds}
+    files.write_json(args.out, result)
+    files.save_figure(files.ROOT / "plots" / "predict_preview.png", figures.predictions(preview_rows))
+    print(f"{result['model']} on {result['device_name']}: test digits {plain.acc:.2f}%, the same digits as photos "
+          f"{result['photo_acc']:.2f}% (naive: {result['naive_acc']:.2f}%), "
+          f"{result['images_per_second']:.0f} images/s for {len(batch):,} files")
+
+
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def preview(model, paths, truth, count=6):
+    """Rows for the preview figure: the first photos, with the first misread one among them."""
+    predicted = predict_files(model, paths[:2000], mnist_like_or_none)
+    wrong = [i for i in range(len(predicted)) if predicted[i] != truth[i]][:1]
+    rows = []
+    for i in sorted(set(range(count - len(wrong))) | set(wrong)):
+        thumbnail, field = predict.read(paths[i])
+        probabilities = engine.probabilities(model, predict.normalize([field]))[0] if field is not None else None
+        rows.append((f"photo {i}, a {int(truth[i])}", thumbnail, field, probabilities))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
