@@ -1,0 +1,97 @@
+"""Latency of demo.py's POST /predict with the three report models, one client and ten at once.
+
+    python -m benchmarks.bench_demo    # with the report's seed-0 checkpoints in checkpoints/ (make report)
+
+The server is `python demo.py`, in its own process, as users start it. The drawings are MNIST test digits
+painted black on a white 280x280 canvas, as PNGs like the page sends. One client sends them in turn; then ten clients at once send 50 each. Every concurrent answer must equal the one
+the single client got for the same drawing. Prints and writes to results/bench_demo.json the median and 95th
+percentile of the time per request, from sending to the parsed answer.
+"""
+import io
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import torch
+from PIL import Image
+
+import dataset
+import engine
+import files
+from recipes import MODEL_NAMES, run_name
+
+CLIENTS, REQUESTS = 10, 50
+
+
+def canvas(digit):
+    """A 28x28 MNIST digit as black ink on a white 280x280 canvas, PNG bytes."""
+    ink = Image.fromarray(255 - digit).resize((200, 200), Image.Resampling.BILINEAR)
+    page = Image.new("L", (280, 280), 255)
+    page.paste(ink, (40, 40))
+    buffer = io.BytesIO()
+    page.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def timed_post(address, body):
+    start = time.perf_counter()
+    request = urllib.request.Request(f"{address}predict", data=body, method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = response.read()
+    return time.perf_counter() - start, answer
+
+
+def percentiles(seconds):
+    milliseconds = sorted(1000 * s for s in seconds)
+    return {"median_ms": statistics.median(milliseconds),
+            "p95_ms": milliseconds[min(len(milliseconds) - 1, round(0.95 * len(milliseconds)))]}
+
+
+def main():
+    checkpoints = [files.RunPaths.of(files.ROOT, run_name(model)).checkpoint for model in MODEL_NAMES]
+    flags = [flag for path in checkpoints for flag in ("--checkpoint", str(path))]
+    server = subprocess.Popen([sys.executable, str(files.ROOT / "demo.py"), "--port", "0", *flags],
+                              stdout=subprocess.PIPE, text=True)
+    address = next(line for line in server.stdout if line.startswith("open ")).split()[1]
+    split = dataset.datasets.MNIST(dataset.DEFAULT_DATA_DIR, train=False)
+    drawings = [canvas(split.data[i].numpy()) for i in range(REQUESTS)]
+    try:
+        timed_post(address, drawings[0])  # warm-up
+        single = [timed_post(address, body) for body in drawings]
+        reference = [answer for _, answer in single]
+        latencies, mismatches = [], []
+
+        def client(k):
+            for i in range(REQUESTS):
+                j = (i + 5 * k) % REQUESTS
+                seconds, answer = timed_post(address, drawings[j])
+                latencies.append(seconds)
+                if answer != reference[j]:
+                    mismatches.append((k, j))
+
+        start = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(CLIENTS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - start
+    finally:
+        server.terminate()
+        server.wait()
+    result = {"device_name": engine.describe_device(torch.device("cpu")), "torch": torch.__version__,
+              "models": list(MODEL_NAMES), "requests": CLIENTS * REQUESTS, "clients": CLIENTS,
+              "mismatches": len(mismatches), "single": percentiles([s for s, _ in single]),
+              "concurrent": percentiles(latencies), "concurrent_requests_per_second": CLIENTS * REQUESTS / wall}
+    files.write_json(files.ROOT / "results" / "bench_demo.json", result)
+    print(f"{result['device_name']}: one client {result['single']['median_ms']:.1f} ms median, "
+          f"{result['single']['p95_ms']:.1f} ms p95; {CLIENTS} clients at once "
+          f"{result['concurrent']['median_ms']:.1f} ms median, {result['concurrent']['p95_ms']:.1f} ms p95, "
+          f"{result['concurrent_requests_per_second']:.0f} requests/s; {len(mismatches)} answers differed")
+
+
+if __name__ == "__main__":
+    main()

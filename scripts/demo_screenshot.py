@@ -1,0 +1,106 @@
+"""Draw a "1" on demo.html in headless Chromium, move it 3 px right, and save the page as plots/demo.png, with
+what the models read into results/demo_screenshot.json, for the README.
+
+    python -m scripts.demo_screenshot    # with the report's seed-0 checkpoints in checkpoints/ (make report)
+
+browser() and draw() are also what tests/test_demo.py drives the page with. They need Debian's chromium and
+chromium-driver packages, and Selenium.
+"""
+import math
+import shutil
+import threading
+
+import demo
+import files
+from recipes import MODEL_NAMES, run_name
+
+# Strokes in the canvas's 280x280 pixels: a "1" and a "0".
+ONE = [[(140, 50), (140, 235)]]
+ZERO = [[(140 + 62 * math.sin(2 * math.pi * t / 24), 140 - 92 * math.cos(2 * math.pi * t / 24)) for t in range(25)]]
+SHIFT = 3
+
+
+def browser_missing():
+    """Why a browser cannot be driven here, or None where it can."""
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "Selenium is not installed (pip install -r requirements.txt)"
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        return "no chromium and chromedriver on PATH (apt-get install chromium chromium-driver)"
+    return None
+
+
+def browser(width=1200, height=780):
+    """Headless Chromium, driven through the system's chromedriver (no download)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     f"--window-size={width},{height}"):
+        options.add_argument(argument)
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+
+
+def draw(driver, strokes):
+    """Draw strokes on the page's pad with real pointer events: press, move through the points, release."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    pad = driver.find_element(By.ID, "pad")
+    for stroke in strokes:
+        # Offsets are from the pad's centre; ActionChains moves in whole CSS pixels.
+        actions = ActionChains(driver).move_to_element_with_offset(pad, round(stroke[0][0] - 140),
+                                                                   round(stroke[0][1] - 140)).click_and_hold()
+        for (x0, y0), (x1, y1) in zip(stroke, stroke[1:]):
+            actions.move_by_offset(round(x1) - round(x0), round(y1) - round(y0))
+        actions.release().perform()
+
+
+def requests(driver):
+    """(sent, answered): the page's requests to the server so far."""
+    counts = driver.execute_script("return document.body.dataset")
+    return int(counts["sent"]), int(counts["answered"])
+
+
+def predicted(driver, after, timeout=20):
+    """{model: digit it reads} from the page, once it has sent more than `after` requests and all are answered."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    WebDriverWait(driver, timeout).until(lambda d: requests(d)[0] > after and requests(d)[0] == requests(d)[1])
+    return {box.get_attribute("data-model"): int(box.find_element(By.CLASS_NAME, "digit").text)
+            for box in driver.find_elements(By.CLASS_NAME, "model")}
+
+
+def serve(models):
+    """The demo server on a free port, serving in a thread; returns (server, its address)."""
+    server = demo.make_server(models, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}/"
+
+
+def main():
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    checkpoints = [files.RunPaths.of(files.ROOT, run_name(model)).checkpoint for model in MODEL_NAMES]
+    server, address = serve(demo.load_models(checkpoints))
+    driver = browser()
+    try:
+        driver.get(address)
+        draw(driver, ONE)
+        centred = predicted(driver, 0)
+        sent = requests(driver)[0]
+        driver.find_element(By.ID, "shift-x").send_keys(Keys.ARROW_RIGHT * SHIFT)
+        shifted = predicted(driver, sent + SHIFT - 1)
+        driver.execute_script("window.scrollTo(0, 0)")
+        driver.save_screenshot(str(files.ROOT / "plots" / "demo.png"))
+        files.write_json(files.ROOT / "results" / "demo_screenshot.json",
+                         {"drawn": 1, "shift": [SHIFT, 0], "centred": centred, "shifted": shifted})
+        print(f"read as {centred}, then moved {SHIFT} px right: {shifted}; wrote plots/demo.png")
+    finally:
+        driver.quit()
+        server.shutdown()
+
+
+if __name__ == "__main__":
+    main()
