@@ -22,13 +22,20 @@ import figures
 import files
 import runs
 from model import MODELS, count_parameters, parameter_table
-from recipes import EPOCHS, EXPERIMENTS, RECIPES, SEEDS, experiment_recipe, experiment_run_name, format_recipe
+from recipes import (EPOCHS, EXPERIMENTS, LABELS, MODEL_NAMES, RECIPES, SEARCH_SPACE, SEEDS, TRAIN_SIZES,
+                     TUNING_SEEDS, experiment_recipe, experiment_run_name, format_recipe)
+from scripts import tune
 
 ROOT = files.ROOT
 RESULTS, PLOTS, README = ROOT / "results", ROOT / "plots", ROOT / "README.md"
 MODEL_LABELS = ["LeNet5", "CustomMLP", "LeNet5_Regularized"]
 ABLATION_LABELS = ["LeNet5", "weight decay only", "batch norm only", "dropout only", "augmentation only",
-                   "LeNet5_Regularized"]
+                   "all four at LeNet5's learning rate", "LeNet5_Regularized"]
+# The runs whose robustness the report draws, and the two models of the sample-efficiency experiment.
+ROBUSTNESS_LABELS = ["LeNet5", "augmentation only", "CustomMLP without augmentation", "CustomMLP",
+                     "LeNet5_Regularized"]
+ROBUSTNESS_NAMES = {"augmentation only": "LeNet5 with augmentation", "CustomMLP": "CustomMLP with augmentation"}
+SAMPLE_EFFICIENCY = {"LeNet5": "LeNet5", "CustomMLP without augmentation": "CustomMLP without augmentation"}
 LECUN_1998_ERROR = 0.95  # % test error of LeNet-5 without distortions, LeCun et al. (1998)
 
 
@@ -40,6 +47,7 @@ def rerun(labels):
             recipe = experiment_recipe(label, seed)
             print(f"\n=== {label}, seed {seed}\n{format_recipe(recipe)}", flush=True)
             paths = files.RunPaths.of(ROOT, experiment_run_name(label, seed))
+            files.prepare_out_dir(ROOT, [paths])
             with files.RunLock(paths):
                 runs.train_run(recipe, data, device, paths, robustness=not recipe["train_size"],
                                on_epoch=lambda record: print(runs.format_epoch(record, EPOCHS), flush=True))
@@ -235,6 +243,131 @@ def section_speed():
         f"{operators}.")
 
 
+def section_tuning_space():
+    rows = ["| model | factor, in the order tried | values, in order of preference | starting value |",
+            "|---|---|---|---|"]
+    for model in MODEL_NAMES:
+        space = SEARCH_SPACE[model]
+        for i, (factor, values) in enumerate(space["factors"].items()):
+            rows.append(f"| {LABELS[model] if i == 0 else ''} | {factor} | {', '.join(map(show, values))} | "
+                        f"{show(space['start'][factor])} |")
+    return "\n".join(rows)
+
+
+def show(value):
+    return "-".join(map(str, value)) if isinstance(value, list) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def sweeps():
+    """For each model, its sweep as scripts/tune.py walked it, from results/tuning/."""
+    return {model: tune.sweep(model, lambda setting, seed, m=model: tune.stored_score(m, setting, seed))
+            for model in MODEL_NAMES}
+
+
+def section_tuning():
+    rows = ["| model | factor | value | validation accuracy % | seeds " + " / ".join(map(str, TUNING_SEEDS)) +
+            " | chosen |", "|---|---|---|---:|---:|:-:|"]
+    for model, (_, steps) in sweeps().items():
+        for factor, scored, chosen in steps:
+            for value, accs in scored:
+                seeds = " / ".join("diverged" if a == 0 else f"{a:.2f}" for a in accs)
+                rows.append(f"| {LABELS[model]} | {factor} | {show(value)} | {mean_std(accs)} | {seeds} | "
+                            f"{'**yes**' if value == chosen else ''} |")
+    runs_total = len(list(tune.TUNING_DIR.glob("*.json")))
+    minutes = sum(h["seconds"] for path in tune.TUNING_DIR.glob("*.json")
+                  for h in files.read_json(path)["history"]) / 60
+    return "\n".join(rows) + (f"\n\n{runs_total} runs of {EPOCHS} epochs, {minutes:.0f} minutes of training in all. "
+                              "A run that diverged counts as 0%.")
+
+
+def section_selection():
+    rows = ["| model | validation accuracy %, the sweep's seeds " + ", ".join(map(str, TUNING_SEEDS)) +
+            " | test accuracy %, seeds " + ", ".join(map(str, SEEDS)) + " | test minus validation, points |",
+            "|---|---:|---:|---:|"]
+    for model, (chosen, _) in sweeps().items():
+        validation = [tune.stored_score(model, chosen, seed) for seed in TUNING_SEEDS]
+        test = final(load(LABELS[model]), "eval_acc")
+        rows.append(f"| {LABELS[model]} | {mean_std(validation)} | {mean_std(test)} | "
+                    f"{statistics.mean(test) - statistics.mean(validation):+.2f} |")
+    return "\n".join(rows)
+
+
+def robustness_runs(label):
+    """Each seed's robustness sweep of an experiment."""
+    return [run["robustness"] for run in load(label)]
+
+
+def section_robustness():
+    shifts, rotations = (1, 2, 3, 4, 6), (10, 20, 30)
+    rows = ["| model | " + " | ".join(f"shift {k} px" for k in shifts) + " | " +
+            " | ".join(f"rotation {d}°" for d in rotations) + " |", "|---|" + "---:|" * (len(shifts) + len(rotations))]
+    for label in ROBUSTNESS_LABELS:
+        sweeps_ = robustness_runs(label)
+        cells = [statistics.mean(s["shift"][str(k)] for s in sweeps_) for k in shifts]
+        cells += [statistics.mean(s["rotation"][str(d)] for s in sweeps_) for d in rotations]
+        rows.append(f"| {ROBUSTNESS_NAMES.get(label, label)} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+    return "\n".join(rows) + (
+        f"\n\nTest accuracy %, mean of seeds {', '.join(map(str, SEEDS))}, each model after its {EPOCHS} epochs. A shift "
+        "of k pixels moves every test digit k pixels right or left and k down or up, the four diagonal directions "
+        "averaged, with blank pixels filling in; a rotation turns it both ways, averaged. With no shift or rotation, "
+        "each figure is the model's test accuracy in the results table.\n\n![robustness](plots/robustness.png)")
+
+
+def sample_efficiency_runs():
+    """label -> (sizes, accuracies per seed per size), the full training set last."""
+    runs_by_label = {}
+    for label, name in SAMPLE_EFFICIENCY.items():
+        labels = [f"{label}, {size:,} images" for size in TRAIN_SIZES] + [label]
+        runs_by_label[name] = ([*TRAIN_SIZES, 60_000], [final(load(l), "eval_acc") for l in labels])
+    return runs_by_label
+
+
+def section_sample_efficiency():
+    (sizes, lenet), (_, mlp) = sample_efficiency_runs().values()
+    rows = ["| training images | LeNet5 test accuracy % | CustomMLP without augmentation % | "
+            "LeNet5's lead, points | MLP's errors per LeNet5 error |", "|---:|---:|---:|---:|---:|"]
+    for size, a, b in zip(sizes, lenet, mlp):
+        lead = statistics.mean(a) - statistics.mean(b)
+        ratio = (100 - statistics.mean(b)) / (100 - statistics.mean(a))
+        rows.append(f"| {size:,} | {mean_std(a)} | {mean_std(b)} | {lead:.2f} | {ratio:.1f} |")
+    smallest = f"LeNet5, {TRAIN_SIZES[0]:,} images"
+    steps = len(engine.training_batches(experiment_recipe(smallest, 0), *dataset.load_splits()[:2])) * EPOCHS
+    return "\n".join(rows) + (
+        f"\n\nMean ± std over seeds {', '.join(map(str, SEEDS))}. Every size trains for the same {steps:,} optimizer "
+        f"steps, the full set's {EPOCHS} epochs: a smaller subset is repeated, each copy in a new order, to fill each "
+        "epoch. The subsets keep each digit's share of the training set and are drawn with a fixed seed, the same for "
+        "every run; the test set stays whole.\n\n![sample efficiency](plots/sample_efficiency.png)")
+
+
+def section_predict():
+    bench = files.read_json(RESULTS / "bench_predict.json")
+    return (f"`python -m benchmarks.bench_predict` renders the {bench['count']:,} MNIST test digits as photos, writes "
+            f"them as JPEG files and reads them back through `predict.py`'s own path, with {LABELS[bench['model']]} "
+            f"(`{bench['checkpoint']}`), on {bench['device_name']}:\n\n"
+            "| the test digits as | accuracy % |\n|---|---:|\n"
+            f"| MNIST's own 28x28 images, straight to the model | {bench['plain_test_acc']:.2f} |\n"
+            f"| photos, read by `predict.py` | {bench['photo_acc']:.2f} |\n"
+            f"| photos, naive: the whole image resized to 28x28 | {bench['naive_acc']:.2f} |\n\n"
+            f"Reading a batch of {bench['batch']:,} photo files end to end, decoding included, runs at "
+            f"{bench['images_per_second']:.0f} images per second.")
+
+
+def section_demo():
+    shot, bench = files.read_json(RESULTS / "demo_screenshot.json"), files.read_json(RESULTS / "bench_demo.json")
+    readings = ", ".join(f"{LABELS[model]} as a {digit}" for model, digit in shot["shifted"].items())
+    centred = sorted(set(shot["centred"].values()))
+    return (f"The screenshot, taken by `python -m scripts.demo_screenshot` with the report's seed-0 models: a "
+            f"{shot['drawn']} drawn on the page, then moved {shot['shift'][0]} pixels right with the slider. Centred, "
+            f"the models read it as {' and '.join(map(str, centred))}; moved, {readings}.\n\n"
+            "![the demo page: a drawn 1 moved 3 pixels right, and how each model reads it](plots/demo.png)\n\n" +
+            f"`python -m benchmarks.bench_demo` times `POST /predict` with the {len(bench['models'])} models loaded, "
+            f"on {bench['device_name']}: one client at a time, {bench['single']['median_ms']:.1f} ms per request "
+            f"(median; 95th percentile {bench['single']['p95_ms']:.1f} ms); {bench['clients']} clients at once, "
+            f"{bench['requests']} requests in all, {bench['concurrent']['median_ms']:.1f} ms (95th percentile "
+            f"{bench['concurrent']['p95_ms']:.1f} ms), {bench['concurrent_requests_per_second']:.0f} requests per "
+            f"second, and {bench['mismatches']} answers that differed from the single client's.")
+
+
 def section_data():
     rows = ["| file | SHA-256 (decompressed) |", "|---|---|"]
     rows += [f"| `{name}` | `{digest}` |" for name, digest in dataset.SHA256.items()]
@@ -243,7 +376,10 @@ def section_data():
 
 SECTIONS = {"quickstart": section_quickstart, "recipes": section_recipes, "models": section_models,
             "results": section_results, "versus": section_versus, "ablation": section_ablation,
-            "errors": section_errors, "speed": section_speed, "data": section_data, "reproduce": section_reproduce}
+            "errors": section_errors, "speed": section_speed, "data": section_data, "reproduce": section_reproduce,
+            "tuning_space": section_tuning_space, "tuning": section_tuning, "selection": section_selection,
+            "robustness": section_robustness, "sample_efficiency": section_sample_efficiency,
+            "predict": section_predict, "demo": section_demo}
 
 
 def marker_pattern(name):
@@ -279,12 +415,27 @@ def build_figures():
         [(label, final(load(label), "eval_acc"), *gaps(load(label))) for label in ABLATION_LABELS],
         f"Regularization ablation on LeNet-5: {EPOCHS} epochs, bars are the mean of seeds "
         f"{', '.join(map(str, SEEDS))} (dots), whiskers one std"))
+    files.save_figure(PLOTS / "robustness.png", figures.robustness(
+        {ROBUSTNESS_NAMES.get(label, label): robustness_runs(label) for label in ROBUSTNESS_LABELS},
+        f"Test accuracy of moved and turned digits: mean of seeds {', '.join(map(str, SEEDS))}, band min to max"))
+    files.save_figure(PLOTS / "sample_efficiency.png", figures.sample_efficiency(
+        sample_efficiency_runs(), f"Test accuracy against training-set size, seeds {', '.join(map(str, SEEDS))}"))
+    files.save_figure(PLOTS / "tuning_learning_rate.png", figures.sensitivity(
+        {LABELS[model]: learning_rate_sweep(steps) for model, (_, steps) in sweeps().items()},
+        f"Validation accuracy against learning rate: mean of seeds {' and '.join(map(str, TUNING_SEEDS))}, dots "
+        "each seed"))
     label, predicted = best_predictions()
     images, truth = test_split()
     files.save_figure(PLOTS / "confusion_matrix.png", figures.confusion(
         engine.confusion_matrix(truth, predicted), f"{label}, seed 0: confusion matrix on the test set"))
     files.save_figure(PLOTS / "misclassified.png", figures.misclassified(
         images, truth, predicted, f"{label}, seed 0: the first 40 misclassified test digits"))
+
+
+def learning_rate_sweep(steps):
+    """(rates, validation accuracies per rate per seed) from a model's sweep."""
+    ((_, scored, _),) = [step for step in steps if step[0] == "lr"]
+    return [rate for rate, _ in scored], [accs for _, accs in scored]
 
 
 def main():
