@@ -5,10 +5,10 @@ PYTHON ?= python
 test:    ## the tests, CPU only, a few minutes
 	$(PYTHON) -m pytest
 
-tune:    ## choose each model's recipe on the validation split (~45 min, 2 CPU cores); reruns only what is missing
+tune:    ## choose each model's recipe on the validation split (~55 min on 2 CPU cores); reruns only what is missing
 	$(PYTHON) -m scripts.tune
 
-report:  ## rerun every experiment and the benchmarks, then rebuild results/, plots/ and the README (~80 min, 2 CPU cores)
+report:  ## rerun every experiment and the benchmarks, then rebuild results/, plots/ and the README (~35 min on 2 CPU cores)
 	$(PYTHON) -m scripts.report --rerun
 
 readme:  ## rebuild the README's generated sections and the report figures from the committed results/

@@ -1,7 +1,7 @@
 """Rebuild the README's report, its generated sections and figures, from results/*.json.
 
     python -m scripts.report           # from the committed results, in seconds
-    python -m scripts.report --rerun   # first rerun every experiment and the benchmark (about an hour on 2 CPU cores)
+    python -m scripts.report --rerun   # first rerun every experiment and the benchmark (about 35 min on 2 CPU cores)
     python -m scripts.report --rerun "batch norm only"   # first rerun just the named experiments
 
 Generated sections sit in README.md between <!-- report:NAME --> and <!-- /report:NAME -->. The runs go through
@@ -170,7 +170,8 @@ def section_reproduce():
     minutes = sum(h["seconds"] for run in loaded for h in run["history"]) / 60
     hardware = ", ".join(sorted({run["device_name"] for run in loaded}))
     return (f"The {len(loaded)} runs behind this report trained for {minutes:.0f} minutes in all on {hardware}; "
-            "`make report` adds start-up, a clean pass over the training set per run, and the benchmark.")
+            "`make report` adds start-up, a clean pass over the training set per run, the robustness pass of each "
+            "full-data run, and the pipeline benchmark.")
 
 
 def section_models():
