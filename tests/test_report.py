@@ -39,3 +39,14 @@ def test_stored_predictions_give_the_reported_final_accuracy():
 
 def test_the_readme_stands_on_its_own():
     assert "../shared" not in README
+
+
+def test_no_shift_and_no_rotation_give_each_runs_final_test_accuracy():
+    runs = [json.loads(path.read_text()) for path in sorted(report.RESULTS.glob("*_seed*.json"))]
+    swept = [run for run in runs if "robustness" in run]
+    assert len(swept) >= 3 * 8
+    for run in swept:
+        final = run["history"][-1]["eval_acc"]
+        assert run["robustness"]["shift"]["0"] == run["robustness"]["rotation"]["0"] == final, run["recipe"]
+        shifts = list(run["robustness"]["shift"].values())
+        assert shifts[6] < shifts[1] <= 100
