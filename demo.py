@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from recipes import LABELS
+from recipes import LABELS, evaluated_on
 
 PAGE = Path(__file__).resolve().parent / "demo.html"
 MAX_BYTES = 2 * 1024 * 1024
@@ -104,7 +104,7 @@ def handler(reader):
                             pass
                     else:
                         self.close_connection = True
-                    raise BadRequest(f"the body is over 2 MB; send at most 2 MB")
+                    raise BadRequest("the body is over 2 MB; send at most 2 MB")
                 query = parse_qs(url.query)
                 dx, dy = (int(query.get(key, ["0"])[0]) for key in ("dx", "dy"))
                 if max(abs(dx), abs(dy)) > MAX_SHIFT:
@@ -144,7 +144,7 @@ def load_models(checkpoints):
     for path in checkpoints:
         model, checkpoint = runs.load_model(path, torch.device("cpu"))
         accuracy = {"acc": checkpoint["history"][-1]["eval_acc"],
-                    "on": "validation" if checkpoint["recipe"]["validation"] else "test"}
+                    "on": evaluated_on(checkpoint["recipe"])}
         models.append((checkpoint["recipe"]["model"], path, accuracy, model))
     return models
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from errors import Interrupted, RunFailed, UsageError
-from recipes import MODEL_NAMES, check_tag, format_recipe, resolve_recipe, run_name
+from recipes import MODEL_NAMES, check_tag, evaluated_on, format_recipe, resolve_recipe, run_name
 
 
 class Terminated(KeyboardInterrupt):
@@ -162,7 +162,7 @@ def train(args, recipes, device):
              for p, r in zip(paths, recipes)]
     data = dataset.load_splits(args.data_dir or dataset.DEFAULT_DATA_DIR, device, args.validation, args.limit)
     files.prepare_out_dir(out_dir, paths)
-    evaluated_on = "validation" if args.validation else "test"
+    scored_on = evaluated_on(recipes[0])  # the same for every model of the command
     print(f"device {device} ({engine.describe_device(device)}), torch {torch.__version__}")
     histories, done = {}, []
     with contextlib.ExitStack() as locks:
@@ -183,7 +183,7 @@ def train(args, recipes, device):
                 results = runs.train_run(
                     recipe, data, device, path, plan.checkpoint, eval_batch_size=args.eval_batch_size,
                     compile=args.compile, progress=sys.stderr.isatty(),
-                    on_epoch=lambda r: print(runs.format_epoch(r, recipe["epochs"], evaluated_on), flush=True))
+                    on_epoch=lambda r: print(runs.format_epoch(r, recipe["epochs"], scored_on), flush=True))
             except Interrupted as e:
                 raise Interrupted(e.epochs_saved, e.by, e.results_written, done) from None
             histories[recipe["model"]] = [results["history"]]
@@ -191,7 +191,7 @@ def train(args, recipes, device):
             print(f"wrote {shown(path.results)}, {shown(path.curves)} and {shown(path.checkpoint)}")
     if len(recipes) > 1:
         comparison = out_dir / "plots" / f"{run_name('comparison', args.tag, args.seed)}.png"
-        files.save_figure(comparison, figures.comparison(histories, f"MNIST {evaluated_on} curves, seed {args.seed}"))
+        files.save_figure(comparison, figures.comparison(histories, f"MNIST {scored_on} curves, seed {args.seed}"))
         print(f"wrote {shown(comparison)}")
     return 0
 

@@ -241,6 +241,7 @@ def main(args):
     import runs
     import torch
     from errors import UsageError
+    from recipes import evaluated_on
     try:
         checkpoint = args.checkpoint or best_checkpoint(files.DEFAULT_OUT_DIR, args.model)
         if checkpoint is None:
@@ -251,7 +252,7 @@ def main(args):
         print(f"predict.py: error: {e}", file=sys.stderr)
         return 2
     print(f"reading with {saved['recipe']['model']} from {checkpoint} (epoch {saved['epoch']}, final "
-          f"{'validation' if saved['recipe']['validation'] else 'test'} accuracy "
+          f"{evaluated_on(saved['recipe'])} accuracy "
           f"{saved['history'][-1]['eval_acc']:.2f}%)", file=sys.stderr)
     paths, problems = find_images(args.inputs)
     with ThreadPoolExecutor() as pool:  # decoding and resampling release the GIL

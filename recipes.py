@@ -62,6 +62,11 @@ def resolve_recipe(model, overrides, **run):
     return recipe
 
 
+def evaluated_on(recipe):
+    """What a run with this recipe scores itself on: the test set, or with validation the held-out training images."""
+    return "validation" if recipe["validation"] else "test"
+
+
 def format_recipe(recipe):
     return "recipe: " + ", ".join(f"{k}={v}" for k, v in recipe.items())
 

@@ -11,7 +11,7 @@ import figures
 import files
 from errors import Interrupted, UsageError
 from model import count_parameters
-from recipes import RECIPE_KEYS
+from recipes import RECIPE_KEYS, evaluated_on
 
 
 @dataclass
@@ -107,10 +107,10 @@ def load_model(path, device, model_name=None, flag="--checkpoint"):
     return model.eval(), checkpoint
 
 
-def format_epoch(record, epochs, evaluated_on="test"):
+def format_epoch(record, epochs, scored_on="test"):
     """The line main.py prints for a finished epoch."""
     return (f"epoch {record['epoch']:2d}/{epochs}  train loss {record['train_loss']:.4f} acc {record['train_acc']:6.2f}%"
-            f"  {evaluated_on} loss {record['eval_loss']:.4f} acc {record['eval_acc']:6.2f}%  {record['seconds']:5.1f}s")
+            f"  {scored_on} loss {record['eval_loss']:.4f} acc {record['eval_acc']:6.2f}%  {record['seconds']:5.1f}s")
 
 
 def _save(path, write, obj):
@@ -135,17 +135,17 @@ def train_run(recipe, data, device, paths, checkpoint=None, *, eval_batch_size=1
     if checkpoint:
         history, predictions = restore(model, optimizer, scheduler, checkpoint, device, paths.checkpoint)
     forward = torch.compile(model) if compile else model
-    evaluated_on = "validation" if recipe["validation"] else "test"
+    scored_on = evaluated_on(recipe)
     results = {"model": recipe["model"], "params": count_parameters(model), "seed": recipe["seed"],
                "epochs": recipe["epochs"], "device": str(device), "device_name": engine.describe_device(device),
-               "torch": torch.__version__, "evaluated_on": evaluated_on, "train_images": len(train_batches.images),
+               "torch": torch.__version__, "evaluated_on": scored_on, "train_images": len(train_batches.images),
                "eval_images": len(eval_labels), "recipe": recipe}
 
     def write_results(status):
         results.update(status=status, history=history)
         _save(paths.results, files.write_json, results)
-        title = f"{recipe['model']}, seed {recipe['seed']}: final {evaluated_on} accuracy {history[-1]['eval_acc']:.2f}%"
-        _save(paths.curves, files.save_figure, figures.curves(history, title, evaluated_on))
+        title = f"{recipe['model']}, seed {recipe['seed']}: final {scored_on} accuracy {history[-1]['eval_acc']:.2f}%"
+        _save(paths.curves, files.save_figure, figures.curves(history, title, scored_on))
 
     try:
         for record, evaluation in engine.fit(forward, optimizer, scheduler, train_batches, eval_batches,
