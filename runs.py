@@ -25,13 +25,17 @@ class Plan:
 def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
     """Check a run's folder against what the command asks for; a conflict is a UsageError naming the way out.
 
-    Without resume, an unfinished run there is refused unless overwrite: forgetting --resume must not throw
-    progress away. With resume, skip_finished makes a finished run "done" instead of an error, and a run never
-    begun "fresh" (for --model all).
+    Without resume, a run there is replaced only where that loses nothing: an unfinished run is refused, since
+    forgetting --resume must not throw progress away, and so is a finished run with other settings, since a quick
+    experiment must not silently replace a good model. Rerunning a finished run with the same settings reproduces
+    it, and may replace it. overwrite lifts both refusals. With resume, skip_finished makes a finished run "done"
+    instead of an error, and a run never begun "fresh" (for --model all).
     """
     exists = paths.checkpoint.exists()
     if not resume:
-        if exists and not overwrite:
+        if overwrite:
+            return Plan("fresh")
+        if exists:
             try:
                 checkpoint = files.load_checkpoint(paths.checkpoint)
             except UsageError:
@@ -41,6 +45,15 @@ def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
                 raise UsageError(f"{paths.checkpoint} holds an unfinished run (epoch {checkpoint['epoch']} of "
                                  f"{checkpoint['recipe']['epochs']}); add --resume to continue it, or --overwrite to "
                                  f"start over")
+            saved = checkpoint["recipe"]
+        else:  # the checkpoint may be gone while the results it produced remain
+            results = files.read_json(paths.results)
+            saved = results.get("recipe") if isinstance(results, dict) and results.get("status") == "complete" else None
+        changed = differing(saved, recipe) if isinstance(saved, dict) else []
+        if changed:
+            raise UsageError(f"{paths.results.parent.parent} already holds a finished {paths.checkpoint.stem} with "
+                             f"{settings(saved, changed)}, where this run has {settings(recipe, changed)}; pass "
+                             f"--tag NAME to keep both, or --overwrite to replace it")
         return Plan("fresh")
     if not exists and skip_finished:
         return Plan("fresh")
@@ -52,16 +65,33 @@ def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
     if saved["model"] != recipe["model"]:
         raise UsageError(f"--resume: {paths.checkpoint} holds a {saved['model']} checkpoint, not {recipe['model']}; "
                          f"pass --model {saved['model']} or run without --resume")
-    differing = [key for key in RECIPE_KEYS if saved.get(key) != recipe.get(key)]
-    if differing:
-        was = " ".join(f"--{key.replace('_', '-')} {saved.get(key)}" for key in differing)
-        raise UsageError(f"--resume: {paths.checkpoint} was trained with {was}; resume with the same settings")
+    changed = differing(saved, recipe)
+    if changed:
+        raise UsageError(f"--resume: {paths.checkpoint} was trained with {settings(saved, changed)}; resume with the "
+                         f"same settings")
     if is_finished(paths, checkpoint):
         if skip_finished:
             return Plan("done", results=files.read_json(paths.results))
         raise UsageError(f"--resume: {paths.checkpoint} has finished all {recipe['epochs']} epochs and its results "
                          f"are written; nothing to resume")
     return Plan("resume", checkpoint=checkpoint)
+
+
+def differing(saved, recipe):
+    """The settings that define a run's numbers in which two recipes differ."""
+    return [key for key in RECIPE_KEYS if saved.get(key) != recipe.get(key)]
+
+
+def settings(recipe, keys):
+    """keys of recipe as the flags that set them, e.g. "--epochs 10 --lr 0.1 no --limit"."""
+    def flag(key):
+        name, value = f"--{key.replace('_', '-')}", recipe.get(key)
+        if value is None or value is False:
+            return f"no {name}"
+        if value is True:
+            return name
+        return f"{name} {','.join(map(str, value)) if isinstance(value, list) else value}"
+    return " ".join(map(flag, keys))
 
 
 def is_finished(paths, checkpoint):

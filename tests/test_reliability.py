@@ -75,6 +75,69 @@ def test_a_fresh_run_refuses_to_replace_an_unfinished_one(tmp_path, cli, monkeyp
     assert cli(argv)[0] == 0  # a finished run may be run again
 
 
+# A finished run is not silently replaced by one with other settings (issue 20)
+
+def outputs_of(out_dir, run=RUN):
+    return {path.name: path.read_bytes() for path in files.RunPaths.of(out_dir, run).outputs}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A folder holding a finished QUICK lenet5 run; tests copy it, so each sees the same bytes."""
+    import main
+    out_dir = tmp_path_factory.mktemp("finished")
+    assert main.main(main.get_args_parser().parse_args(["--model", "lenet5", *QUICK, "--out-dir", str(out_dir)])) == 0
+    return out_dir
+
+
+@pytest.mark.parametrize("change, differs", [
+    (["--lr", "0.05"], "with --lr 0.1, where this run has --lr 0.05"),
+    (["--epochs", "1"], "with --epochs 2, where this run has --epochs 1"),
+    (["--limit", "256"], "with --limit 512, where this run has --limit 256"),
+    (["--train-size", "100"], "with no --train-size, where this run has --train-size 100"),
+    (["--augment"], "with --augment 0.0, where this run has --augment 1.0"),
+])
+def test_a_finished_run_is_not_replaced_by_one_with_other_settings(change, differs, finished, tmp_path, cli):
+    shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
+    before = outputs_of(tmp_path)
+    status, out, err = cli(["--model", "lenet5", *QUICK, *change, "--out-dir", tmp_path])
+    assert_one_line_error(err, status, 2, f"already holds a finished {RUN} {differs}; pass --tag NAME to keep both, "
+                                          "or --overwrite to replace it")
+    assert out == "" and outputs_of(tmp_path) == before
+    status, out, _ = cli(["--model", "lenet5", *QUICK, *change, "--out-dir", tmp_path, "--tag", "other"])
+    assert status == 0 and outputs_of(tmp_path) == before  # the tagged run has files of its own
+    status, _, _ = cli(["--model", "lenet5", *QUICK, *change, "--out-dir", tmp_path, "--overwrite"])
+    assert status == 0 and results_of(tmp_path)["recipe"] != json.loads(before[f"{RUN}.json"])["recipe"]
+
+
+def test_results_without_their_checkpoint_are_not_replaced_either(finished, tmp_path, cli):
+    shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "checkpoints" / f"{RUN}.pt").unlink()
+    results = (tmp_path / "results" / f"{RUN}.json").read_bytes()
+    status, _, err = cli(["--model", "lenet5", *QUICK, "--lr", "0.05", "--out-dir", tmp_path])
+    assert_one_line_error(err, status, 2, "with --lr 0.1, where this run has --lr 0.05")
+    assert (tmp_path / "results" / f"{RUN}.json").read_bytes() == results
+
+
+def test_the_same_run_twice_is_allowed_and_reproduces_the_first(finished, tmp_path, cli):
+    shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
+    first = results_of(tmp_path)
+    status, out, _ = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])
+    assert status == 0 and out.count("epoch ") == 2
+    again = results_of(tmp_path)
+    assert without_seconds(again["history"]) == without_seconds(first["history"])
+    assert again["predictions"] == first["predictions"]
+
+
+def test_model_all_refuses_before_training_any_model(finished, tmp_path, cli):
+    shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
+    before = outputs_of(tmp_path)
+    status, out, err = cli(["--model", "all", *QUICK, "--epochs", "1", "--out-dir", tmp_path])
+    assert_one_line_error(err, status, 2, "with --epochs 2, where this run has --epochs 1")
+    assert out == "" and outputs_of(tmp_path) == before
+    assert not (tmp_path / "checkpoints" / "custom_mlp_seed0.pt").exists()
+
+
 # 4: two processes of the same run
 
 def test_a_second_process_of_the_same_run_refuses_while_the_first_lives(tmp_path, cli):
