@@ -138,6 +138,20 @@ def test_model_all_refuses_before_training_any_model(finished, tmp_path, cli):
     assert not (tmp_path / "checkpoints" / "custom_mlp_seed0.pt").exists()
 
 
+def test_predict_prefers_a_full_run_to_a_quick_one_with_a_better_score(trained_runs, tmp_path):
+    import predict
+    (tmp_path / "checkpoints").mkdir()
+    full = trained_runs / "checkpoints" / "lenet5_seed0.pt"
+    shutil.copy(full, tmp_path / "checkpoints" / "lenet5_seed0.pt")
+    quick = torch.load(full, weights_only=True)
+    quick["recipe"]["limit"] = 512
+    quick["history"][-1]["eval_acc"] = 100.0
+    torch.save(quick, tmp_path / "checkpoints" / "lenet5_quick_seed0.pt")
+    assert predict.best_checkpoint(tmp_path).name == "lenet5_seed0.pt"
+    (tmp_path / "checkpoints" / "lenet5_seed0.pt").unlink()
+    assert predict.best_checkpoint(tmp_path).name == "lenet5_quick_seed0.pt"  # a quick run is better than none
+
+
 # 4: two processes of the same run
 
 def test_a_second_process_of_the_same_run_refuses_while_the_first_lives(tmp_path, cli):
