@@ -1,18 +1,19 @@
 """MNIST: shipped with the package, verified, loaded once into tensors, served in batches.
 
-The four IDX files travel gzip-compressed in data/bundle/. On first use they are
-decompressed into torchvision's layout (<data-dir>/MNIST/raw/*-ubyte), checked
-against the SHA-256 sums below and read with torchvision.datasets.MNIST.
+The four IDX files travel gzip-compressed in data/bundle/. On first use they are decompressed into torchvision's
+layout (<data-dir>/MNIST/raw/*-ubyte); each load reads them, checks the bytes it read against the SHA-256 sums
+below and parses the IDX format itself. torchvision is not imported: it takes seconds to import, more than the
+whole load, and is needed only for the download fallback.
 """
 import gzip
 import hashlib
 import os
+import struct
 import zlib
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torchvision import datasets
 
 from errors import UsageError
 from files import atomic_write
@@ -39,14 +40,6 @@ class DataError(UsageError):
     """The data is missing, unreadable or corrupt. The message names the file and the fix."""
 
 
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _extract(archive, target):
     """Decompress archive into target; target appears only once whole and verified."""
     def decompress(out):
@@ -67,6 +60,7 @@ def _extract(archive, target):
 
 def _download(data_dir, bundle_dir):
     """Fallback when the bundle is gone: torchvision's own download, which checks its MD5s."""
+    from torchvision import datasets
     try:
         for train in (True, False):
             datasets.MNIST(data_dir, train=train, download=True)
@@ -77,7 +71,14 @@ def _download(data_dir, bundle_dir):
 
 
 def prepare_mnist(data_dir=DEFAULT_DATA_DIR, bundle_dir=None):
-    """Make <data_dir>/MNIST/raw hold the four MNIST files, each matching its SHA-256."""
+    """Make <data_dir>/MNIST/raw hold the four MNIST files, each matching its SHA-256; returns that folder."""
+    read_mnist(data_dir, bundle_dir)
+    return Path(data_dir) / "MNIST" / "raw"
+
+
+def read_mnist(data_dir=DEFAULT_DATA_DIR, bundle_dir=None):
+    """The four MNIST files as uint8 tensors of the shapes their headers give, by file name; each file's bytes
+    checked against its SHA-256, extracted from the bundle first where missing."""
     data_dir, bundle_dir = Path(data_dir), Path(bundle_dir or BUNDLE_DIR)
     if data_dir.exists() and not data_dir.is_dir():
         raise DataError(f"data directory {data_dir} is a file, not a folder; pass a folder as --data-dir")
@@ -97,29 +98,40 @@ def prepare_mnist(data_dir=DEFAULT_DATA_DIR, bundle_dir=None):
                             f"pass a writable --data-dir") from e
     elif missing:
         _download(data_dir, bundle_dir)
-    for name, expected in SHA256.items():
-        path = raw / name
-        try:
-            actual = sha256_of(path)
-        except OSError as e:
-            raise DataError(f"cannot read {path} ({e.strerror}); delete it and rerun to re-extract it") from e
-        if actual != expected:
-            raise DataError(f"{path} fails its SHA-256 check (truncated or corrupt); "
-                            f"delete it and rerun to re-extract it from {bundle_dir}")
-    return raw
+    return {name: _read_idx(raw / name, bundle_dir) for name in SHA256}
 
 
-def load_split(data_dir, train, device="cpu"):
-    """One split as (images, labels): images (N, 1, 28, 28) float32, normalized once, on device."""
-    split = datasets.MNIST(data_dir, train=train, download=False)
-    images = split.data.to(device=device, dtype=torch.float32).div_(255).sub_(MNIST_MEAN).div_(MNIST_STD)
-    return images.unsqueeze(1), split.targets.to(device)
+def _read_idx(path, bundle_dir):
+    """An IDX file as a uint8 tensor. The bytes are checked before they are parsed, so the header can be trusted."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read {path} ({e.strerror}); delete it and rerun to re-extract it") from e
+    if hashlib.sha256(data).hexdigest() != SHA256[path.name]:
+        raise DataError(f"{path} fails its SHA-256 check (truncated or corrupt); "
+                        f"delete it and rerun to re-extract it from {bundle_dir}")
+    dims = data[3]  # the header: two zero bytes, the type (8: unsigned byte), the number of dimensions, each size
+    shape = struct.unpack(f">{dims}I", data[4:4 + 4 * dims])
+    return torch.frombuffer(bytearray(data[4 + 4 * dims:]), dtype=torch.uint8).view(shape)
+
+
+def read_split(train, data_dir=DEFAULT_DATA_DIR):
+    """One split as stored: images (N, 28, 28) uint8 and labels (N,) int64."""
+    files = read_mnist(data_dir)
+    prefix = "train" if train else "t10k"
+    return files[f"{prefix}-images-idx3-ubyte"], files[f"{prefix}-labels-idx1-ubyte"].long()
 
 
 def load_mnist(data_dir=DEFAULT_DATA_DIR, device="cpu"):
-    """(train_images, train_labels, test_images, test_labels), verified and on device."""
-    prepare_mnist(data_dir)
-    return (*load_split(data_dir, True, device), *load_split(data_dir, False, device))
+    """(train_images, train_labels, test_images, test_labels), verified and on device; images (N, 1, 28, 28)
+    float32, normalized once."""
+    files = read_mnist(data_dir)
+    data = []
+    for prefix in ("train", "t10k"):
+        images = files[f"{prefix}-images-idx3-ubyte"].to(device=device, dtype=torch.float32)
+        data += [images.div_(255).sub_(MNIST_MEAN).div_(MNIST_STD).unsqueeze(1),
+                 files[f"{prefix}-labels-idx1-ubyte"].to(device=device, dtype=torch.long)]
+    return tuple(data)
 
 
 def load_splits(data_dir=DEFAULT_DATA_DIR, device="cpu", validation=False, limit=None):

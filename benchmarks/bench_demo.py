@@ -56,8 +56,8 @@ def main():
     server = subprocess.Popen([sys.executable, str(files.ROOT / "demo.py"), "--port", "0", *flags],
                               stdout=subprocess.PIPE, text=True)
     address = next(line for line in server.stdout if line.startswith("open ")).split()[1]
-    split = dataset.datasets.MNIST(dataset.DEFAULT_DATA_DIR, train=False)
-    drawings = [canvas(split.data[i].numpy()) for i in range(REQUESTS)]
+    images, _ = dataset.read_split(train=False)
+    drawings = [canvas(images[i].numpy()) for i in range(REQUESTS)]
     try:
         timed_post(address, drawings[0])  # warm-up
         single = [timed_post(address, body) for body in drawings]

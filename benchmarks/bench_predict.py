@@ -94,7 +94,7 @@ def main():
     model, checkpoint = runs.load_model(args.checkpoint, torch.device("cpu"))
     _, _, test_images, test_labels = dataset.load_splits()
     plain = engine.evaluate(model, dataset.TensorLoader(test_images[:args.count], test_labels[:args.count], 1000))
-    raw = dataset.datasets.MNIST(dataset.DEFAULT_DATA_DIR, train=False).data[:args.count].numpy()
+    raw = dataset.read_split(train=False)[0][:args.count].numpy()
     truth = test_labels[:args.count]
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()

@@ -100,9 +100,7 @@ def best_predictions():
 
 def test_split():
     """The test images (N, 28, 28) as bytes and their labels."""
-    dataset.prepare_mnist()
-    split = dataset.datasets.MNIST(dataset.DEFAULT_DATA_DIR, train=False)
-    return split.data, split.targets
+    return dataset.read_split(train=False)
 
 
 # ---------------------------------------------------------------- sections

@@ -2,6 +2,8 @@ import gzip
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 import urllib.error
 
 import pytest
@@ -32,8 +34,23 @@ def test_bundled_files_match_the_original_mnist():
     assert sums == dataset.SHA256
 
 
+@pytest.mark.parametrize("train", [True, False])
+def test_our_idx_reader_matches_torchvisions(train):
+    ours = dataset.read_split(train)
+    theirs = datasets.MNIST(dataset.DEFAULT_DATA_DIR, train=train)
+    assert ours[0].dtype == torch.uint8 and torch.equal(ours[0], theirs.data)
+    assert ours[1].dtype == torch.int64 and torch.equal(ours[1], theirs.targets)
+
+
+def test_loading_the_data_does_not_import_torchvision():
+    loaded = subprocess.run([sys.executable, "-c", "import sys, dataset; dataset.load_mnist(); "
+                             "print('torchvision' in sys.modules)"], capture_output=True, text=True,
+                            cwd=dataset.DEFAULT_DATA_DIR.parent, check=True)
+    assert loaded.stdout.strip() == "False"
+
+
 def test_normalization_constants_are_the_training_set_statistics(mnist):
-    pixels = datasets.MNIST(dataset.DEFAULT_DATA_DIR, train=True).data.double() / 255
+    pixels = dataset.read_split(train=True)[0].double() / 255
     assert round(pixels.mean().item(), 4) == dataset.MNIST_MEAN
     assert round(pixels.std().item(), 4) == dataset.MNIST_STD
     train_images = mnist[0]

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+import torchvision
 
 import engine
 import files
@@ -253,7 +254,7 @@ def test_a_missing_data_file_without_bundle_or_network_is_rejected(tmp_path, cli
     def offline(self):
         raise OSError("offline:\nno mirror\nanswered")
     monkeypatch.setattr(engine.dataset, "BUNDLE_DIR", tmp_path / "no-bundle")
-    monkeypatch.setattr(engine.dataset.datasets.MNIST, "download", offline)
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
     assert_rejected(["--data-dir", tmp_path, "--out-dir", tmp_path / "out"], tmp_path, cli,
                     "download failed (offline: no mirror answered); copy the four *-ubyte.gz files into")
 

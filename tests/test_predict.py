@@ -39,12 +39,12 @@ def similar(a, b):
 
 @pytest.fixture(scope="module")
 def mnist_test():
-    split = dataset.datasets.MNIST(dataset.DEFAULT_DATA_DIR, train=False)
-    return split.data.numpy(), split.targets
+    images, labels = dataset.read_split(train=False)
+    return images.numpy(), labels
 
 
 def test_the_mnist_constants_are_measured_on_the_training_set():
-    digits = dataset.datasets.MNIST(dataset.DEFAULT_DATA_DIR, train=True).data.double() / 255
+    digits = dataset.read_split(train=True)[0].double() / 255
     mass = digits.sum((1, 2))
     rows = (digits.sum(2) * torch.arange(28)).sum(1) / mass
     cols = (digits.sum(1) * torch.arange(28)).sum(1) / mass
