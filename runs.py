@@ -151,11 +151,13 @@ def _save(path, write, obj):
 
 
 def train_run(recipe, data, device, paths, checkpoint=None, *, eval_batch_size=1000, compile=False, progress=False,
-              robustness=False, on_epoch=lambda record: None):
+              clean_pass=False, robustness=False, on_epoch=lambda record: None):
     """Train one run as the recipe says, or resume it from checkpoint, and return its results.
 
     data: (train images, train labels, eval images, eval labels). Writes the checkpoint after every epoch, and
     the results JSON and curves at the end, or when the run stops early; on_epoch sees each finished epoch's record.
+    clean_pass and robustness add the report's measurements after the last epoch: a clean pass over the training
+    set (final_train_eval), and the evaluation set shifted and rotated.
     Raises Interrupted on a signal, engine.Diverged and files.WriteError as they come.
     """
     train_images, train_labels, eval_images, eval_labels = data
@@ -189,10 +191,11 @@ def train_run(recipe, data, device, paths, checkpoint=None, *, eval_batch_size=1
                        predictions=predictions))
             history.append(record)
             on_epoch(record)
-        # The train metrics above are taken on the fly, through dropout and augmentation; these are clean.
-        clean = dataset.TensorLoader(train_batches.images, train_batches.labels, eval_batch_size)
-        train_eval = engine.evaluate(forward, clean, recipe["amp"])
-        results["final_train_eval"] = {"loss": train_eval.loss, "acc": train_eval.acc}
+        if clean_pass:
+            # The train metrics above are taken on the fly, through dropout and augmentation; these are clean.
+            clean = dataset.TensorLoader(train_batches.images, train_batches.labels, eval_batch_size)
+            train_eval = engine.evaluate(forward, clean, recipe["amp"])
+            results["final_train_eval"] = {"loss": train_eval.loss, "acc": train_eval.acc}
         # One digit per evaluation image: the final epoch's predictions, for the confusion matrix and the errors.
         results["predictions"] = "".join(map(str, predictions.tolist()))
         if robustness:

@@ -49,7 +49,7 @@ def rerun(labels):
             paths = files.RunPaths.of(ROOT, experiment_run_name(label, seed))
             files.prepare_out_dir(ROOT, [paths])
             with files.RunLock(paths):
-                runs.train_run(recipe, data, device, paths, robustness=not recipe["train_size"],
+                runs.train_run(recipe, data, device, paths, clean_pass=True, robustness=not recipe["train_size"],
                                on_epoch=lambda record: print(runs.format_epoch(record, EPOCHS), flush=True))
 
 
