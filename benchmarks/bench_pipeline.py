@@ -18,49 +18,14 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.profiler import profile
-from torch.utils.data import DataLoader, Subset
-from torchvision import datasets, transforms
 
 import dataset
 import engine
 import files
+from benchmarks import reference
 from model import LeNet5
 from recipes import RECIPES
-
-
-def reference_loaders(batch_size, limit=None, **options):
-    """pytorch/examples' pipeline: datasets.MNIST + ToTensor + Normalize + DataLoader, for training and test."""
-    to_tensor = transforms.Compose([transforms.ToTensor(), transforms.Normalize((dataset.MNIST_MEAN,),
-                                                                                 (dataset.MNIST_STD,))])
-    dataset.prepare_mnist()
-    train_set, test_set = (datasets.MNIST(dataset.DEFAULT_DATA_DIR, train=train, transform=to_tensor)
-                           for train in (True, False))
-    if limit:
-        train_set, test_set = Subset(train_set, range(limit)), Subset(test_set, range(limit))
-    return (DataLoader(train_set, batch_size=batch_size, shuffle=True, **options),
-            DataLoader(test_set, batch_size=1000, **options))
-
-
-def reference_epoch(model, loader, optimizer, scheduler):
-    device = next(model.parameters()).device
-    model.train()
-    for images, labels in loader:
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        optimizer.zero_grad()
-        F.cross_entropy(model(images), labels).backward()
-        optimizer.step()
-        scheduler.step()
-
-
-@torch.no_grad()
-def reference_evaluate(model, loader):
-    """Test accuracy, %."""
-    device = next(model.parameters()).device
-    model.eval()
-    correct = sum((model(images.to(device)).argmax(1) == labels.to(device)).sum().item() for images, labels in loader)
-    return 100.0 * correct / len(loader.dataset)
 
 
 def timed(fn, *args):
@@ -94,7 +59,8 @@ def profile_step(model, loader, optimizer, scheduler, steps=50):
 def run(args):
     recipe = dict(RECIPES["lenet5"], model="lenet5", batch_size=args.batch_size, amp=False)
     start = time.perf_counter()
-    reference_train, reference_test = reference_loaders(args.batch_size)
+    dataset.prepare_mnist()
+    reference_train, reference_test = reference.loaders(args.batch_size)
     reference_setup = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -116,7 +82,7 @@ def run(args):
 
     models = {"reference": fresh(LeNet5), "ours": fresh(ours_lenet), "ours, default memory format": fresh(LeNet5),
               "ours, 1 thread": fresh(ours_lenet), "ours, torch.compile": torch.compile(fresh(ours_lenet))}
-    epoch_functions = {"reference": reference_epoch, "ours, 1 thread": one_thread(engine.train_one_epoch)}
+    epoch_functions = {"reference": reference.train_epoch, "ours, 1 thread": one_thread(engine.train_one_epoch)}
     steps = (args.repeats + 2) * len(ours_train)
     optimizers = {name: engine.build_optimizer(model, recipe, steps) for name, model in models.items()}
 
@@ -124,7 +90,7 @@ def run(args):
         train = epoch_functions.get(name, engine.train_one_epoch)
         return train(models[name], reference_train if name == "reference" else ours_train, *optimizers[name])
 
-    evaluations = {"reference": lambda: reference_evaluate(models["reference"], reference_test),
+    evaluations = {"reference": lambda: reference.evaluate(models["reference"], reference_test),
                    "ours, batch 1,000": lambda: engine.evaluate(models["ours"], ours_test[1000]),
                    "ours, batch 10,000": lambda: engine.evaluate(models["ours"], ours_test[10_000])}
 
@@ -145,7 +111,7 @@ def run(args):
         "compile_seconds": first["ours, torch.compile"] - median["ours, torch.compile"],
         "seconds": times, "median": median, "train_ratio": median["ours"] / median["reference"],
         # Each repeat's own ratio, ours over the reference epoch just before it: the spread shows the noise.
-        "train_ratios": [ours / reference for ours, reference in zip(times["ours"], times["reference"])],
+        "train_ratios": [ours / theirs for ours, theirs in zip(times["ours"], times["reference"])],
         "profile": profile_step(models["ours"], ours_train, *optimizers["ours"]),
     }
 
@@ -160,11 +126,11 @@ def main_cli():
                         help="where the figures go")
     args = parser.parse_args()
     result = run(args)
-    median, reference = result["median"], result["median"]["reference"]
+    median = result["median"]
     print(f"{result['device_name']}, torch {result['torch']}, batch size {args.batch_size}, "
           f"median of {args.repeats} epochs")
     for name, seconds in median.items():
-        base = reference if not name.startswith("eval") else median["eval: reference"]
+        base = median["eval: reference" if name.startswith("eval") else "reference"]
         print(f"{name:36s}{seconds:8.2f}s  {seconds / base:6.3f} of the reference")
     print(f"torch.compile's first epoch took {result['compile_seconds']:.1f}s longer")
     print("our training step, by operator: " + ", ".join(f"{k} {p:.0f}%" for k, p in result["profile"]))
