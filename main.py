@@ -94,7 +94,8 @@ def get_args_parser():
                    help=f"batch norm layers, lenet5_regularized only; default: {recipe}")
     p.add_argument("--seed", type=number(int, lambda v: 0 <= v < 2**32, "from 0 to 4294967295"), default=0,
                    help="random seed for weights, batch order, dropout and augmentation")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="auto picks cuda, then mps, then cpu")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps", "xpu"],
+                   help="auto picks the accelerator that torch.accelerator finds (CUDA, MPS, XPU, ...), else the CPU")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast, meant for GPUs; default: off")
     p.add_argument("--compile", action="store_true", help="torch.compile the model; default: off")
     p.add_argument("--eval-batch-size", type=count(10**6), default=1000,
@@ -146,10 +147,10 @@ def shown(path):
 
 def resolve_device(name):
     import torch
-    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
+    accelerator = torch.accelerator.current_accelerator(check_available=True)  # None where there is none
     if name == "auto":
-        return torch.device(next(d for d in ("cuda", "mps", "cpu") if available[d]))
-    if not available[name]:
+        return accelerator or torch.device("cpu")
+    if name != "cpu" and (accelerator is None or accelerator.type != name):
         raise UsageError(f"--device {name}: no {name.upper()} device is available here; use --device cpu or --device auto")
     return torch.device(name)
 
