@@ -1,15 +1,54 @@
 """The statistics behind "Which differences are real": checked against counts and binomial sums done by hand."""
+import gzip
+import json
 from math import comb, sqrt
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import significance
+from recipes import SEEDS, experiment_run_name
+from scripts import report
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def binomial_p(k, n):
     """Two-sided exact binomial p-value at even odds: the chance of a split no likelier than k of n."""
     return sum(comb(n, i) for i in range(n + 1) if comb(n, i) <= comb(n, k)) / 2 ** n
+
+
+def test_the_mcnemar_figures_of_committed_runs_match_a_count_by_hand():
+    # The ablation's closest call: batch norm only against LeNet5.
+    first, second = "batch norm only", "LeNet5"
+    with gzip.open(ROOT / "data" / "bundle" / "t10k-labels-idx1-ubyte.gz") as f:
+        truth = [str(label) for label in f.read()[8:]]
+    runs = {label: [json.loads((ROOT / "results" / f"{experiment_run_name(label, seed)}.json").read_text())
+                    for seed in SEEDS] for label in (first, second)}
+    right = {label: [[p == t for p, t in zip(run["predictions"], truth)] for run in runs[label]] for label in runs}
+    discordant = [(sum(a and not b for a, b in zip(a_run, b_run)), sum(b and not a for a, b in zip(a_run, b_run)))
+                  for a_run, b_run in zip(right[first], right[second])]
+    margins = [sum(seeds) for seeds in zip(*right[first])], [sum(seeds) for seeds in zip(*right[second])]
+    ahead = sum(a > b for a, b in zip(*margins)), sum(b > a for a, b in zip(*margins))
+    accuracy = {label: sum(run["history"][-1]["eval_acc"] for run in runs[label]) / len(SEEDS) for label in runs}
+
+    c = report.comparison(first, second)
+    assert c.discordant == tuple(discordant)
+    assert c.seed_p == pytest.approx([binomial_p(a, a + b) for a, b in discordant], rel=1e-9)
+    assert c.ahead == ahead
+    assert c.p == pytest.approx(binomial_p(ahead[0], sum(ahead)), rel=1e-9)
+    assert c.difference == pytest.approx(accuracy[first] - accuracy[second], abs=1e-9)
+    assert c.interval[0] < c.difference < c.interval[1]
+
+
+def test_a_run_against_itself_differs_by_exactly_zero():
+    correct = report.correct("LeNet5")
+    c = significance.compare(correct, correct)
+    assert c.difference == 0 and c.interval == (0.0, 0.0)
+    assert c.discordant == ((0, 0),) * len(SEEDS) and c.ahead == (0, 0) and c.p == 1.0
+    assert not c.real and c.detectable is None
+    assert significance.error_ratio(correct, correct) == (1.0, (1.0, 1.0))
 
 
 def runs_with(disagreements, images=1_000):
