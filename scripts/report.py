@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 
+import numpy as np
 import torch
 
 import dataset
@@ -21,6 +22,7 @@ import engine
 import figures
 import files
 import runs
+import significance
 from model import MODELS, count_parameters, parameter_table
 from recipes import (EPOCHS, EXPERIMENTS, LABELS, MODEL_NAMES, RECIPES, SEARCH_SPACE, SEEDS, TRAIN_SIZES,
                      TUNING_SEEDS, experiment_recipe, experiment_run_name, format_recipe)
@@ -36,6 +38,10 @@ ROBUSTNESS_LABELS = ["LeNet5", "augmentation only", "CustomMLP without augmentat
                      "LeNet5_Regularized"]
 ROBUSTNESS_NAMES = {"augmentation only": "LeNet5 with augmentation", "CustomMLP": "CustomMLP with augmentation"}
 SAMPLE_EFFICIENCY = {"LeNet5": "LeNet5", "CustomMLP without augmentation": "CustomMLP without augmentation"}
+ROBUSTNESS_SHIFTS, ROBUSTNESS_ROTATIONS = (1, 2, 3, 4, 6), (10, 20, 30)
+# The robustness differences that the prose draws on, first minus second.
+ROBUSTNESS_PAIRS = [("LeNet5", "CustomMLP without augmentation"), ("CustomMLP", "LeNet5"),
+                    ("augmentation only", "CustomMLP"), ("LeNet5_Regularized", "augmentation only")]
 LECUN_1998_ERROR = 0.95  # % test error of LeNet-5 without distortions, LeCun et al. (1998)
 
 
@@ -78,6 +84,24 @@ def mean_std(values, digits=2):
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def span(bounds, digits=3):
+    return f"{bounds[0]:+.{digits}f} to {bounds[1]:+.{digits}f}"
+
+
+def p_value(p):
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def verdict(real, needed):
+    """A difference's verdict; where it is not real, the smallest difference (points) that would have been."""
+    return "**real**" if real else "not measurable" + (f" ({needed:.2f} needed)" if needed is not None else "")
+
+
+def interval_verdict(bounds):
+    """The verdict of an interval alone: real where it leaves out zero."""
+    return verdict(significance.excludes_zero(bounds), (bounds[1] - bounds[0]) / 2)
+
+
 def seconds_per_epoch(loaded):
     return statistics.mean(h["seconds"] for run in loaded for h in run["history"])
 
@@ -98,9 +122,26 @@ def best_predictions():
     return label, torch.tensor([int(c) for c in load(label)[0]["predictions"]])
 
 
+def test_size():
+    """How many test images each report run was scored on."""
+    return load("LeNet5")[0]["eval_images"]
+
+
 def test_split():
     """The test images (N, 28, 28) as bytes and their labels."""
     return dataset.read_split(train=False)
+
+
+@functools.cache
+def correct(label):
+    """Per seed and test image, whether the experiment's final model got the image right: (seeds, images) booleans."""
+    truth = test_split()[1].numpy()
+    return np.stack([np.frombuffer(run["predictions"].encode(), np.uint8) - ord("0") == truth for run in load(label)])
+
+
+def validation_images():
+    """How many images the validation split holds; the tuning runs do not record it."""
+    return len(dataset.load_splits(validation=True)[3])
 
 
 # ---------------------------------------------------------------- sections
@@ -156,11 +197,16 @@ def section_versus():
     labels = ["LeNet5", "CustomMLP without augmentation", "augmentation only", "CustomMLP"]
     rows = GENERALIZATION_HEADER + generalization_rows(labels, {"augmentation only": "LeNet5 with augmentation",
                                                                  "CustomMLP": "CustomMLP (its recipe)"})
-    first_epoch = {label: statistics.mean(run["history"][0]["eval_acc"] for run in load(label))
+    first_epoch = {label: [run["history"][0]["eval_acc"] for run in load(label)]
                    for label in ("LeNet5", "CustomMLP without augmentation")}
+    images = test_size()
+    lead, bounds = significance.unpaired_interval(first_epoch["LeNet5"], images,
+                                                  first_epoch["CustomMLP without augmentation"], images)
     return "\n".join(rows) + (
-        f"\n\n{GENERALIZATION_NOTE} After one epoch LeNet5 is at {first_epoch['LeNet5']:.2f}% and the MLP, without "
-        f"augmentation, at {first_epoch['CustomMLP without augmentation']:.2f}%.")
+        f"\n\n{GENERALIZATION_NOTE} After one epoch LeNet5 is at {statistics.mean(first_epoch['LeNet5']):.2f}% and "
+        f"the MLP, without augmentation, at {statistics.mean(first_epoch['CustomMLP without augmentation']):.2f}%: "
+        f"LeNet5 leads by {lead:.2f} points, {interval_verdict(bounds)} (unpaired 95% interval {span(bounds, 2)}; the "
+        "runs keep predictions of their final epoch only).")
 
 
 def section_reproduce():
@@ -281,14 +327,43 @@ def section_tuning():
 
 def section_selection():
     rows = ["| model | validation accuracy %, the sweep's seeds " + ", ".join(map(str, TUNING_SEEDS)) +
-            " | test accuracy %, seeds " + ", ".join(map(str, SEEDS)) + " | test minus validation, points |",
-            "|---|---:|---:|---:|"]
+            " | test accuracy %, seeds " + ", ".join(map(str, SEEDS)) + " | test minus validation, points | "
+            "95% interval, unpaired | verdict |", "|---|---:|---:|---:|---:|---|"]
+    held_out = validation_images()
     for model, (chosen, _) in sweeps().items():
         validation = [tune.stored_score(model, chosen, seed) for seed in TUNING_SEEDS]
         test = final(load(LABELS[model]), "eval_acc")
-        rows.append(f"| {LABELS[model]} | {mean_std(validation)} | {mean_std(test)} | "
-                    f"{statistics.mean(test) - statistics.mean(validation):+.2f} |")
-    return "\n".join(rows)
+        difference, bounds = significance.unpaired_interval(test, test_size(), validation, held_out)
+        rows.append(f"| {LABELS[model]} | {mean_std(validation)} | {mean_std(test)} | {difference:+.2f} | "
+                    f"{span(bounds, 2)} | {interval_verdict(bounds)} |")
+    compared = sweep_comparisons(held_out)
+    measurable = [name for name, bounds in compared if significance.excludes_zero(bounds)]
+    half_widths = [(bounds[1] - bounds[0]) / 2 for _, bounds in compared]
+    return "\n".join(rows) + (
+        "\n\nThe sweep's runs in `results/tuning/` keep their histories but not their predictions, so nothing scored "
+        "on the validation split can be compared in pairs. These intervals are unpaired: each mean accuracy's binomial "
+        f"noise on its images ({test_size():,} test, {held_out:,} validation) and its spread over seeds. That fits "
+        "the test set against the validation split, which hold different images. Within the sweep, where every "
+        "setting was scored on the same validation images, it overstates the noise, yet it is all the stored runs "
+        f"allow: of the sweep's {len(compared)} comparisons of a factor's chosen value with another value it tried "
+        "(settings where a seed diverged left out), " +
+        (f"{len(measurable)} {'is' if len(measurable) == 1 else 'are'} measurable: {', '.join(measurable)}. "
+         if measurable else "none is measurable. ") +
+        f"Their half-widths, the smallest differences they could have shown, run from {min(half_widths):.2f} to "
+        f"{max(half_widths):.2f} points.")
+
+
+def sweep_comparisons(images):
+    """Each factor's chosen value against each other value the sweep tried, as (what, unpaired 95% interval)."""
+    compared = []
+    for model, (_, steps) in sweeps().items():
+        for factor, scored, chosen in steps:
+            kept = next(accs for value, accs in scored if value == chosen)
+            for value, accs in scored:
+                if value != chosen and 0.0 not in accs + kept:
+                    _, bounds = significance.unpaired_interval(kept, images, accs, images)
+                    compared.append((f"{LABELS[model]}'s {factor} {show(chosen)} against {show(value)}", bounds))
+    return compared
 
 
 def robustness_runs(label):
@@ -297,7 +372,7 @@ def robustness_runs(label):
 
 
 def section_robustness():
-    shifts, rotations = (1, 2, 3, 4, 6), (10, 20, 30)
+    shifts, rotations = ROBUSTNESS_SHIFTS, ROBUSTNESS_ROTATIONS
     rows = ["| model | " + " | ".join(f"shift {k} px" for k in shifts) + " | " +
             " | ".join(f"rotation {d}°" for d in rotations) + " |", "|---|" + "---:|" * (len(shifts) + len(rotations))]
     for label in ROBUSTNESS_LABELS:
@@ -309,16 +384,43 @@ def section_robustness():
         f"\n\nTest accuracy %, mean of seeds {', '.join(map(str, SEEDS))}, each model after its {EPOCHS} epochs. A shift "
         "of k pixels moves every test digit k pixels right or left and k down or up, the four diagonal directions "
         "averaged, with blank pixels filling in; a rotation turns it both ways, averaged. With no shift or rotation, "
-        "each figure is the model's test accuracy in the results table.\n\n![robustness](plots/robustness.png)")
+        "each figure is the model's test accuracy in the results table.\n\n![robustness](plots/robustness.png)\n\n"
+        "Which of the differences that the text below draws on are measurable: the runs keep no predictions for "
+        "moved digits, so these are unpaired 95% intervals, from each figure's binomial noise on the "
+        f"{test_size():,} test digits and its spread over seeds. Moved copies of one digit are not independent "
+        "images, and both models saw the same digits, so the intervals are conservative.\n\n" +
+        robustness_significance())
+
+
+def robustness_significance():
+    rows = ["| first − second | measurably ahead at | measurably behind at | no measurable difference at |",
+            "|---|---|---|---|"]
+    for first, second in ROBUSTNESS_PAIRS:
+        cells = {"ahead": {}, "behind": {}, "none": {}}
+        for kind, magnitudes, unit in (("shift", ROBUSTNESS_SHIFTS, " px"), ("rotation", ROBUSTNESS_ROTATIONS, "°")):
+            for magnitude in magnitudes:
+                difference, bounds = significance.unpaired_interval(
+                    [s[kind][str(magnitude)] for s in robustness_runs(first)], test_size(),
+                    [s[kind][str(magnitude)] for s in robustness_runs(second)], test_size())
+                cell = "none" if not significance.excludes_zero(bounds) else "ahead" if difference > 0 else "behind"
+                cells[cell].setdefault((kind, unit), []).append(str(magnitude))
+        found = ["; ".join(f"{kind} {', '.join(at)}{unit}" for (kind, unit), at in cell.items()) or "-"
+                 for cell in cells.values()]
+        rows.append(f"| {ROBUSTNESS_NAMES.get(first, first)} − {ROBUSTNESS_NAMES.get(second, second)} | "
+                    f"{' | '.join(found)} |")
+    return "\n".join(rows)
+
+
+def sample_efficiency_labels():
+    """The training-set sizes, the full set last, and each model's experiments at those sizes."""
+    return [*TRAIN_SIZES, 60_000], {name: [f"{label}, {size:,} images" for size in TRAIN_SIZES] + [label]
+                                    for label, name in SAMPLE_EFFICIENCY.items()}
 
 
 def sample_efficiency_runs():
     """label -> (sizes, accuracies per seed per size), the full training set last."""
-    runs_by_label = {}
-    for label, name in SAMPLE_EFFICIENCY.items():
-        labels = [f"{label}, {size:,} images" for size in TRAIN_SIZES] + [label]
-        runs_by_label[name] = ([*TRAIN_SIZES, 60_000], [final(load(l), "eval_acc") for l in labels])
-    return runs_by_label
+    sizes, labels = sample_efficiency_labels()
+    return {name: (sizes, [final(load(label), "eval_acc") for label in at_sizes]) for name, at_sizes in labels.items()}
 
 
 def section_sample_efficiency():
@@ -336,6 +438,132 @@ def section_sample_efficiency():
         f"steps, the full set's {EPOCHS} epochs: a smaller subset is repeated, each copy in a new order, to fill each "
         "epoch. The subsets keep each digit's share of the training set and are drawn with a fixed seed, the same for "
         "every run; the test set stays whole.\n\n![sample efficiency](plots/sample_efficiency.png)")
+
+
+def significance_groups():
+    """The comparisons the prose makes, a table each: (title, first column's header, [(row, first, second)], what
+    follows the table or None), each row's difference being the first experiment minus the second."""
+    all_four, singles = "all four at LeNet5's learning rate", ABLATION_LABELS[1:5]
+    sizes, labels = sample_efficiency_labels()
+    return [
+        ("LeNet5 against CustomMLP", "first − second", [
+            ("LeNet5 − CustomMLP (its recipe)", "LeNet5", "CustomMLP"),
+            ("LeNet5 − CustomMLP, neither augmented", "LeNet5", "CustomMLP without augmentation"),
+            ("LeNet5 − CustomMLP, both augmented", "augmentation only", "CustomMLP")], None),
+        ("Augmentation against none", "with − without augmentation", [
+            ("LeNet5", "augmentation only", "LeNet5"),
+            ("CustomMLP", "CustomMLP", "CustomMLP without augmentation")], augmentation_gain),
+        ("Each technique against LeNet5", "first − second",
+         [(f"{label} − LeNet5", label, "LeNet5") for label in ABLATION_LABELS[1:]], None),
+        ("All four against each one alone", "first − second",
+         [(f"{all_four} − {label}", all_four, label) for label in singles], None),
+        ("The learning rate", "first − second",
+         [(f"LeNet5_Regularized − {all_four}", "LeNet5_Regularized", all_four)], None),
+        ("Fewer training images", "LeNet5 − CustomMLP without augmentation, training images",
+         [(f"{size:,}", lenet, mlp) for size, lenet, mlp in zip(sizes, *labels.values())],
+         sample_efficiency_significance),
+    ]
+
+
+@functools.cache
+def comparison(first, second):
+    return significance.compare(correct(first), correct(second))
+
+
+def significance_table(header, rows):
+    seeds = " / ".join(map(str, SEEDS))
+    lines = [f"| {header} | difference, points | 95% interval | only first right : only second right, seeds {seeds} | "
+             f"p, seeds {seeds} | pooled: images first ahead : second ahead | pooled p | verdict |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for row, first, second in rows:
+        c = comparison(first, second)
+        lines.append(f"| {row} | {c.difference:+.3f} | {span(c.interval)} | "
+                     f"{' / '.join(f'{a} : {b}' for a, b in c.discordant)} | {' / '.join(map(p_value, c.seed_p))} | "
+                     f"{c.ahead[0]} : {c.ahead[1]} | {p_value(c.p)} | {verdict(c.real, c.detectable)} |")
+    return "\n".join(lines)
+
+
+def section_significance():
+    images, seeds = test_size(), len(SEEDS)
+    lenet = statistics.mean(final(load("LeNet5"), "eval_acc"))
+    error = significance.standard_error(lenet, images)
+    groups = significance_groups()
+    pairs = [(first, second) for _, _, rows, _ in groups for _, first, second in rows]
+    repeated = np.sum([significance.repeated_discordance(correct(a), correct(b)) for a, b in pairs], axis=0)
+    parts = [
+        f"On {images:,} test images, 0.1 points is {images * 0.001:.0f} images. At LeNet5's {lenet:.2f}%, the binomial "
+        f"standard error of one run's test accuracy is {error:.3f} points: the test set is a sample of the digits a "
+        "model will meet, and moves a score by about that much whatever the seed. Two models scored on different "
+        f"image sets of this size would have to differ by about {significance.Z * np.sqrt(2) * error:.2f} points to "
+        "be told apart at 95%. Scored on the same images, they are compared far more sharply in pairs, since only "
+        "the images where they disagree carry information.",
+        f"Each comparison pairs the runs by seed, seed s of the first experiment against seed s of the second, over "
+        f"seeds {', '.join(map(str, SEEDS))}:",
+        "\n".join([
+            "- **difference**: test accuracy at the final epoch, first minus second, in points, the mean over seeds;",
+            f"- **95% interval**: a paired bootstrap of {significance.REPLICATES:,} replicates, each redrawing the "
+            f"{images:,} test images with replacement (one draw for both experiments and every seed) and the {seeds} "
+            "seed pairs with replacement; the interval holds the middle 95% of the replicates' differences. Redrawing "
+            f"images brings in the test set's noise, redrawing seeds the training noise, which {seeds} seeds only "
+            f"roughly sample. The ends are multiples of {100 / (seeds * images):.4f} points (one image in one seed) "
+            "and move by a step or two with the bootstrap's own seed;",
+            "- **per seed**: the images only the first run got right and those only the second got right, and "
+            "McNemar's exact test, the two-sided binomial p-value of that split (`scipy.stats.binomtest`) were each of "
+            "those images as likely to go either way;",
+            "- **pooled**: each image counts once, for the experiment that got it right on more seeds (ties left "
+            "out), with McNemar's exact test on those counts. Summing the seeds' counts instead would count an image "
+            "that one model finds hard once per seed, as if it were several images: of the images discordant in some "
+            f"seed pair in these tables, {repeated[1] / repeated[0]:.0%} are discordant in more than one;",
+            f"- **verdict**: real where the pooled p is below {significance.ALPHA} and the interval leaves out zero. "
+            "McNemar's test asks whether these trained networks differ on digits like the test set's; the interval "
+            "also asks whether other seeds would. Otherwise not measurable, with the smallest difference that would "
+            "have passed both here: the larger of the lead McNemar's pooled test needed with this many images in "
+            "play (each image worth their mean margin over seeds), and half the interval's width."]),
+        f"The tables hold {len(pairs)} comparisons. At p < {significance.ALPHA}, about one in "
+        f"{1 / significance.ALPHA:.0f} would pass by chance where there is no difference, so a p-value near "
+        f"{significance.ALPHA} is weak evidence on its own."]
+    for title, header, rows, after in groups:
+        parts += [f"**{title}**", significance_table(header, rows), *([after()] if after else [])]
+    parts.append(published_lenet())
+    return "\n\n".join(parts)
+
+
+def augmentation_gain():
+    """Whether augmentation raises the MLP's accuracy more than LeNet5's: the bootstrap of the two gains' difference."""
+    gain = (significance.paired_difference(correct("CustomMLP"), correct("CustomMLP without augmentation")) -
+            significance.paired_difference(correct("augmentation only"), correct("LeNet5")))
+    difference, bounds = significance.mean_interval(gain)
+    return (f"Augmentation raises CustomMLP's accuracy by {difference:.3f} points more than LeNet5's, 95% interval "
+            f"{span(bounds)}, the same bootstrap on the difference of the two differences: "
+            f"{interval_verdict(bounds)}.")
+
+
+def sample_efficiency_significance():
+    sizes, labels = sample_efficiency_labels()
+    lines = ["| training images | change in LeNet5's lead from the size before, points | 95% interval | verdict | "
+             "MLP's errors per LeNet5 error | 95% interval |", "|---:|---:|---:|---|---:|---:|"]
+    before = None
+    for size, lenet, mlp in zip(sizes, *labels.values()):
+        lead = significance.paired_difference(correct(lenet), correct(mlp))
+        ratio, ratio_bounds = significance.error_ratio(correct(lenet), correct(mlp))
+        change = "| - | - | -"
+        if before is not None:
+            difference, bounds = significance.mean_interval(lead - before)
+            change = f"| {difference:+.3f} | {span(bounds)} | {interval_verdict(bounds)}"
+        lines.append(f"| {size:,} {change} | {ratio:.2f} | {ratio_bounds[0]:.2f} to {ratio_bounds[1]:.2f} |")
+        before = lead
+    return ("How LeNet5's lead changes with the training set, and the ratio of the two models' errors, from the same "
+            "bootstrap, the runs of each size paired by seed:\n\n" + "\n".join(lines))
+
+
+def published_lenet():
+    lenet = final(load("LeNet5"), "eval_acc")
+    difference, bounds = significance.unpaired_interval(lenet, test_size(), [100 - LECUN_1998_ERROR], test_size())
+    return (f"**Against the published LeNet-5.** LeCun et al. (1998) report {LECUN_1998_ERROR:.2f}% test errors "
+            f"without distortions, on the same {test_size():,} images; our LeNet5's accuracy is {difference:+.2f} "
+            f"points against theirs, {interval_verdict(bounds)}: unpaired 95% interval {span(bounds, 2)}, from both "
+            "figures' binomial noise and our seeds' spread. Without the 1998 network's predictions the comparison "
+            "cannot be paired, and unpaired on the same images the interval is conservative.")
 
 
 def section_predict():
@@ -378,6 +606,7 @@ SECTIONS = {"quickstart": section_quickstart, "recipes": section_recipes, "model
             "errors": section_errors, "speed": section_speed, "data": section_data, "reproduce": section_reproduce,
             "tuning_space": section_tuning_space, "tuning": section_tuning, "selection": section_selection,
             "robustness": section_robustness, "sample_efficiency": section_sample_efficiency,
+            "significance": section_significance,
             "predict": section_predict, "demo": section_demo}
 
 

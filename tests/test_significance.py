@@ -1,0 +1,124 @@
+"""The statistics behind "Which differences are real": checked against counts and binomial sums done by hand."""
+import gzip
+import json
+from math import comb, sqrt
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import significance
+from recipes import SEEDS, experiment_run_name
+from scripts import report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def binomial_p(k, n):
+    """Two-sided exact binomial p-value at even odds: the chance of a split no likelier than k of n."""
+    return sum(comb(n, i) for i in range(n + 1) if comb(n, i) <= comb(n, k)) / 2 ** n
+
+
+def test_the_mcnemar_figures_of_committed_runs_match_a_count_by_hand():
+    # The ablation's closest call: batch norm only against LeNet5.
+    first, second = "batch norm only", "LeNet5"
+    with gzip.open(ROOT / "data" / "bundle" / "t10k-labels-idx1-ubyte.gz") as f:
+        truth = [str(label) for label in f.read()[8:]]
+    runs = {label: [json.loads((ROOT / "results" / f"{experiment_run_name(label, seed)}.json").read_text())
+                    for seed in SEEDS] for label in (first, second)}
+    right = {label: [[p == t for p, t in zip(run["predictions"], truth)] for run in runs[label]] for label in runs}
+    discordant = [(sum(a and not b for a, b in zip(a_run, b_run)), sum(b and not a for a, b in zip(a_run, b_run)))
+                  for a_run, b_run in zip(right[first], right[second])]
+    margins = [sum(seeds) for seeds in zip(*right[first])], [sum(seeds) for seeds in zip(*right[second])]
+    ahead = sum(a > b for a, b in zip(*margins)), sum(b > a for a, b in zip(*margins))
+    accuracy = {label: sum(run["history"][-1]["eval_acc"] for run in runs[label]) / len(SEEDS) for label in runs}
+
+    c = report.comparison(first, second)
+    assert c.discordant == tuple(discordant)
+    assert c.seed_p == pytest.approx([binomial_p(a, a + b) for a, b in discordant], rel=1e-9)
+    assert c.ahead == ahead
+    assert c.p == pytest.approx(binomial_p(ahead[0], sum(ahead)), rel=1e-9)
+    assert c.difference == pytest.approx(accuracy[first] - accuracy[second], abs=1e-9)
+    assert c.interval[0] < c.difference < c.interval[1]
+
+
+def test_a_run_against_itself_differs_by_exactly_zero():
+    correct = report.correct("LeNet5")
+    c = significance.compare(correct, correct)
+    assert c.difference == 0 and c.interval == (0.0, 0.0)
+    assert c.discordant == ((0, 0),) * len(SEEDS) and c.ahead == (0, 0) and c.p == 1.0
+    assert not c.real and c.detectable is None
+    assert significance.error_ratio(correct, correct) == (1.0, (1.0, 1.0))
+
+
+def runs_with(disagreements, images=1_000):
+    """Synthetic runs, one per seed, that disagree as given: per seed (images only the first gets right, images only
+    the second gets right), on images of their own; both get the first 10 other images wrong and the rest right."""
+    first, second = np.ones((len(disagreements), images), bool), np.ones((len(disagreements), images), bool)
+    first[:, :10] = second[:, :10] = False
+    start = 10
+    for seed, (first_only, second_only) in enumerate(disagreements):
+        second[seed, start:start + first_only] = False
+        first[seed, start + first_only:start + first_only + second_only] = False
+        start += first_only + second_only
+    return first, second
+
+
+def test_known_disagreements_give_the_known_binomial_p_value():
+    first, second = runs_with([(12, 3)])
+    c = significance.compare(first, second)
+    # 12 of 15 discordant images one way: 2 * (1 + 15 + 105 + 455) / 2**15.
+    assert c.seed_p == pytest.approx([1152 / 2 ** 15], rel=1e-12)
+    assert c.p == pytest.approx(1152 / 2 ** 15, rel=1e-12) and c.ahead == (12, 3)
+    assert c.difference == pytest.approx(100 * 9 / 1_000)
+
+    # Over three seeds, on images of their own, each discordant image is one image ahead in the pooled count.
+    c = significance.compare(*runs_with([(12, 3), (5, 5), (0, 7)]))
+    assert c.discordant == ((12, 3), (5, 5), (0, 7))
+    assert c.seed_p == pytest.approx([1152 / 2 ** 15, 1.0, 2 / 2 ** 7], rel=1e-12)
+    assert c.ahead == (17, 15) and c.p == pytest.approx(binomial_p(17, 32), rel=1e-12)
+
+
+def test_an_image_discordant_in_every_seed_counts_once_when_pooled():
+    first, second = runs_with([(0, 0)] * 3)
+    first[:, 100:120], second[:, 100:120] = True, False
+    second[0, 200:215] = True
+    first[0, 200:215] = False
+    c = significance.compare(first, second)
+    assert c.discordant == ((20, 15), (20, 0), (20, 0)) and c.ahead == (20, 15)
+    assert c.p == pytest.approx(binomial_p(20, 35), rel=1e-12)
+
+
+def test_the_detectable_lead_is_the_smallest_that_mcnemars_test_tells():
+    for discordant in (6, 25, 134, 1_479):
+        lead = significance.detectable_lead(discordant)
+        assert binomial_p(lead, discordant) < significance.ALPHA <= binomial_p(lead - 1, discordant)
+    assert significance.detectable_lead(5) is None
+
+
+def test_the_bootstrap_is_seeded_and_spreads_as_the_binomial_standard_error():
+    rng = np.random.default_rng(1)
+    # One seed of 0/1 per-image values: the replicates' spread is the standard error of a mean of N draws.
+    values = (rng.random((1, 1, 10_000)) < 0.3).astype(np.int8)
+    replicates = significance.resampled_means(values)[:, 0]
+    assert np.array_equal(replicates, significance.resampled_means(values)[:, 0])
+    expected = sqrt(values.mean() * (1 - values.mean()) / values.size)
+    assert replicates.std() == pytest.approx(expected, rel=0.05)
+    assert replicates.mean() == pytest.approx(values.mean(), abs=expected / 10)
+
+
+def test_the_bootstrap_redraws_seeds_too():
+    # Two seeds that agree on every image but differ by a constant: only redrawing seeds spreads the replicates.
+    values = np.zeros((1, 2, 1_000), np.int8)
+    values[0, 1] = 1
+    replicates = significance.resampled_means(values)[:, 0]
+    assert set(np.unique(replicates)) == {0.0, 0.5, 1.0}
+    assert significance.interval(replicates) == (0.0, 1.0)
+
+
+def test_the_unpaired_interval_adds_both_figures_binomial_noise_and_their_seeds_spread():
+    difference, (low, high) = significance.unpaired_interval([99.0, 99.2], 10_000, [98.0], 5_000)
+    variance = 0.991 * 0.009 / 10_000 * 100 ** 2 + 0.02 / 2 + 0.98 * 0.02 / 5_000 * 100 ** 2
+    assert difference == pytest.approx(1.1)
+    assert (high - low) / 2 == pytest.approx(1.959964 * sqrt(variance), rel=1e-6)
+    assert significance.standard_error(99.25, 10_000) == pytest.approx(100 * sqrt(0.9925 * 0.0075 / 10_000))
