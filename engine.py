@@ -72,11 +72,13 @@ def setup(recipe, train_images, train_labels, device):
     return model, batches, optimizer, scheduler
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, amp=False, progress=False):
+def train_one_epoch(model, loader, optimizer, scheduler, amp=False, progress=False, label_smoothing=0.0):
     """One pass over loader; returns (loss, accuracy %) over all its samples, weighted by batch size.
 
-    Losses and correct counts stay on the device; the host looks at them every 50 steps and at the end, not
-    after every step, so a GPU does not wait on it. Raises Diverged naming the first non-finite loss.
+    The model learns from the cross-entropy with label_smoothing; the loss returned is the plain cross-entropy,
+    comparable with evaluate's. Losses and correct counts stay on the device; the host looks at them every 50 steps
+    and at the end, not after every step, so a GPU does not wait on it. Raises Diverged naming the first
+    non-finite loss.
     """
     model.train()
     device = next(model.parameters()).device
@@ -87,12 +89,14 @@ def train_one_epoch(model, loader, optimizer, scheduler, amp=False, progress=Fal
     for step, (images, labels) in enumerate(bar):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(images)
-        loss = F.cross_entropy(logits.float() if amp else logits, labels)  # bfloat16 logits: the loss in float32
+        logits = logits.float() if amp else logits  # bfloat16 logits: the loss in float32
+        loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
-        loss_sums[step] = loss.detach() * len(labels)
+        plain = F.cross_entropy(logits.detach(), labels) if label_smoothing else loss.detach()
+        loss_sums[step] = plain * len(labels)
         correct += (logits.argmax(1) == labels).sum()
         seen += len(labels)
         if step % 50 == 49 or step == len(loader) - 1:
@@ -130,7 +134,8 @@ def probabilities(model, images, batch_size=1000):
     return torch.cat([model(images[i:i + batch_size]).softmax(1) for i in range(0, len(images), batch_size)])
 
 
-def fit(model, optimizer, scheduler, train_batches, eval_batches, epochs, first_epoch=1, amp=False, progress=False):
+def fit(model, optimizer, scheduler, train_batches, eval_batches, epochs, first_epoch=1, amp=False, progress=False,
+        label_smoothing=0.0):
     """Train from first_epoch to epochs; after each epoch, yield its record and the Evaluation behind it.
 
     The record holds the epoch, the training loss and accuracy measured on the fly, the evaluation loss and
@@ -139,7 +144,8 @@ def fit(model, optimizer, scheduler, train_batches, eval_batches, epochs, first_
     for epoch in range(first_epoch, epochs + 1):
         start = time.perf_counter()
         try:
-            train_loss, train_acc = train_one_epoch(model, train_batches, optimizer, scheduler, amp, progress)
+            train_loss, train_acc = train_one_epoch(model, train_batches, optimizer, scheduler, amp, progress,
+                                                    label_smoothing)
         except Diverged as e:
             raise Diverged(f"{e} of epoch {epoch}") from None
         evaluation = evaluate(model, eval_batches, amp)

@@ -11,7 +11,7 @@ import figures
 import files
 from errors import Interrupted, UsageError
 from model import count_parameters
-from recipes import RECIPE_KEYS, evaluated_on
+from recipes import RECIPE_KEYS, completed, evaluated_on
 
 
 @dataclass
@@ -78,7 +78,8 @@ def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
 
 
 def differing(saved, recipe):
-    """The settings that define a run's numbers in which two recipes differ."""
+    """The settings that define a run's numbers in which a saved recipe and another differ."""
+    saved = completed(saved)
     return [key for key in RECIPE_KEYS if saved.get(key) != recipe.get(key)]
 
 
@@ -181,7 +182,8 @@ def train_run(recipe, data, device, paths, checkpoint=None, *, eval_batch_size=1
 
     try:
         for record, evaluation in engine.fit(forward, optimizer, scheduler, train_batches, eval_batches,
-                                             recipe["epochs"], len(history) + 1, recipe["amp"], progress):
+                                             recipe["epochs"], len(history) + 1, recipe["amp"], progress,
+                                             recipe["label_smoothing"]):
             predictions = evaluation.predictions.to("cpu", torch.uint8)
             rng = {"cpu": torch.get_rng_state(),
                    "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}

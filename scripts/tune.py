@@ -1,12 +1,15 @@
-"""Choose each model's recipe on the validation split: the sweep that recipes.SEARCH_SPACE declares.
+"""Choose each model's recipe on the validation split: the sweeps that recipes.SEARCH_SPACE and FAST_SEARCH_SPACE
+declare.
 
     python -m scripts.tune                    # run what is missing, then print the choices
     python -m scripts.tune --model lenet5
+    python -m scripts.tune --fast             # the fast recipe's sweep
 
-Every run trains on the first 50,000 training images for EPOCHS epochs and is scored on the last 10,000, at its
-final epoch, once per seed in TUNING_SEEDS; the test set plays no part. Each run's figures go to
-results/tuning/<run>.json, and a run whose file is there is not run again, so an interrupted sweep goes on where
-it stopped.
+Every run trains on the first 50,000 training images and is scored on the last 10,000, at its final epoch; the
+test set plays no part. The default recipes' runs train for EPOCHS epochs, once per seed in TUNING_SEEDS; the fast
+recipe's for the epochs each setting names, once per seed in FAST_TUNING_SEEDS. Each run's figures go to
+results/tuning/<run>.json (the fast sweep's to results/tuning/fast/), and a run whose file is there is not run
+again, so an interrupted sweep goes on where it stopped.
 """
 import argparse
 import statistics
@@ -17,9 +20,11 @@ import torch
 import dataset
 import engine
 import files
-from recipes import EPOCHS, MODEL_NAMES, SEARCH_SPACE, TUNING_SEEDS, resolve_recipe, run_name
+from recipes import (EPOCHS, FAST_SEARCH_SPACE, FAST_TUNING_SEEDS, MODEL_NAMES, SEARCH_SPACE, TARGET_ACCURACY,
+                     TUNING_SEEDS, resolve_recipe, run_name)
 
 TUNING_DIR = files.ROOT / "results" / "tuning"
+FAST_DIR = TUNING_DIR / "fast"
 SHORT = {"lr": "lr", "batch_size": "bs", "weight_decay": "wd", "augment": "aug", "dropout": "do", "hidden": "h"}
 
 
@@ -36,6 +41,23 @@ def tuning_recipe(model, setting, seed):
 
 def tuning_path(model, setting, seed):
     return TUNING_DIR / f"{run_name(model, setting_tag(model, setting), seed)}.json"
+
+
+def fast_setting(schedule, lr, label_smoothing):
+    """The fast sweep's setting for a schedule, (epochs, batch size), a peak learning rate and a label smoothing."""
+    epochs, batch_size = schedule
+    return {**FAST_SEARCH_SPACE["start"], "epochs": epochs, "batch_size": batch_size, "lr": lr,
+            "label_smoothing": label_smoothing}
+
+
+def fast_recipe(setting, seed):
+    return resolve_recipe("lenet5", setting, "fast", seed=seed, limit=None, train_size=None, validation=True,
+                          amp=False)
+
+
+def fast_path(setting, seed):
+    tag = f"ep{setting['epochs']}_bs{setting['batch_size']}_lr{setting['lr']:g}_ls{setting['label_smoothing']:g}"
+    return FAST_DIR / f"{run_name('lenet5', tag, seed, 'fast')}.json"
 
 
 def choose(scored):
@@ -61,33 +83,59 @@ def sweep(model, score):
     return setting, steps
 
 
+def fast_sweep(score):
+    """The fast recipe's search; score(setting, seed) gives a final validation accuracy.
+
+    The schedules are tried in FAST_SEARCH_SPACE's order, fastest first, each with every learning rate and label
+    smoothing; the first schedule where one of those has a mean that reaches TARGET_ACCURACY wins, with the best of
+    them. Where none reaches it, the best mean of all wins. Returns the chosen setting and the schedules tried:
+    [(schedule, [((lr, label smoothing), accuracies)])].
+    """
+    tried, best = [], None
+    for schedule in FAST_SEARCH_SPACE["schedules"]:
+        scored = [((lr, smoothing), [score(fast_setting(schedule, lr, smoothing), seed) for seed in FAST_TUNING_SEEDS])
+                  for lr in FAST_SEARCH_SPACE["lr"] for smoothing in FAST_SEARCH_SPACE["label_smoothing"]]
+        tried.append((schedule, scored))
+        value, accuracies = max(scored, key=lambda pair: statistics.mean(pair[1]))
+        if best is None or statistics.mean(accuracies) > best[0]:
+            best = statistics.mean(accuracies), fast_setting(schedule, *value)
+        if statistics.mean(accuracies) >= TARGET_ACCURACY:
+            return fast_setting(schedule, *value), tried
+    return best[1], tried
+
+
 def stored_score(model, setting, seed):
     """The final validation accuracy of a tuning run from its file, 0 for one that diverged; KeyError where it has
     not been run."""
-    results = files.read_json(tuning_path(model, setting, seed))
+    return score_of(tuning_path(model, setting, seed))
+
+
+def score_of(path):
+    results = files.read_json(path)
     if results is None:
-        raise KeyError(f"{tuning_path(model, setting, seed)} is missing; run `make tune`")
+        raise KeyError(f"{path} is missing; run `make tune`")
     return results["history"][-1]["eval_acc"] if results["status"] == "complete" else 0.0
 
 
-def train_and_score(model, setting, seed, data, device):
-    path = tuning_path(model, setting, seed)
+def train_and_score(path, recipe, setting, data, device):
+    """Train the recipe on the validation split and store its run at path, unless it is there already; returns its
+    final validation accuracy."""
     if path.exists():
-        return stored_score(model, setting, seed)
-    recipe = tuning_recipe(model, setting, seed)
+        return score_of(path)
     start = time.perf_counter()
     network, batches, optimizer, scheduler = engine.setup(recipe, data[0], data[1], device)
     history, status = [], "complete"
     try:
         for record, _ in engine.fit(network, optimizer, scheduler, batches,
-                                    dataset.TensorLoader(data[2], data[3], 1000), EPOCHS):
+                                    dataset.TensorLoader(data[2], data[3], 1000), recipe["epochs"],
+                                    label_smoothing=recipe["label_smoothing"]):
             history.append(record)
     except engine.Diverged as e:
         status = f"diverged: {e}"
-    files.write_json(path, {"model": model, "setting": setting, "seed": seed, "evaluated_on": "validation",
-                            "device_name": engine.describe_device(device), "torch": torch.__version__,
-                            "recipe": recipe, "status": status, "history": history})
-    score = stored_score(model, setting, seed)
+    files.write_json(path, {"model": recipe["model"], "setting": setting, "seed": recipe["seed"],
+                            "evaluated_on": "validation", "device_name": engine.describe_device(device),
+                            "torch": torch.__version__, "recipe": recipe, "status": status, "history": history})
+    score = score_of(path)
     print(f"{path.name}: {status}, validation accuracy {score:.2f}% ({time.perf_counter() - start:.0f} s)", flush=True)
     return score
 
@@ -96,11 +144,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=MODEL_NAMES, nargs="*", default=list(MODEL_NAMES),
                         help="the models to tune; default: all")
+    parser.add_argument("--fast", action="store_true", help="run the fast recipe's sweep instead")
     args = parser.parse_args()
     device = torch.device("cpu")
     data = dataset.load_splits(device=device, validation=True)
+    if args.fast:
+        chosen, tried = fast_sweep(lambda setting, seed: train_and_score(fast_path(setting, seed),
+                                                                         fast_recipe(setting, seed), setting, data,
+                                                                         device))
+        for schedule, scored in tried:
+            print(f"epochs, batch size {schedule}: " + ", ".join(f"lr {lr} smoothing {ls}: {statistics.mean(a):.2f}"
+                                                                  for (lr, ls), a in scored))
+        print(f"fast: chosen {chosen}", flush=True)
+        return
     for model in args.model:
-        chosen, steps = sweep(model, lambda setting, seed: train_and_score(model, setting, seed, data, device))
+        chosen, steps = sweep(model, lambda setting, seed: train_and_score(
+            tuning_path(model, setting, seed), tuning_recipe(model, setting, seed), setting, data, device))
         for factor, scored, value in steps:
             tried = ", ".join(f"{v}: {statistics.mean(a):.2f}" for v, a in scored)
             print(f"{model} {factor}: {tried} -> {value}")

@@ -1,5 +1,6 @@
 """The training engine on small synthetic tensors: no files, no CLI. Each figure is checked against a computation
 done here, independently of the engine's own loops."""
+import copy
 import math
 
 import pytest
@@ -55,6 +56,27 @@ def test_training_metrics_are_weighted_by_sample_count_across_unequal_batches(mo
     assert loss == pytest.approx(expected_loss, rel=1e-5)
     assert acc == pytest.approx(expected_acc, abs=1e-9)
     assert 0 < acc < 100
+
+
+def test_label_smoothing_shapes_the_step_but_not_the_reported_loss():
+    # One full batch, plain SGD at a constant rate: the step must follow the smoothed loss written out here, the
+    # reported loss must be the plain cross-entropy of the same logits.
+    images, labels = synthetic(n=64)
+    smoothing, lr = 0.1, 0.5
+    torch.manual_seed(0)
+    model = engine.build_model(recipe_for("custom_mlp"), "cpu")
+    expected = copy.deepcopy(model)
+    logits = expected(images)
+    log_p = logits.log_softmax(1)
+    smoothed = -((1 - smoothing) * log_p.gather(1, labels[:, None]).squeeze(1) + smoothing * log_p.mean(1)).mean()
+    smoothed.backward()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    loss, _ = engine.train_one_epoch(model, dataset.TensorLoader(images, labels, 64), optimizer, scheduler,
+                                     label_smoothing=smoothing)
+    assert loss == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-6)
+    for trained, reference in zip(model.parameters(), expected.parameters()):
+        torch.testing.assert_close(trained, reference - lr * reference.grad)
 
 
 def test_evaluation_is_weighted_by_sample_count_and_agrees_with_its_predictions():

@@ -39,6 +39,19 @@ def test_a_cli_run_writes_curves_results_and_checkpoint(tmp_path, cli):
     assert set(checkpoint) == files.CHECKPOINT_KEYS
 
 
+def test_the_fast_recipe_trains_under_its_own_name_with_its_own_settings(tmp_path, cli):
+    from recipes import NAMED_RECIPES
+    fast = NAMED_RECIPES["fast"]["lenet5"]
+    status, out, _ = cli(["--model", "lenet5", "--recipe", "fast", "--limit", "512", "--device", "cpu",
+                          "--out-dir", tmp_path])
+    assert status == 0 and out.count("epoch ") == fast["epochs"]
+    results = results_of(tmp_path, "lenet5_fast_seed0")
+    assert {key: results["recipe"][key] for key in fast} == fast and results["params"] == 61_706
+    assert cli(["--model", "lenet5", "--recipe", "--limit", "512", "--epochs", "1", "--device", "cpu",
+                "--out-dir", tmp_path])[0] == 0  # a bare --recipe is the default recipe, under the plain name
+    assert results_of(tmp_path, "lenet5_seed0")["recipe"]["batch_size"] == 128
+
+
 def test_stored_predictions_give_the_final_accuracy(tmp_path, cli):
     assert cli(["--model", "custom_mlp", *QUICK, "--out-dir", tmp_path])[0] == 0
     results = results_of(tmp_path, "custom_mlp_seed0")
@@ -230,6 +243,10 @@ def assert_rejected(argv, tmp_path, cli, message):
     (["--tag", "a" * 300], "is not a tag"),
     (["--tag", ".."], "is not a tag"),
     (["--tag", ""], "is not a tag"),
+    (["--model", "custom_mlp", "--recipe", "fast"], "--recipe fast is a recipe for lenet5 only, not custom_mlp"),
+    (["--model", "all", "--recipe", "fast"], "--recipe fast is a recipe for lenet5 only"),
+    (["--recipe", "slow"], "invalid choice: 'slow'"),
+    (["--label-smoothing", "0.7"], "--label-smoothing: must be from 0 to 0.5, got 0.7"),
 ])
 def test_bad_arguments_are_rejected(argv, message, tmp_path, cli):
     # --limit keeps a check that failed to reject from training for minutes.

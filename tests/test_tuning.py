@@ -2,7 +2,8 @@
 import pytest
 
 from model import CustomMLP, count_parameters
-from recipes import EPOCHS, MODEL_NAMES, RECIPES, SEARCH_SPACE, TUNING_SEEDS
+from recipes import (EPOCHS, FAST_SEARCH_SPACE, FAST_TUNING_SEEDS, MODEL_NAMES, NAMED_RECIPES, RECIPES, SEARCH_SPACE,
+                     TARGET_ACCURACY, TUNING_SEEDS)
 from scripts import tune
 
 
@@ -34,3 +35,28 @@ def test_every_tuning_run_was_scored_on_the_validation_split_at_its_final_epoch(
         assert run["evaluated_on"] == "validation" and run["recipe"]["validation"] is True
         assert run["recipe"]["epochs"] == EPOCHS and run["seed"] in TUNING_SEEDS
         assert run["status"] == "complete" and len(run["history"]) == EPOCHS or run["status"].startswith("diverged")
+
+
+def test_the_fast_sweep_takes_the_first_schedule_whose_best_rate_reaches_the_target():
+    reaching = {((2, 64), 0.05, 0.1), ((3, 128), 0.03, 0.0)}
+
+    def score(setting, seed):
+        key = ((setting["epochs"], setting["batch_size"]), setting["lr"], setting["label_smoothing"])
+        return TARGET_ACCURACY + (0.1 if key in reaching else -0.2 - 0.01 * seed)
+    chosen, tried = tune.fast_sweep(score)
+    assert (chosen["epochs"], chosen["batch_size"], chosen["lr"], chosen["label_smoothing"]) == (2, 64, 0.05, 0.1)
+    assert [schedule for schedule, _ in tried] == FAST_SEARCH_SPACE["schedules"][:5]  # nothing slower was run
+    # Where no schedule reaches the target, every one is tried and the best mean of all wins.
+    chosen, tried = tune.fast_sweep(lambda setting, seed: 97.0 + setting["lr"] - setting["batch_size"] / 1000)
+    assert len(tried) == len(FAST_SEARCH_SPACE["schedules"])
+    assert (chosen["epochs"], chosen["batch_size"], chosen["lr"]) == (1, 32, max(FAST_SEARCH_SPACE["lr"]))
+    assert len(tried[0][1]) == len(FAST_SEARCH_SPACE["lr"]) * len(FAST_SEARCH_SPACE["label_smoothing"])
+
+
+def test_the_fast_recipe_in_the_code_is_the_fast_sweeps_choice():
+    chosen, _ = tune.fast_sweep(lambda setting, seed: tune.score_of(tune.fast_path(setting, seed)))
+    assert {key: NAMED_RECIPES["fast"]["lenet5"][key] for key in chosen} == chosen
+    for path in tune.FAST_DIR.glob("*.json"):
+        run = tune.files.read_json(path)
+        assert run["evaluated_on"] == "validation" and run["recipe"]["validation"] is True
+        assert run["seed"] in FAST_TUNING_SEEDS
