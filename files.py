@@ -54,7 +54,8 @@ def read_json(path):
 
 
 def save_figure(path, fig):
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
+    # Every figure lays itself out (constrained layout); bbox_inches="tight" would render it twice to crop it.
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
 
 
 @dataclass(frozen=True)

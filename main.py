@@ -287,5 +287,16 @@ def main(args):
         return 141
 
 
+def exit_now(status):
+    """Exit with status, without Python's shutdown, which takes about a second once torch is imported and does
+    nothing a finished command needs: its files are written and closed, and only the output buffers remain."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        status = status or 141
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    exit_now(main(get_args_parser().parse_args()))
