@@ -4,9 +4,10 @@
 
 Every run is a fresh process, so its wall time includes start-up: imports, CUDA initialization and loading
 the data. Ours is `python main.py --model M --epochs N` as a user types it, for each model, and for LeNet5
-also with --amp, --compile and both. The reference trains the same LeNet5 with the same optimizer and schedule
-through datasets.MNIST + ToTensor + Normalize + DataLoader(num_workers=1, pin_memory=True), as pytorch/examples
-does on CUDA, and copies each batch to the GPU. Reported per run: median seconds per epoch (training and test
+also with --amp, --compile and both, and `--recipe fast` with its own epochs. The reference is
+benchmarks/reference.py: the same LeNet5 with the same optimizer and schedule through datasets.MNIST + ToTensor +
+Normalize + DataLoader(num_workers=1, pin_memory=True), as pytorch/examples does on CUDA, copying each batch to
+the GPU. Reported per run: median seconds per epoch (training and test
 pass), training seconds for all epochs, wall seconds of the whole process, final test accuracy, and seconds of
 training until the test accuracy first reaches 99.0%. Writes results/bench_gpu.json.
 """
@@ -23,32 +24,12 @@ import torch
 
 import engine
 import files
-from benchmarks.bench_pipeline import reference_epoch, reference_evaluate, reference_loaders
-from model import LeNet5
-from recipes import RECIPES, run_name
 
 ROOT = files.ROOT
 
 TARGET_ACCURACY = 99.0
 OURS = [("lenet5", []), ("lenet5", ["--amp"]), ("lenet5", ["--compile"]), ("lenet5", ["--amp", "--compile"]),
-        ("custom_mlp", []), ("lenet5_regularized", [])]
-
-
-def reference_run(epochs, device, limit):
-    """The plain pipeline, in this process; returns its history."""
-    recipe = dict(RECIPES["lenet5"], model="lenet5")
-    workers = dict(num_workers=1, pin_memory=True) if device.type == "cuda" else {}
-    train_loader, test_loader = reference_loaders(recipe["batch_size"], limit, **workers)
-    torch.manual_seed(0)
-    model = LeNet5().to(device)
-    optimizer, scheduler = engine.build_optimizer(model, recipe, epochs * len(train_loader))
-    history = []
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        reference_epoch(model, train_loader, optimizer, scheduler)
-        history.append({"epoch": epoch, "eval_acc": reference_evaluate(model, test_loader),
-                        "seconds": time.perf_counter() - start})
-    return history
+        ("lenet5", ["--recipe", "fast"]), ("custom_mlp", []), ("lenet5_regularized", [])]
 
 
 def timed_process(argv):
@@ -69,17 +50,19 @@ def summarize(label, history, wall):
 
 def run(args):
     rows = []
-    with tempfile.TemporaryDirectory() as out_dir:
-        for model, flags in OURS:
+    with tempfile.TemporaryDirectory() as folder:
+        for i, (model, flags) in enumerate(OURS):
             label = " ".join([model, *flags])
             print(f"running {label} ...", flush=True)
             limit = ["--limit", str(args.limit)] if args.limit else []
-            wall, _ = timed_process([ROOT / "main.py", "--model", model, "--epochs", args.epochs, "--device",
-                                     args.device, "--out-dir", out_dir, "--overwrite", *limit, *flags])
-            results = files.read_json(files.RunPaths.of(out_dir, run_name(model)).results)
-            rows.append(summarize(label, results["history"], wall))
+            epochs = [] if "--recipe" in flags else ["--epochs", args.epochs]  # a named recipe has its own
+            out_dir = Path(folder) / str(i)
+            wall, _ = timed_process([ROOT / "main.py", "--model", model, *epochs, "--device", args.device,
+                                     "--out-dir", out_dir, *limit, *flags])
+            (results,) = (out_dir / "results").glob("*.json")
+            rows.append(summarize(label, files.read_json(results)["history"], wall))
     print("running the torchvision DataLoader reference ...", flush=True)
-    wall, stdout = timed_process(["-m", "benchmarks.bench_gpu", "--reference", "--epochs", args.epochs, "--device", args.device,
+    wall, stdout = timed_process(["-m", "benchmarks.reference", "--epochs", args.epochs, "--device", args.device,
                                   *(["--limit", args.limit] if args.limit else [])])
     rows.append(summarize("reference: lenet5, torchvision DataLoader", json.loads(stdout.splitlines()[-1]), wall))
     return rows
@@ -91,13 +74,9 @@ def main_cli():
     parser.add_argument("--epochs", type=int, default=10, help="epochs per run")
     parser.add_argument("--device", default="cuda", help="the device to time; cpu only checks that this script works")
     parser.add_argument("--limit", type=int, help="first N training and test images only (quick checks)")
-    parser.add_argument("--reference", action="store_true", help="internal: run the reference and print its history")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench_gpu.json", help="where the figures go")
     args = parser.parse_args()
     device = torch.device(args.device)
-    if args.reference:
-        print(json.dumps(reference_run(args.epochs, device, args.limit)))
-        return
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("bench_gpu: no CUDA GPU here; run it on a machine with one (or pass --device cpu to check the script)")
     rows = run(args)

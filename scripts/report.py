@@ -24,8 +24,9 @@ import files
 import runs
 import significance
 from model import MODELS, count_parameters, parameter_table
-from recipes import (EPOCHS, EXPERIMENTS, LABELS, MODEL_NAMES, RECIPES, SEARCH_SPACE, SEEDS, TRAIN_SIZES,
-                     TUNING_SEEDS, experiment_recipe, experiment_run_name, format_recipe)
+from recipes import (EPOCHS, EXPERIMENTS, FAST_TUNING_SEEDS, LABELS, MODEL_NAMES, NAMED_RECIPES, RECIPES,
+                     SEARCH_SPACE, SEEDS, TRAIN_SIZES, TUNING_SEEDS, completed, experiment_recipe, experiment_run_name,
+                     format_recipe)
 from scripts import tune
 
 ROOT = files.ROOT
@@ -151,7 +152,7 @@ def section_quickstart():
     paths = files.RunPaths.of("runs", "lenet5_seed0")
     lines = [f"device {run['device']} ({run['device_name']}), torch {run['torch']}", "",
              f"lenet5: {run['params']:,} parameters", parameter_table(MODELS["lenet5"]()),
-             format_recipe(run["recipe"]), *(runs.format_epoch(h, run["epochs"]) for h in run["history"]),
+             format_recipe(completed(run["recipe"])), *(runs.format_epoch(h, run["epochs"]) for h in run["history"]),
              f"wrote {paths.results}, {paths.curves} and {paths.checkpoint}"]
     return ("What it prints: the run behind `results/lenet5_seed0.json`, which `make report` trained with the same "
             "recipe:\n\n```text\n" + "\n".join(lines) + "\n```")
@@ -248,7 +249,8 @@ def section_results():
         f"\n\nMean ± sample standard deviation over seeds {', '.join(map(str, SEEDS))}, each after {EPOCHS} epochs, "
         f"at the final epoch. Hardware: {hardware}; torch {versions}. Seconds per epoch include the test pass."
         f"\n\nLeNet-5 as LeCun et al. (1998) trained it, without distortions, made {LECUN_1998_ERROR:.2f}% test errors; "
-        f"ours makes {lenet_error:.2f}% in {EPOCHS} epochs, and the regularized one {regularized_error:.2f}%.")
+        f"ours makes {lenet_error:.2f}% in {EPOCHS} epochs, and the regularized one {regularized_error:.2f}%; "
+        "[Which differences are real](#which-differences-are-real) tests whether those differences are measurable.")
 
 
 def section_ablation():
@@ -264,6 +266,32 @@ def section_errors():
     return (f"{label}, seed 0, has the best mean accuracy; its final model gets {int(errors.sum())} of "
             f"{len(truth):,} test digits wrong. The most frequent confusions: {pairs}.\n\n"
             "![confusion matrix](plots/confusion_matrix.png)\n\n![misclassified test digits](plots/misclassified.png)")
+
+
+def section_time_to_accuracy():
+    bench = files.read_json(RESULTS / "bench_time_to_accuracy.json")
+    summary, target, imports = bench["summary"], bench["target"], bench["import_seconds"]
+    reference = summary["reference"]["wall_seconds"]
+    names = {"fast": "fast recipe", "default": "default recipe, 10 epochs", "reference": "torchvision reference, 10 epochs"}
+    rows = [f"| run | command | seeds | whole process, s | of which outside the epochs | share of the reference's time | "
+            f"final test accuracy % | seeds reaching {target:g}% | first epoch at {target:g}% | seconds to {target:g}% |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, s in summary.items():
+        to_target = (f"{s['epoch_to_target']:.1f} | {s['seconds_to_target']:.1f}" if s["reached"] else "- | -")
+        rows.append(f"| {names[name]} | `{bench['commands'][name]}` | {s['seeds']} | {s['wall_seconds']:.1f} | "
+                    f"{s['outside_epochs_seconds']:.1f} | {s['wall_seconds'] / reference:.1%} | {s['final_acc_mean']:.2f} ± {s['final_acc_std']:.2f} | "
+                    f"{s['reached']} of {s['seeds']} | {to_target} |")
+    return "\n".join(rows) + (
+        f"\n\n`python -m benchmarks.bench_time_to_accuracy` on {bench['device_name']}, torch {bench['torch']}: every "
+        f"run a fresh process, timed from launch to exit as a user waits for it, the three commands taking turns; the "
+        f"figures are means over the seeds, 0 upwards. Seconds to {target:g}% run from launch to the moment the epoch "
+        f"that first reached it printed its line, the first epoch is the mean over the seeds that reached it, and the "
+        f"final accuracy is the mean ± std at the last epoch. The default run is "
+        f"{bench['default_speedup']:.2f}x faster than the reference, whole process against whole process (the target "
+        f"is 3x); the fast recipe takes {bench['fast_share']:.1%} of the reference's time (the target is at most 10%)."
+        f"\n\nA process that only starts and exits takes {imports['python']:.2f} s here; one that imports torch "
+        f"{imports['torch']:.2f} s, torch and torchvision {imports['torch and torchvision']:.2f} s, torch and "
+        f"matplotlib's figure and PNG writer {imports['torch and matplotlib']:.2f} s (medians of 3).")
 
 
 def section_speed():
@@ -284,8 +312,9 @@ def section_speed():
         f"{min(bench['train_ratios']):.1%} to {max(bench['train_ratios']):.1%} on this shared machine. The target is "
         f"at most 33.3%. Loading the data takes {bench['setup_seconds']['ours']:.2f} s here and "
         f"{bench['setup_seconds']['reference']:.2f} s there. The torch.compile row leaves out its first epoch, "
-        f"which also compiles. Where our training step spends its time, by the profiler's self CPU time: "
-        f"{operators}.")
+        f"which also compiles. A bfloat16 autocast step (`--amp`) takes {bench['bf16_step_ratio']:.1f}x the time of a "
+        f"float32 one here, over 30 steps: this CPU's capability is {bench['cpu_capability']}, without native "
+        f"bfloat16. Where our training step spends its time, by the profiler's self CPU time: {operators}.")
 
 
 def section_tuning_space():
@@ -323,6 +352,28 @@ def section_tuning():
                   for h in files.read_json(path)["history"]) / 60
     return "\n".join(rows) + (f"\n\n{runs_total} runs of {EPOCHS} epochs, {minutes:.0f} minutes of training in all. "
                               "A run that diverged counts as 0%.")
+
+
+def fast_sweep():
+    """The fast recipe's sweep as scripts/tune.py --fast walked it, from results/tuning/fast/."""
+    return tune.fast_sweep(lambda setting, seed: tune.score_of(tune.fast_path(setting, seed)))
+
+
+def section_tuning_fast():
+    chosen, tried = fast_sweep()
+    rows = ["| epochs | batch size | peak learning rate | label smoothing | validation accuracy % | seeds " +
+            " / ".join(map(str, FAST_TUNING_SEEDS)) + " | chosen |", "|---:|---:|---:|---:|---:|---:|:-:|"]
+    for schedule, scored in tried:
+        for (lr, smoothing), accs in scored:
+            seeds = " / ".join("diverged" if a == 0 else f"{a:.2f}" for a in accs)
+            chosen_here = tune.fast_setting(schedule, lr, smoothing) == chosen
+            rows.append(f"| {schedule[0]} | {schedule[1]} | {show(lr)} | {show(smoothing)} | {mean_std(accs)} | "
+                        f"{seeds} | {'**yes**' if chosen_here else ''} |")
+    recipe = NAMED_RECIPES["fast"]["lenet5"]
+    runs_total = len(list(tune.FAST_DIR.glob("*.json")))
+    return "\n".join(rows) + (
+        f"\n\n{runs_total} runs. The fast recipe: {recipe['epochs']} epochs in batches of {recipe['batch_size']}, a "
+        f"one-cycle schedule peaking at {show(recipe['lr'])}, label smoothing {show(recipe['label_smoothing'])}.")
 
 
 def section_selection():
@@ -603,7 +654,7 @@ def section_data():
 
 SECTIONS = {"quickstart": section_quickstart, "recipes": section_recipes, "models": section_models,
             "results": section_results, "versus": section_versus, "ablation": section_ablation,
-            "errors": section_errors, "speed": section_speed, "data": section_data, "reproduce": section_reproduce,
+            "errors": section_errors, "speed": section_speed, "time_to_accuracy": section_time_to_accuracy, "tuning_fast": section_tuning_fast, "data": section_data, "reproduce": section_reproduce,
             "tuning_space": section_tuning_space, "tuning": section_tuning, "selection": section_selection,
             "robustness": section_robustness, "sample_efficiency": section_sample_efficiency,
             "significance": section_significance,
