@@ -129,7 +129,7 @@ TARGET_ACCURACY = 99.0
 FAST_SEARCH_SPACE = dict(
     start=dict(optimizer="sgd", weight_decay=0.0, augment=0.0),
     schedules=[(1, 128), (1, 64), (1, 32), (2, 128), (2, 64), (2, 32), (3, 128), (3, 64), (3, 32)],
-    lr=[0.03, 0.05, 0.1], label_smoothing=[0.0, 0.1])
+    lr=[0.03, 0.05, 0.1, 0.2], label_smoothing=[0.0, 0.1])
 FAST_TUNING_SEEDS = (0, 1, 2)
 
 
