@@ -345,7 +345,7 @@ def test_batch_norm_trains_when_the_last_batch_would_hold_one_image(tmp_path, cl
 
 
 @pytest.mark.parametrize("damage, message", [
-    ("wrong shapes", "does not fit this run (RuntimeError"),
+    ("wrong shapes", "its weights do not have the shapes of model.py's lenet5"),
     ("missing keys", "is not a checkpoint of main.py (no model)"),
     ("corrupt rng", "does not fit this run"),
     ("truncated", "is not a checkpoint of main.py"),
