@@ -77,16 +77,21 @@ class RunPaths:
         return self.results, self.curves, self.checkpoint
 
 
+def make_writable(folder):
+    """Create folder where it is missing and prove it writable by writing a probe file; OSError where that fails."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".probe.{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
+
+
 def prepare_out_dir(out_dir, runs):
     """Create out_dir's folders and prove them writable by writing a probe file; check each run's outputs are not
     folders. Raises UsageError before any training where that fails."""
     folders = {path.parent for run in runs for path in run.outputs}
     try:
         for folder in sorted(folders):
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / f".probe.{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
+            make_writable(folder)
     except OSError as e:
         raise UsageError(f"--out-dir {out_dir} cannot be written ({e.strerror}: {e.filename}); "
                          f"pass a writable --out-dir") from None

@@ -93,6 +93,22 @@ def test_a_crafted_checkpoint_is_one_line_and_exit_2_everywhere(damage, crafted,
         demo.load_models([path])
 
 
+def test_a_crafted_file_among_the_checkpoints_is_skipped_and_said(crafted, trained_runs, one_png, monkeypatch,
+                                                                   capsys):  # case 15
+    path = crafted("a million-wide layer")
+    shutil.copy(trained_runs / "checkpoints" / "lenet5_seed0.pt", path.parent)
+    (path.parent / "junk.pt").write_bytes(b"not a checkpoint")
+    monkeypatch.setattr(files, "DEFAULT_OUT_DIR", path.parent.parent)
+    status = predict.main(predict.get_args_parser().parse_args([str(one_png)]))
+    out, err = capsys.readouterr()
+    assert status == 0 and out.startswith(f"{one_png}: 1 (")
+    assert err.splitlines() == [
+        f"predict.py: skipped {path}, which is not a checkpoint of main.py: {DAMAGES['a million-wide layer']}",
+        f"predict.py: skipped {path.parent}/junk.pt, which is not a checkpoint of main.py (UnpicklingError)",
+        f"reading with lenet5 from {path.parent}/lenet5_seed0.pt (epoch 1, final test accuracy "
+        + err.splitlines()[2].split("accuracy ")[1]]
+
+
 @pytest.mark.parametrize("where", ["a named pipe", "a folder", "a symbolic link loop"])
 def test_a_checkpoint_that_is_not_a_file_is_named_for_what_it_is(where, tmp_path, cli):  # case 16
     path = tmp_path / "model.pt"
