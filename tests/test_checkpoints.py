@@ -107,6 +107,8 @@ def test_a_crafted_file_among_the_checkpoints_is_skipped_and_said(crafted, train
         f"predict.py: skipped {path.parent}/junk.pt, which is not a checkpoint of main.py (UnpicklingError)",
         f"reading with lenet5 from {path.parent}/lenet5_seed0.pt (epoch 1, final test accuracy "
         + err.splitlines()[2].split("accuracy ")[1]]
+    assert [name for name, *_ in demo.load_models([])] == ["lenet5"]
+    assert capsys.readouterr().err.count("demo.py: skipped") == 2  # once each, not once per model
 
 
 @pytest.mark.parametrize("where", ["a named pipe", "a folder", "a symbolic link loop"])
