@@ -5,10 +5,10 @@
 
 MNIST digits are white on black, scaled so that their longest side is 20 px, and placed in a 28x28 field with
 their centre of mass at the centre. mnist_like() does the same to any image, in this order: grey scale
-(transparency on white), polarity from the border, background removed (a plane fitted to it, for uneven light)
-and contrast stretched, cropped to the ink, strokes thickened where far thinner than MNIST's, scaled to 20 px,
-centred by mass; normalize() then applies the training mean and std. Files are opened by images.open_image, and
-read a few at a time, each printed as soon as it and those before it are read.
+(transparency on white, or on black under light ink), polarity from the border, background removed (a plane
+fitted to it, for uneven light) and contrast stretched, cropped to the ink, strokes thickened where far thinner
+than MNIST's, scaled to 20 px, centred by mass; normalize() then applies the training mean and std. Files are
+opened by images.open_image, and read a few at a time, each printed as soon as it and those before it are read.
 """
 import argparse
 import collections
@@ -41,20 +41,28 @@ class Blank(Exception):
 
 
 def to_grey(image):
-    """A PIL image of any mode as mode "L", with transparent parts composited onto white."""
+    """A PIL image of any mode as mode "L". Transparent parts are composited onto white, or onto black where what
+    is visible is mostly light: white ink on a transparent background."""
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+        grey, alpha = image.convert("LA").split()
+        visible = np.asarray(alpha, dtype=np.float32)
+        light = float((np.asarray(grey, dtype=np.float32) * visible).sum()) > 127.5 * float(visible.sum())
+        return Image.composite(grey, Image.new("L", image.size, 0 if light else 255), alpha)
     return image.convert("L")
 
 
 def fit_background(image, mask):
     """Least-squares plane a + b x + c y through the pixels under mask: the paper, under uneven light."""
     ys, xs = np.nonzero(mask)
+    return fit_plane(ys, xs, image[ys, xs])
+
+
+def fit_plane(ys, xs, values):
+    """fit_background for the pixels at (ys, xs), whose values are given; 4,000 of them at most are used."""
     step = max(1, len(ys) // 4000)
-    ys, xs = ys[::step], xs[::step]
+    ys, xs, values = ys[::step], xs[::step], values[::step]
     design = np.stack([np.ones(len(ys)), xs, ys], 1)
-    coefficients, *_ = np.linalg.lstsq(design, image[ys, xs], rcond=None)
+    coefficients, *_ = np.linalg.lstsq(design, values, rcond=None)
     return coefficients
 
 
@@ -85,11 +93,22 @@ def mnist_like(image):
     if dark_ink:
         small = 1 - small
 
-    # Background: a plane through the border, for uneven light, then through everything that is not ink. The
-    # noise is the border's median absolute deviation from it, which the ink's share of the image does not move.
-    coefficients = fit_background(small, border)
+    # Background: a plane through the border, for uneven light, then through everything that is not ink. A digit
+    # cropped without a margin puts ink on the border, up to about half of it, and ink lies above the paper: so the
+    # plane goes through the border's lower half, and the noise comes from its lower quantiles, which that ink
+    # does not reach. Paper is then at 0.
+    ys, xs = np.nonzero(border)
+    edge = small[ys, xs]
+
+    def above(coefficients):
+        return edge - (coefficients[0] + coefficients[1] * xs + coefficients[2] * ys)
+    first = above(fit_plane(ys, xs, edge))
+    lower = first <= np.median(first)
+    coefficients = fit_plane(ys[lower], xs[lower], edge[lower])
+    q05, q25 = np.percentile(above(coefficients), [5, 25])
+    noise = float(q25 - q05) / 0.97  # the distance between those quantiles, in standard deviations of a normal
+    coefficients[0] += q25 + 0.674 * noise
     flat = small - plane(coefficients, small.shape)
-    noise = 1.4826 * float(np.median(np.abs(flat[border] - np.median(flat[border]))))
     coefficients = fit_background(small, flat < max(3 * noise, 0.04))
     flat = small - plane(coefficients, small.shape)
     ink = flat[flat > max(6 * noise, 0.08)]

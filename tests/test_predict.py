@@ -491,3 +491,21 @@ def test_what_is_not_an_image_file_is_named_for_what_it_is(checkpoint, tmp_path,
                            f"predict.py: error: {tmp_path}/gone.png: a broken symbolic link",
                            f"predict.py: error: {tmp_path}/folder/inside.png: a named pipe (FIFO), not an image file",
                            "predict.py: error: /dev/zero: a device, not an image file"]
+
+
+def test_white_ink_on_a_transparent_background_reads_as_dark_ink_does():  # case 17
+    dark = drawing(1)
+    alpha = Image.eval(dark, lambda v: 255 - v)  # the ink opaque, the paper transparent
+    for ink in (0, 255):
+        transparent = Image.merge("LA", (Image.new("L", dark.size, ink), alpha))
+        np.testing.assert_allclose(predict.mnist_like(transparent), predict.mnist_like(dark), atol=0.05)
+
+
+def test_a_digit_cropped_without_a_margin_reads_as_with_one(mnist_test):  # case 17
+    images, _ = mnist_test
+    for digit in images[:20]:
+        rows, cols = np.nonzero(digit)
+        cropped = 255 - digit[rows.min():rows.max() + 1, cols.min():cols.max() + 1]  # dark ink, touching each edge
+        photo = Image.fromarray(cropped).resize((cropped.shape[1] * 10, cropped.shape[0] * 10),
+                                                Image.Resampling.BILINEAR)
+        assert similar(predict.mnist_like(photo), predict.mnist_like(Image.fromarray(digit))) > 0.75
