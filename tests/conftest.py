@@ -1,7 +1,9 @@
 import errno
+import signal
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -48,6 +50,20 @@ def start(script, *argv, **kwargs):
     """script (main.py, predict.py, ...) as a child process, with pipes for its output."""
     return subprocess.Popen([sys.executable, str(ROOT / script), *map(str, argv)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def interrupted_while_starting(script, *argv):
+    """script run with argv and sent Ctrl-C a second in, while torch is still being imported: (exit status,
+    stdout, stderr)."""
+    process = start(script, *argv)
+    try:
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()  # where it did not stop
+        process.wait()
+    return process.returncode, out, err
 
 
 @pytest.fixture(scope="session")

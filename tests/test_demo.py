@@ -5,11 +5,8 @@ import http.client
 import io
 import json
 import select
-import signal
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -23,7 +20,7 @@ from PIL import EpsImagePlugin, Image, ImageDraw
 
 import demo
 import files
-from conftest import ROOT
+from conftest import interrupted_while_starting
 from scripts import demo_screenshot
 
 
@@ -367,18 +364,9 @@ def test_a_port_out_of_range_is_refused_in_one_line(port, capsys):  # case 14
 
 
 def test_ctrl_c_while_starting_says_so_and_exits_130(trained_runs):  # case 9
-    process = subprocess.Popen([sys.executable, ROOT / "demo.py", "--port", "0", "--checkpoint",
-                                trained_runs / "checkpoints" / "lenet5_seed0.pt"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(1.0)  # torch is still being imported
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
-    finally:
-        process.kill()  # where it did not stop
-        process.wait()
-    assert process.returncode == 130 and out == ""
-    assert err.strip() == "demo.py: interrupted while starting; nothing served", err
+    status, out, err = interrupted_while_starting("demo.py", "--port", "0", "--checkpoint",
+                                                  trained_runs / "checkpoints" / "lenet5_seed0.pt")
+    assert status == 130 and out == "" and err.strip() == "demo.py: interrupted while starting; nothing served", err
 
 
 def test_ctrl_c_while_serving_says_so_and_exits_130(trained_runs, monkeypatch, capsys):  # case 14

@@ -5,7 +5,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import engine
 import files
 import predict
 import runs
-from conftest import ROOT, png_declaring, start
+from conftest import ROOT, interrupted_while_starting, png_declaring, start
 
 
 def drawing(digit, size=(300, 400), offset=(0, 0), scale=1.0, ink=20, paper=235, mode="L", gradient=0.0):
@@ -465,16 +464,8 @@ def test_a_preview_that_cannot_be_written_is_one_line(where, checkpoint, tmp_pat
 
 def test_ctrl_c_while_starting_is_one_line(checkpoint, tmp_path):  # case 9
     drawing(1).save(tmp_path / "one.png")
-    process = subprocess.Popen([sys.executable, ROOT / "predict.py", tmp_path / "one.png", "--checkpoint",
-                                checkpoint], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(1.0)  # torch is still being imported
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
-    finally:
-        process.kill()  # where it did not stop
-        process.wait()
-    assert process.returncode == 130 and out == "" and err.strip() == "predict.py: interrupted", err
+    status, out, err = interrupted_while_starting("predict.py", tmp_path / "one.png", "--checkpoint", checkpoint)
+    assert status == 130 and out == "" and err.strip() == "predict.py: interrupted", err
 
 
 def test_what_is_not_an_image_file_is_named_for_what_it_is(checkpoint, tmp_path, run_predict):  # case 16
