@@ -5,47 +5,76 @@
 
 The page (demo.html) sends each drawing as a PNG to POST /predict, which makes it MNIST-like with predict.py's
 own preprocessing, optionally moves it by ?dx=&dy= pixels after centring, and answers with every model's
-probabilities and the 28x28 image they saw. Standard library server, one thread per request.
+probabilities and the 28x28 image they saw. Standard library server, one thread per connection. It answers only
+to its own name and its own page, so that no other web page open in a browser can use it.
 """
 import argparse
 import base64
 import io
 import json
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+from errors import stop_on_ctrl_c
+from main import OneLineErrorParser, number
 from recipes import LABELS, evaluated_on
 
 PAGE = Path(__file__).resolve().parent / "demo.html"
+HOSTS = ("127.0.0.1", "localhost", "[::1]")  # the names this server answers to, with its port
 MAX_BYTES = 2 * 1024 * 1024
 MAX_PIXELS = 4096 * 4096
 MAX_SHIFT = 10
+TIMEOUT = 10           # s: the longest a connection may keep the server waiting for its next bytes
+MAX_CONNECTIONS = 64   # connections open at once; the next ones get a 503, so file descriptors never run out
+READING_AT_ONCE = 2    # requests decoded and read at once; the others wait their turn, so memory stays bounded
 
 
 class BadRequest(Exception):
-    """The request cannot be read; the message says why, for a 400."""
+    """The request cannot be answered; the message says why, for the status given (400 by default)."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
 
 
-def decode(body):
-    """The PIL image in a request body: PNG (or other image) bytes, or a data URL of them."""
-    from PIL import Image, UnidentifiedImageError
+class ModelFailed(Exception):
+    """A model's answer is not a number: its checkpoint is broken."""
+
+
+def decode(body, content_type):
+    """The PIL image in a request body: PNG bytes sent as image/png, or a PNG data URL sent as text/plain (what a
+    page's fetch sends for a string). No other format reaches a decoder."""
+    import images
     if not body:
         raise BadRequest("empty body: send a PNG, as bytes or as a data URL")
-    if body.startswith(b"data:"):
+    if content_type == "text/plain":
+        header, _, data = body.partition(b",")
+        if header != b"data:image/png;base64":
+            raise BadRequest("a text body must be a PNG data URL, data:image/png;base64,...", 415)
         try:
-            body = base64.b64decode(body.partition(b",")[2], validate=True)
+            body = base64.b64decode(data, validate=True)
         except ValueError:
             raise BadRequest("the data URL is not valid base64") from None
+    elif content_type != "image/png":
+        raise BadRequest(f"send the PNG as Content-Type image/png, not {content_type or 'none'}", 415)
     try:
-        image = Image.open(io.BytesIO(body))
-        if image.width * image.height > MAX_PIXELS:
-            raise BadRequest(f"the image is {image.width}x{image.height}; send at most 4096x4096")
-        image.load()
-        return image
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise BadRequest(f"not an image Pillow can read ({type(e).__name__})") from None
+        return images.open_image(io.BytesIO(body), formats=("PNG",), max_pixels=MAX_PIXELS)
+    except images.Unreadable as e:
+        raise BadRequest(str(e)) from None
+
+
+def shift(query):
+    """(dx, dy) from a query string, in whole pixels, each at most MAX_SHIFT."""
+    try:
+        dx, dy = (int(parse_qs(query).get(key, ["0"])[0]) for key in ("dx", "dy"))
+    except ValueError:
+        raise BadRequest("dx and dy must be whole numbers") from None
+    if max(abs(dx), abs(dy)) > MAX_SHIFT:
+        raise BadRequest(f"shift dx={dx}, dy={dy}: at most {MAX_SHIFT} pixels each way")
+    return dx, dy
 
 
 def png_data_url(field):
@@ -67,6 +96,7 @@ class Reader:
         import dataset
         import engine
         import predict
+        import torch
         try:
             field = predict.mnist_like(image)
         except predict.Blank:
@@ -76,54 +106,101 @@ class Reader:
         answers = []
         for name, path, accuracy, model in self.models:
             probabilities = engine.probabilities(model, tensor)[0]
-            answers.append({"model": name, "label": LABELS[name], "checkpoint": str(path), "accuracy": accuracy,
+            if not torch.isfinite(probabilities).all():
+                raise ModelFailed(f"{LABELS[name]} ({path.name}) gave no finite answer: its checkpoint is broken; "
+                                  f"train it again")
+            answers.append({"model": name, "label": LABELS[name], "checkpoint": path.name, "accuracy": accuracy,
                             "digit": int(probabilities.argmax()),
                             "probabilities": [round(float(p), 5) for p in probabilities]})
         return {"blank": False, "image": png_data_url(seen), "shift": [dx, dy], "models": answers}
 
 
-def handler(reader):
+def handler(reader, seconds=TIMEOUT):
+    reading = threading.BoundedSemaphore(READING_AT_ONCE)
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = seconds  # for every read and write on the connection
 
-        def do_GET(self):
+        def do_HEAD(self):
+            self.do_GET(head=True)
+
+        def do_GET(self, head=False):
+            if not self.from_here():
+                return
             if urlparse(self.path).path != "/":
-                return self.answer(404, {"error": f"no page at {self.path}; the demo is at /"})
-            self.answer(200, PAGE.read_bytes(), "text/html; charset=utf-8")
+                return self.answer(404, {"error": f"no page at {self.path}; the demo is at /"}, head=head)
+            self.answer(200, PAGE.read_bytes(), "text/html; charset=utf-8", head=head)
 
         def do_POST(self):
             url = urlparse(self.path)
-            if url.path != "/predict":
-                return self.answer(404, {"error": f"POST to /predict, not {url.path}"})
             try:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BYTES:
-                    # Read what a client may reasonably send, so that it gets the answer; beyond that, hang up.
-                    if length <= 8 * MAX_BYTES:
-                        while self.rfile.read(min(length, 1 << 20)) and (length := length - (1 << 20)) > 0:
-                            pass
-                    else:
-                        self.close_connection = True
-                    raise BadRequest("the body is over 2 MB; send at most 2 MB")
-                query = parse_qs(url.query)
-                dx, dy = (int(query.get(key, ["0"])[0]) for key in ("dx", "dy"))
-                if max(abs(dx), abs(dy)) > MAX_SHIFT:
-                    raise BadRequest(f"shift dx={dx}, dy={dy}: at most {MAX_SHIFT} pixels each way")
-                self.answer(200, reader.read(decode(self.rfile.read(length)), dx, dy))
+                if not self.from_here():
+                    return
+                if url.path != "/predict":
+                    raise BadRequest(f"POST to /predict, not {url.path}", 404)
+                body = self.body()
+                dx, dy = shift(url.query)
+                content_type = self.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+                with reading:
+                    self.answer(200, reader.read(decode(body, content_type), dx, dy))
             except BadRequest as e:
-                self.answer(400, {"error": str(e)})
-            except ValueError:
-                self.answer(400, {"error": "dx, dy and Content-Length must be whole numbers"})
+                self.answer(e.status, {"error": str(e)})
+            except ModelFailed as e:
+                self.answer(500, {"error": str(e)})
 
-        def answer(self, status, body, content_type="application/json"):
+        def from_here(self):
+            """Whether the request is for this server by its own name, and a POST from its own page; answers it
+            where not. Another web page can make a browser send requests here: by its own name after DNS
+            rebinding (a Host that is not ours), or by ours from its page (an Origin that is not ours)."""
+            port = self.server.server_port
+            ours = {f"{host}:{port}" for host in HOSTS} | (set(HOSTS) if port == 80 else set())
+            hosts = self.headers.get_all("Host") or []
+            if len(hosts) != 1 or hosts[0].lower() not in ours:
+                self.close_connection = True
+                self.answer(421, {"error": f"this server answers only as http://127.0.0.1:{port}/"})
+                return False
+            origin = self.headers.get("Origin")
+            if self.command == "POST" and origin is not None and origin.lower() not in {f"http://{h}" for h in ours}:
+                self.close_connection = True
+                self.answer(403, {"error": "only the demo's own page may send drawings here"})
+                return False
+            return True
+
+        def body(self):
+            """The request body, read whole where its Content-Length is a number of bytes within MAX_BYTES."""
+            if "Transfer-Encoding" in self.headers:
+                self.close_connection = True  # the chunks are not read, so they must not pass for the next request
+                raise BadRequest("send the body with a Content-Length, not chunked", 411)
+            lengths = self.headers.get_all("Content-Length") or []
+            if not lengths:
+                self.close_connection = True
+                raise BadRequest("no Content-Length: send the body's length in bytes", 411)
+            if len(lengths) > 1 or not (lengths[0].isascii() and lengths[0].isdigit()):
+                self.close_connection = True
+                raise BadRequest("Content-Length must be one whole number of bytes")
+            length = int(lengths[0])
+            if length > MAX_BYTES:
+                # Read what a client may reasonably send, so that it gets the answer; beyond that, hang up.
+                self.close_connection = True
+                if length <= 8 * MAX_BYTES:
+                    while self.rfile.read(min(length, 1 << 20)) and (length := length - (1 << 20)) > 0:
+                        pass
+                raise BadRequest("the body is over 2 MB; send at most 2 MB", 413)
+            return self.rfile.read(length)
+
+        def answer(self, status, body, content_type="application/json", head=False):
             if not isinstance(body, bytes):
                 body = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
-            self.wfile.write(body)
+            if not head:
+                self.wfile.write(body)
 
         def log_message(self, *args):  # one line per request on stderr is noise in a demo
             pass
@@ -131,15 +208,54 @@ def handler(reader):
     return Handler
 
 
+class Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer with a bound on open connections, a listen backlog for bursts of clients, and no
+    traceback for a client that hangs up or stalls."""
+    request_queue_size = 128  # the listen backlog; the default, 5, resets clients when many connect at once
+    block_on_close = False    # Ctrl-C stops at once, without waiting for idle connections to time out
+
+    def __init__(self, address, handler_class):
+        super().__init__(address, handler_class)
+        self.connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request, client_address):
+        if not self.connections.acquire(blocking=False):
+            try:
+                request.send(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.release()
+
+    def handle_error(self, request, client_address):
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):  # the client hung up or went quiet: its business
+            return
+        print(f"demo.py: error: a request failed ({type(error).__name__}: {error})".splitlines()[0], file=sys.stderr)
+
+
 def load_models(checkpoints):
-    """[(name, path, accuracy, model)] for the checkpoints given, or for each model's best one in runs/."""
+    """[(name, path, accuracy, model)] for the checkpoints given, or for each model's best one in runs/, saying on
+    standard error which files there it skipped and why."""
     import files
     import predict
     import runs
     import torch
     from recipes import MODEL_NAMES
     if not checkpoints:
-        checkpoints = [p for p in (predict.best_checkpoint(files.DEFAULT_OUT_DIR, m) for m in MODEL_NAMES) if p]
+        skipped = {}
+        found = (predict.best_checkpoint(files.DEFAULT_OUT_DIR, m, lambda e: skipped.setdefault(e.path, e))
+                 for m in MODEL_NAMES)
+        checkpoints = [path for path in found if path]
+        for error in skipped.values():
+            print(f"demo.py: skipped {predict.shown(error.path)}, which {error.reason}", file=sys.stderr)
     models = []
     for path in checkpoints:
         model, checkpoint = runs.load_model(path, torch.device("cpu"))
@@ -149,21 +265,27 @@ def load_models(checkpoints):
     return models
 
 
-def make_server(models, port=8000):
+def make_server(models, port=8000, timeout=TIMEOUT):
     """The demo's HTTP server on 127.0.0.1:port (0: any free port), not yet serving."""
-    return ThreadingHTTPServer(("127.0.0.1", port), handler(Reader(models)))
+    return Server(("127.0.0.1", port), handler(Reader(models), timeout))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--port", type=int, default=8000, help="the port on 127.0.0.1 to serve on")
+def get_args_parser():
+    parser = OneLineErrorParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--port", type=number(int, lambda v: 0 <= v <= 65535, "from 0 (any free port) to 65535"),
+                        default=8000, help="the port on 127.0.0.1 to serve on")
     parser.add_argument("--checkpoint", type=Path, action="append",
                         help="a checkpoint to load; repeat for several (default: each model's best in runs/)")
-    args = parser.parse_args()
-    import torch
+    return parser
+
+
+def main(args, started=lambda: None):
+    """Serve until Ctrl-C; returns the exit status: 2 for a bad checkpoint or port, 130 for Ctrl-C, as main.py.
+    started() is called once the models are loaded and the port is open, before anything is printed or served."""
     from errors import UsageError
     try:
+        import torch
         models = load_models(args.checkpoint)
         if not models:
             raise UsageError("no trained model in runs/checkpoints; train one with "
@@ -171,23 +293,30 @@ def main():
         server = make_server(models, args.port)
     except UsageError as e:
         print(f"demo.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        return 2
     except OSError as e:
         print(f"demo.py: error: cannot serve on 127.0.0.1:{args.port} ({e.strerror}); pass another --port",
               file=sys.stderr)
-        sys.exit(2)
-    names = ", ".join(f"{name} ({path})" for name, path, _, _ in models)
-    print(f"reading with {names}\nopen http://127.0.0.1:{server.server_port}/ in a browser; Ctrl-C stops", flush=True)
-    # One image at a time gains nothing from intra-op threads; with requests in parallel threads, they only
-    # fight over the cores (benchmarks/bench_demo.py).
-    torch.set_num_threads(1)
+        return 2
+    except KeyboardInterrupt:
+        print("\ndemo.py: interrupted while starting; nothing served", file=sys.stderr)
+        return 130
     try:
+        started()
+        names = ", ".join(f"{name} ({path})" for name, path, _, _ in models)
+        print(f"reading with {names}\nopen http://127.0.0.1:{server.server_port}/ in a browser; Ctrl-C stops",
+              flush=True)
+        # One image at a time gains nothing from intra-op threads; with requests in parallel threads, they only
+        # fight over the cores (benchmarks/bench_demo.py).
+        torch.set_num_threads(1)
         server.serve_forever()
     except KeyboardInterrupt:
-        pass
+        print("\ndemo.py: stopped", file=sys.stderr)
+        return 130
     finally:
         server.server_close()
 
 
 if __name__ == "__main__":
-    main()
+    args = get_args_parser().parse_args()
+    sys.exit(main(args, started=stop_on_ctrl_c("demo.py: interrupted while starting; nothing served")))

@@ -1,5 +1,7 @@
-"""The exceptions that the command-line tools turn into exit statuses. No torch here, so that they can be caught
-before torch is imported."""
+"""The exceptions that the command-line tools turn into exit statuses, and how Ctrl-C ends them while they start.
+No torch here, so that they can be caught before torch is imported."""
+import os
+import signal
 
 
 class UsageError(Exception):
@@ -18,3 +20,17 @@ class Interrupted(Exception):
         super().__init__(f"interrupted after epoch {epochs_saved}" if epochs_saved else
                          "interrupted during the first epoch")
         self.epochs_saved, self.by, self.results_written, self.done = epochs_saved, by, results_written, done
+
+
+def stop_on_ctrl_c(message):
+    """Make Ctrl-C print message and end the process at once, with exit status 130; returns the function that gives
+    Ctrl-C back to Python as a KeyboardInterrupt. For start-up, where nothing is written yet, and where a
+    KeyboardInterrupt raised inside a library's import can be swallowed there, or turned into another error."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started with Ctrl-C ignored, as by nohup: so it stays
+        return lambda: None
+
+    def stop(signum, frame):
+        os.write(2, f"\n{message}\n".encode())
+        os._exit(130)
+    signal.signal(signal.SIGINT, stop)
+    return lambda: signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -105,10 +105,14 @@ def misclassified(images, truth, predicted, title, count=40):
     return fig
 
 
-def predictions(rows, limit=12):
+PREDICTIONS_SHOWN = 12
+
+
+def predictions(rows, limit=PREDICTIONS_SHOWN, total=None):
     """For each (name, image as given, the 28x28 the model saw or None, its 10 probabilities or None): the three
-    side by side, so that a misread digit shows why."""
+    side by side, so that a misread digit shows why. total: how many images rows are the first of (default: all)."""
     shown = rows[:limit]
+    total = total or len(rows)
     fig = Figure(figsize=(9, 2.1 * len(shown)), layout="constrained")
     axes = fig.subplots(len(shown), 3, squeeze=False, width_ratios=[1, 1, 2.2])
     for (name, image, field, probabilities), (given, seen, bars) in zip(shown, axes):
@@ -128,8 +132,8 @@ def predictions(rows, limit=12):
         bars.set(xticks=range(10), ylim=(0, 1), title=f"read as {digit} ({probabilities[digit]:.1%})")
         bars.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         bars.title.set_fontsize(9)
-    if len(rows) > limit:
-        fig.suptitle(f"the first {limit} of {len(rows)} images")
+    if total > limit:
+        fig.suptitle(f"the first {limit} of {total} images")
     return fig
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+import paths
 from errors import RunFailed, UsageError
 
 ROOT = Path(__file__).resolve().parent
@@ -77,16 +78,21 @@ class RunPaths:
         return self.results, self.curves, self.checkpoint
 
 
+def make_writable(folder):
+    """Create folder where it is missing and prove it writable by writing a probe file; OSError where that fails."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".probe.{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
+
+
 def prepare_out_dir(out_dir, runs):
     """Create out_dir's folders and prove them writable by writing a probe file; check each run's outputs are not
     folders. Raises UsageError before any training where that fails."""
     folders = {path.parent for run in runs for path in run.outputs}
     try:
         for folder in sorted(folders):
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / f".probe.{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
+            make_writable(folder)
     except OSError as e:
         raise UsageError(f"--out-dir {out_dir} cannot be written ({e.strerror}: {e.filename}); "
                          f"pass a writable --out-dir") from None
@@ -130,21 +136,36 @@ def save_checkpoint(path, checkpoint):
     atomic_write(path, lambda f: torch.save(checkpoint, f))
 
 
+class CheckpointError(UsageError):
+    """A checkpoint that cannot be used. The message names flag, the path, what is wrong (reason, e.g. "does not
+    exist") and the fix (advice)."""
+
+    def __init__(self, flag, path, reason, advice="delete it or train again"):
+        super().__init__(f"{flag}: {path} {reason}" + (f"; {advice}" if advice else ""))
+        self.path, self.reason = path, reason
+
+
 def load_checkpoint(path, flag="--checkpoint"):
-    """The checkpoint dict saved by main.py at path. A missing file, or one that is not such a checkpoint, is a
-    UsageError that names flag."""
+    """The checkpoint dict saved by main.py at path. A path that is not a regular file, or a file that is not such
+    a checkpoint, is a CheckpointError that names flag."""
     path = Path(path)
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
-        raise UsageError(f"{flag}: {path} {what}; train the model first, e.g. `python main.py --model lenet5`")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        missing = CHECKPOINT_KEYS - set(checkpoint)
+        file = paths.open_file(path)
+    except paths.NotAFile as e:
+        if e.missing:
+            reason, advice = "does not exist", "train the model first, e.g. `python main.py --model lenet5`"
+        elif e.unreadable:
+            reason, advice = f"is {e}", None
+        else:
+            reason, advice = f"is {e}, not a checkpoint file", "pass the .pt file that main.py wrote"
+        raise CheckpointError(flag, path, reason, advice) from None
+    try:
+        with file:
+            checkpoint = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load raises many kinds on a file that is not a checkpoint
-        raise UsageError(f"{flag}: {path} is not a checkpoint of main.py ({type(e).__name__}); "
-                         f"delete it or train again") from None
-    if missing:
-        raise UsageError(f"{flag}: {path} is not a checkpoint of main.py (no {', '.join(sorted(missing))}); "
-                         f"delete it or train again")
+        raise CheckpointError(flag, path, f"is not a checkpoint of main.py ({type(e).__name__})") from None
+    if not isinstance(checkpoint, dict) or CHECKPOINT_KEYS - set(checkpoint):
+        missing = CHECKPOINT_KEYS - set(checkpoint) if isinstance(checkpoint, dict) else CHECKPOINT_KEYS
+        raise CheckpointError(flag, path, f"is not a checkpoint of main.py (no {', '.join(sorted(missing))})")
     return checkpoint
 

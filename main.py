@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 from errors import Interrupted, RunFailed, UsageError
-from recipes import MODEL_NAMES, RECIPE_NAMES, check_tag, evaluated_on, format_recipe, resolve_recipe, run_name
+from recipes import (MODEL_NAMES, RECIPE_NAMES, RECIPE_SCHEMA, check_tag, evaluated_on, format_recipe,
+                     resolve_recipe, run_name)
 
 
 class Terminated(KeyboardInterrupt):
@@ -66,8 +67,9 @@ def parse_widths(text):
         widths = [int(w) for w in text.split(",")]
     except ValueError:
         widths = []
-    if not widths or min(widths) < 1 or max(widths) > 4096:
-        raise argparse.ArgumentTypeError(f"expected widths from 1 to 4096 joined by commas, e.g. 72,64; got {text!r}")
+    if not RECIPE_SCHEMA["hidden"].allows(widths):
+        raise argparse.ArgumentTypeError(f"expected {RECIPE_SCHEMA['hidden'].requirement}, joined by commas, e.g. "
+                                         f"72,64; got {text!r}")
     return widths
 
 

@@ -5,25 +5,35 @@
 
 MNIST digits are white on black, scaled so that their longest side is 20 px, and placed in a 28x28 field with
 their centre of mass at the centre. mnist_like() does the same to any image, in this order: grey scale
-(transparency on white), polarity from the border, background removed (a plane fitted to it, for uneven
-light) and contrast stretched, cropped to the ink, strokes thickened where far thinner than MNIST's, scaled to
-20 px, centred by mass; normalize() then applies the training mean and std.
+(transparency on white, or on black under light ink), polarity from the border, background removed (a plane
+fitted to it, for uneven light) and contrast stretched, cropped to the ink, strokes thickened where far thinner
+than MNIST's, scaled to 20 px, centred by mass; normalize() then applies the training mean and std. Files are
+opened by images.open_image, and read a few at a time, each printed as soon as it and those before it are read.
 """
 import argparse
+import collections
 import json
 import math
+import os
+import stat
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter, UnidentifiedImageError
+from PIL import Image, ImageFilter
 
-EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+import images
+import paths
+from errors import stop_on_ctrl_c
+from main import OneLineErrorParser
+
 WORK_SIDE = 160      # px: the longest side of the thumbnail on which the ink is found
 INK = 0.3            # of the stretched contrast: what counts as ink when cropping
 MASS_CENTRE = 14.0   # MNIST's mean centre of mass, in pixels from the top left, both ways (a test measures it)
 STROKE = 5.2         # MNIST's ink area (pixels above 0.5) per pixel of digit height, at 20 px (a test measures it)
+WORKERS = min(4, os.cpu_count() or 1)  # threads that read images: decoding and resampling release the GIL
+AHEAD = 64           # files read ahead of the one printed, and the most the model reads at once
 
 
 class Blank(Exception):
@@ -31,20 +41,28 @@ class Blank(Exception):
 
 
 def to_grey(image):
-    """A PIL image of any mode as mode "L", with transparent parts composited onto white."""
+    """A PIL image of any mode as mode "L". Transparent parts are composited onto white, or onto black where what
+    is visible is mostly light: white ink on a transparent background."""
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+        grey, alpha = image.convert("LA").split()
+        visible = np.asarray(alpha, dtype=np.float32)
+        light = float((np.asarray(grey, dtype=np.float32) * visible).sum()) > 127.5 * float(visible.sum())
+        return Image.composite(grey, Image.new("L", image.size, 0 if light else 255), alpha)
     return image.convert("L")
 
 
 def fit_background(image, mask):
     """Least-squares plane a + b x + c y through the pixels under mask: the paper, under uneven light."""
     ys, xs = np.nonzero(mask)
+    return fit_plane(ys, xs, image[ys, xs])
+
+
+def fit_plane(ys, xs, values):
+    """fit_background for the pixels at (ys, xs), whose values are given; 4,000 of them at most are used."""
     step = max(1, len(ys) // 4000)
-    ys, xs = ys[::step], xs[::step]
+    ys, xs, values = ys[::step], xs[::step], values[::step]
     design = np.stack([np.ones(len(ys)), xs, ys], 1)
-    coefficients, *_ = np.linalg.lstsq(design, image[ys, xs], rcond=None)
+    coefficients, *_ = np.linalg.lstsq(design, values, rcond=None)
     return coefficients
 
 
@@ -75,11 +93,22 @@ def mnist_like(image):
     if dark_ink:
         small = 1 - small
 
-    # Background: a plane through the border, for uneven light, then through everything that is not ink. The
-    # noise is the border's median absolute deviation from it, which the ink's share of the image does not move.
-    coefficients = fit_background(small, border)
+    # Background: a plane through the border, for uneven light, then through everything that is not ink. A digit
+    # cropped without a margin puts ink on the border, up to about half of it, and ink lies above the paper: so the
+    # plane goes through the border's lower half, and the noise comes from its lower quantiles, which that ink
+    # does not reach. Paper is then at 0.
+    ys, xs = np.nonzero(border)
+    edge = small[ys, xs]
+
+    def above(coefficients):
+        return edge - (coefficients[0] + coefficients[1] * xs + coefficients[2] * ys)
+    first = above(fit_plane(ys, xs, edge))
+    lower = first <= np.median(first)
+    coefficients = fit_plane(ys[lower], xs[lower], edge[lower])
+    q05, q25 = np.percentile(above(coefficients), [5, 25])
+    noise = float(q25 - q05) / 0.97  # the distance between those quantiles, in standard deviations of a normal
+    coefficients[0] += q25 + 0.674 * noise
     flat = small - plane(coefficients, small.shape)
-    noise = 1.4826 * float(np.median(np.abs(flat[border] - np.median(flat[border]))))
     coefficients = fit_background(small, flat < max(3 * noise, 0.04))
     flat = small - plane(coefficients, small.shape)
     ink = flat[flat > max(6 * noise, 0.08)]
@@ -146,51 +175,99 @@ def normalize(fields):
     return (torch.from_numpy(np.stack(fields)).unsqueeze(1) - dataset.MNIST_MEAN) / dataset.MNIST_STD
 
 
-def read(path):
-    """(a thumbnail of the image as given, its MNIST-like 28x28 or None where blank), or the problem as a string."""
+def read(path, thumbnail=False):
+    """(a thumbnail of the image as given where asked, else None; its MNIST-like 28x28, or None where blank), or
+    the problem as a string."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            factor = max(1, max(image.size) // 128)
-            thumbnail = (image.reduce(factor) if image.mode in ("L", "RGB", "RGBA") else image).convert("RGBA")
-            try:
-                return thumbnail, mnist_like(image)
-            except Blank:
-                return thumbnail, None
-    except UnidentifiedImageError:
-        return "not an image Pillow can read"
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        return f"cannot read it ({' '.join(str(e).split()) or type(e).__name__})"
+        image = images.open_image(path)
+    except images.Unreadable as e:
+        return str(e)
+    small = image.reduce(max(1, max(image.size) // 128)).convert("RGBA") if thumbnail else None
+    try:
+        return small, mnist_like(image)
+    except Blank:
+        return small, None
 
 
-def find_images(paths):
-    """The image files that paths name, folders opened one level deep, and (path, problem) for the rest."""
-    found, problems = [], []
-    for path in map(Path, paths):
-        if path.is_dir():
-            inside = sorted(p for p in path.iterdir() if p.is_file())
-            images = [p for p in inside if p.suffix.lower() in EXTENSIONS]
-            found += images
-            if not images:
-                problems.append((path, "an empty folder" if not inside else
-                                 f"a folder with no images ({', '.join(sorted(EXTENSIONS))})"))
-        elif path.is_file():
-            found.append(path)
+def find_images(arguments):
+    """(path, None) for each image file that arguments name, folders opened one level deep, and (path, problem)
+    for each that cannot be read, in order."""
+    for path in map(Path, arguments):
+        try:
+            mode = path.stat().st_mode
+        except OSError as e:
+            yield path, str(paths.problem(e, path))
+            continue
+        if stat.S_ISDIR(mode):
+            yield from folder_images(path)
         else:
-            problems.append((path, "no such file or folder"))
-    return found, problems
+            yield path, None if stat.S_ISREG(mode) else f"{paths.kind(mode)}, not an image file"
 
 
-def best_checkpoint(out_dir, model=None):
+def folder_images(folder):
+    """find_images for one folder: its image files by name, sorted; subfolders are not opened."""
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as e:
+        yield folder, f"a folder, {paths.problem(e, folder)}"
+        return
+    others, found = 0, False
+    for path in entries:
+        try:
+            mode = path.stat().st_mode
+        except OSError as e:
+            problem = str(paths.problem(e, path))
+        else:
+            if stat.S_ISDIR(mode):
+                continue
+            problem = None if stat.S_ISREG(mode) else f"{paths.kind(mode)}, not an image file"
+        others += 1
+        if path.suffix.lower() in images.EXTENSIONS:
+            found = True
+            yield path, problem
+    if not found:
+        yield folder, "an empty folder" if not others else f"a folder with no images ({', '.join(images.EXTENSIONS)})"
+
+
+def readings(entries, thumbnails):
+    """Lists of (path, outcome) for find_images' entries, in their order: the outcome is read()'s, or the problem
+    found. Each list holds what is ready, at least one: results print as they come, and the model still reads
+    many at once. WORKERS threads read up to AHEAD files ahead, so memory stays bounded however many files."""
+    pool = ThreadPoolExecutor(WORKERS)
+    pending = collections.deque()
+    entries = iter(entries)
+    try:
+        while True:
+            while len(pending) < AHEAD and (entry := next(entries, None)):
+                path, problem = entry
+                pending.append((path, problem or pool.submit(read, path, thumbnails)))
+            if not pending:
+                return
+            batch = []
+            while pending and (not batch or ready(pending[0][1])) and len(batch) < AHEAD:
+                path, outcome = pending.popleft()
+                batch.append((path, outcome if isinstance(outcome, str) else outcome.result()))
+            yield batch
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def ready(outcome):
+    return isinstance(outcome, str) or outcome.done()
+
+
+def best_checkpoint(out_dir, model=None, skipped=lambda error: None):
     """The finished checkpoint in out_dir/checkpoints with the best final accuracy (of model, where given), full
-    training runs before quick ones; None where there is none."""
+    training runs before quick ones; None where there is none. Each file there that is not a usable checkpoint
+    is passed to skipped, as its files.CheckpointError."""
     import files
-    from errors import UsageError
+    import runs
     candidates = []
     for path in sorted((Path(out_dir) / "checkpoints").glob("*.pt")):
         try:
-            checkpoint = files.load_checkpoint(path)
-        except UsageError:
+            checkpoint = runs.load_checked(path)
+        except files.CheckpointError as e:
+            skipped(e)
             continue
         recipe = checkpoint["recipe"]
         if checkpoint["epoch"] < recipe["epochs"] or (model and recipe["model"] != model):
@@ -198,6 +275,16 @@ def best_checkpoint(out_dir, model=None):
         full = not (recipe.get("limit") or recipe.get("train_size") or recipe.get("validation"))
         candidates.append(((full, checkpoint["history"][-1]["eval_acc"]), path))
     return max(candidates)[1] if candidates else None
+
+
+def shown(path, escape_controls=True):
+    """A path as valid UTF-8 text: bytes that are not UTF-8 as \\xNN; with escape_controls, control characters
+    too (a newline as \\n), so that it prints on one line."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return text.translate(CONTROLS) if escape_controls else text
+
+
+CONTROLS = {c: repr(chr(c))[1:-1] for c in [*range(32), 127]}
 
 
 def describe(probabilities, top):
@@ -209,18 +296,19 @@ def describe(probabilities, top):
 
 def record(path, probabilities, top):
     if probabilities is None:
-        return {"file": str(path), "blank": True}
+        return {"file": shown(path, escape_controls=False), "blank": True}
     order = probabilities.argsort(descending=True)[:top].tolist()
-    return {"file": str(path), "digit": order[0], "probability": round(float(probabilities[order[0]]), 6),
+    return {"file": shown(path, escape_controls=False), "digit": order[0],
+            "probability": round(float(probabilities[order[0]]), 6),
             "top": [{"digit": d, "probability": round(float(probabilities[d]), 6)} for d in order],
             "probabilities": [round(float(p), 6) for p in probabilities]}
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description="Read handwritten digits in images with a trained model.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineErrorParser(description="Read handwritten digits in images with a trained model.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
-                        help=f"image files ({', '.join(sorted(EXTENSIONS))}) and folders of them")
+                        help=f"image files ({', '.join(images.EXTENSIONS)}) and folders of them")
     parser.add_argument("--model", choices=["lenet5", "custom_mlp", "lenet5_regularized"],
                         help="read with this model's best checkpoint in runs/ (default: the best of any model)")
     parser.add_argument("--checkpoint", type=Path, help="read with this checkpoint (default: the best in runs/)")
@@ -229,54 +317,154 @@ def get_args_parser():
     parser.add_argument("--json", action="store_true", help="print JSON instead of a line per image")
     parser.add_argument("--preview", type=Path, metavar="PATH",
                         help="also draw each image as given, as the model saw it, and its probabilities, into PATH "
-                             "(a .png; default: none)")
+                             "(a new .png, not one of the inputs; default: none)")
     return parser
 
 
-def main(args):
-    """Read every image the arguments name; returns the exit status."""
-    import engine
-    import figures
+class OutputLost(Exception):
+    """Standard output cannot be written (a full disk, /dev/full); the OSError is the cause."""
+
+
+def emit(text):
+    """text on standard output at once, so that each result shows as it is ready."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputLost(e.strerror or str(e)) from None
+
+
+def check_preview(preview, inputs):
+    """UsageError, before any work, for a --preview path that would replace what it must not: one of the inputs,
+    or a file in a folder being read; a folder or anything else that is not a regular file; a name that is not
+    .png."""
+    from errors import UsageError
+    if preview.suffix.lower() != ".png":
+        raise UsageError(f"--preview {shown(preview)}: the preview is a PNG; give a path that ends in .png")
+    try:
+        mode = preview.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as e:
+        raise UsageError(f"--preview {shown(preview)} is {paths.problem(e, preview)}; give another path") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise UsageError(f"--preview {shown(preview)} is {paths.kind(mode)}; give the path of a new .png file")
+    for given in map(Path, inputs):
+        if given.is_dir() and preview.parent.exists() and preview.parent.samefile(given):
+            raise UsageError(f"--preview {shown(preview)} is in {shown(given)}, a folder of images to read; write "
+                             f"the preview elsewhere")
+        if mode is not None and given.exists() and preview.samefile(given):
+            raise UsageError(f"--preview {shown(preview)} is one of the images to read; write the preview elsewhere")
+
+
+def prepare_preview(preview):
+    """Create the preview's folder and prove it writable, before any image is read, as main.py does for --out-dir."""
+    import files
+    from errors import UsageError
+    try:
+        files.make_writable(preview.parent)
+    except OSError as e:
+        raise UsageError(f"--preview {shown(preview)} cannot be written ({e.strerror or e}); pass another "
+                         f"path") from None
+
+
+def load(args):
+    """The model to read with and its checkpoint, as the arguments choose; says which on standard error."""
     import files
     import runs
     import torch
     from errors import UsageError
     from recipes import evaluated_on
-    try:
-        checkpoint = args.checkpoint or best_checkpoint(files.DEFAULT_OUT_DIR, args.model)
-        if checkpoint is None:
-            raise UsageError(f"no trained {args.model or 'model'} in {files.DEFAULT_OUT_DIR / 'checkpoints'}; train "
-                             f"one with `python main.py --model {args.model or 'lenet5_regularized'}`")
-        model, saved = runs.load_model(checkpoint, torch.device("cpu"), args.model)
-    except UsageError as e:
-        print(f"predict.py: error: {e}", file=sys.stderr)
-        return 2
-    print(f"reading with {saved['recipe']['model']} from {checkpoint} (epoch {saved['epoch']}, final "
-          f"{evaluated_on(saved['recipe'])} accuracy "
-          f"{saved['history'][-1]['eval_acc']:.2f}%)", file=sys.stderr)
-    paths, problems = find_images(args.inputs)
-    with ThreadPoolExecutor() as pool:  # decoding and resampling release the GIL
-        outcomes = list(pool.map(read, paths))
-    readable = [(path, outcome) for path, outcome in zip(paths, outcomes) if not isinstance(outcome, str)]
-    problems += [(path, outcome) for path, outcome in zip(paths, outcomes) if isinstance(outcome, str)]
-    fields = [field for _, (_, field) in readable if field is not None]
-    probabilities = iter(engine.probabilities(model, normalize(fields)) if fields else [])
-    results = [(path, image, field, next(probabilities) if field is not None else None)
-               for path, (image, field) in readable]
-    for path, problem in problems:
-        print(f"predict.py: error: {path}: {problem}", file=sys.stderr)
+
+    def skipped(error):
+        print(f"predict.py: skipped {shown(error.path)}, which {error.reason}", file=sys.stderr)
+    checkpoint = args.checkpoint or best_checkpoint(files.DEFAULT_OUT_DIR, args.model, skipped)
+    if checkpoint is None:
+        raise UsageError(f"no trained {args.model or 'model'} in {files.DEFAULT_OUT_DIR / 'checkpoints'}; train "
+                         f"one with `python main.py --model {args.model or 'lenet5_regularized'}`")
+    model, saved = runs.load_model(checkpoint, torch.device("cpu"), args.model)
+    print(f"reading with {saved['recipe']['model']} from {shown(checkpoint)} (epoch {saved['epoch']}, final "
+          f"{evaluated_on(saved['recipe'])} accuracy {saved['history'][-1]['eval_acc']:.2f}%)", file=sys.stderr)
+    return model
+
+
+def read_all(args, model):
+    """Read and print every image the arguments name, each as it is ready; returns the exit status."""
+    import engine
+    import figures
+    import files
+    import torch
+    preview_rows, read_count, problems, separator = [], 0, 0, ""
     if args.json:
-        records = [record(path, p, args.top) for path, _, _, p in results]
-        records += [{"file": str(path), "error": problem} for path, problem in problems]
-        print("[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]")  # one image a line
-    for path, _, _, p in results if not args.json else []:
-        print(f"{path}: {'blank, no ink found' if p is None else describe(p, args.top)}")
-    if args.preview and results:
-        files.save_figure(args.preview, figures.predictions([(path.name, image, field, p)
-                                                              for path, image, field, p in results]))
-        print(f"wrote {args.preview}", file=sys.stderr)
+        emit("[")
+    for batch in readings(find_images(args.inputs), thumbnails=args.preview is not None):
+        fields = [outcome[1] for _, outcome in batch if not isinstance(outcome, str) and outcome[1] is not None]
+        answers = iter(engine.probabilities(model, normalize(fields)) if fields else [])
+        for path, outcome in batch:
+            if not isinstance(outcome, str):
+                thumbnail, field = outcome
+                probabilities = next(answers) if field is not None else None
+                if probabilities is not None and not torch.isfinite(probabilities).all():
+                    outcome = "the model's answer is not a number: its checkpoint is broken; train it again"
+            if isinstance(outcome, str):
+                problems += 1
+                print(f"predict.py: error: {shown(path)}: {outcome}", file=sys.stderr)
+                entry, line = {"file": shown(path, escape_controls=False), "error": outcome}, None
+            else:
+                read_count += 1
+                if args.preview and len(preview_rows) < figures.PREDICTIONS_SHOWN:
+                    preview_rows.append((shown(path.name), thumbnail, field, probabilities))
+                entry = record(path, probabilities, args.top)
+                line = describe(probabilities, args.top) if probabilities is not None else "blank, no ink found"
+            if args.json:  # one image a line, each an element of one list
+                emit(separator + json.dumps(entry))
+                separator = ","
+            elif line:
+                emit(f"{shown(path)}: {line}")
+    if args.json:
+        emit("]")
+    if preview_rows:
+        try:
+            files.save_figure(args.preview, figures.predictions(preview_rows, total=read_count))
+        except OSError as e:
+            print(f"predict.py: error: cannot write {shown(args.preview)} ({e.strerror or e}); free some space or "
+                  f"pass another --preview", file=sys.stderr)
+            return 1
+        print(f"wrote {shown(args.preview)}", file=sys.stderr)
     return 1 if problems else 0
 
 
+def main(args, started=lambda: None):
+    """Read every image the arguments name; returns the exit status: 0 all read, 1 some not, 2 bad arguments or
+    checkpoint, 130 Ctrl-C, 141 a reader that went away, as main.py has them. started() is called once the model
+    is loaded, before the first image is read."""
+    from errors import UsageError
+    try:
+        if args.preview:
+            check_preview(args.preview, args.inputs)
+        model = load(args)
+        if args.preview:
+            prepare_preview(args.preview)
+        started()
+        return read_all(args, model)
+    except UsageError as e:
+        print(f"predict.py: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\npredict.py: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and let nothing more be written to the pipe at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OutputLost as e:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"predict.py: error: cannot write the output ({e}); free some space or send it elsewhere",
+              file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    args = get_args_parser().parse_args()
+    sys.exit(main(args, started=stop_on_ctrl_c("predict.py: interrupted")))

@@ -2,7 +2,9 @@
 
 No torch here, so that main.py can check its arguments before the slow imports.
 """
+import math
 import re
+from dataclasses import dataclass
 
 from errors import UsageError
 
@@ -30,9 +32,69 @@ NAMED_RECIPES = {
 RECIPE_NAMES = ("default", *NAMED_RECIPES)
 # The settings that shape each model's layers, passed to its constructor.
 ARCHITECTURE_KEYS = {"lenet5": (), "custom_mlp": ("hidden",), "lenet5_regularized": ("dropout", "batch_norm")}
-# Settings that define a run's numbers: a resumed run must match its checkpoint in all of them.
-RECIPE_KEYS = ("model", "epochs", "seed", "limit", "train_size", "validation", "optimizer", "lr", "weight_decay",
-               "batch_size", "augment", "amp", "hidden", "dropout", "batch_norm", "label_smoothing")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What one recipe key may hold: a kind (bool, int, float, str, or list for widths), for numbers and each width
+    a range from low to high (above low where low_open), for text its choices, for a list its most items; and
+    None where optional. main.py's flags allow the same (a test holds them together)."""
+    kind: type
+    low: float = None
+    high: float = None
+    low_open: bool = False
+    choices: tuple = ()
+    items: int = 0
+    optional: bool = False
+
+    def allows(self, value):
+        if value is None:
+            return self.optional
+        if self.kind is list:
+            return (type(value) is list and 1 <= len(value) <= self.items and
+                    all(type(v) is int and self.low <= v <= self.high for v in value))
+        if self.kind is str:
+            return value in self.choices
+        kinds = {bool: (bool,), int: (int,), float: (int, float)}[self.kind]
+        if type(value) not in kinds:
+            return False
+        return self.kind is bool or (math.isfinite(value) and (self.low < value if self.low_open else self.low <= value)
+                                     and value <= self.high)
+
+    @property
+    def requirement(self):
+        if self.kind is list:
+            return f"widths from {self.low} to {self.high}, at most {self.items} of them"
+        if self.kind is str:
+            return f"one of {', '.join(self.choices)}"
+        if self.kind is bool:
+            return "true or false"
+        low = f"above {self.low} and at most" if self.low_open else f"from {self.low} to"
+        return f"{'a whole number' if self.kind is int else 'a number'} {low} {self.high}"
+
+
+# Every setting a recipe may hold, and within what: main.py's flags allow the same, and a checkpoint's recipe is
+# checked against it before a model is built from it. A new setting is one more line here. Each defines a run's
+# numbers, so a resumed run must match its checkpoint in all of them (RECIPE_KEYS).
+RECIPE_SCHEMA = {
+    "model": Setting(str, choices=MODEL_NAMES),
+    "epochs": Setting(int, 1, 10**6),
+    "seed": Setting(int, 0, 2**32 - 1),
+    "limit": Setting(int, 1, 10**9, optional=True),
+    "train_size": Setting(int, 1, 10**9, optional=True),
+    "validation": Setting(bool),
+    "optimizer": Setting(str, choices=("sgd", "adamw")),
+    "lr": Setting(float, 0, 10, low_open=True),
+    "weight_decay": Setting(float, 0, 1),
+    "batch_size": Setting(int, 1, 10**6),
+    "augment": Setting(float, 0, 4),
+    "amp": Setting(bool),
+    "hidden": Setting(list, 1, 4096, items=8),
+    "dropout": Setting(float, 0, 0.99),
+    "batch_norm": Setting(bool),
+    "label_smoothing": Setting(float, 0, 0.5),
+}
+RECIPE_KEYS = tuple(RECIPE_SCHEMA)
 
 # The report: each experiment is run once per seed, for EPOCHS epochs, on top of its model's recipe.
 SEEDS = (0, 1, 2)
@@ -56,6 +118,27 @@ def check_tag(tag):
     if not TAG.fullmatch(tag) or tag in (".", ".."):
         raise ValueError(f"{tag[:70]!r} is not a tag: use at most 64 letters, digits, '.', '_' or '-'")
     return tag
+
+
+def check_recipe(recipe):
+    """recipe, where RECIPE_SCHEMA allows each of its settings and it holds those that reading its model needs;
+    ValueError saying what is wrong otherwise. Settings it does not hold, from before they existed, are not needed."""
+    if not isinstance(recipe, dict):
+        raise ValueError(f"its recipe is a {type(recipe).__name__}, not a dict of settings")
+    model = recipe.get("model")
+    needed = ("model", "epochs", "validation", *ARCHITECTURE_KEYS.get(model, ()))
+    for key, setting in RECIPE_SCHEMA.items():
+        if key in needed and key not in recipe:
+            raise ValueError(f"its recipe has no {key}")
+        if key in recipe and not setting.allows(recipe[key]):
+            raise ValueError(f"its recipe's {key} is {shown_value(recipe[key])}, not {setting.requirement}")
+    return recipe
+
+
+def shown_value(value):
+    """A value from outside, quoted and cut short, for a message: never advice, never more than a line."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def resolve_recipe(model, overrides, name="default", **run):

@@ -1,6 +1,7 @@
 """A training run and its files: the engine's fit loop with a checkpoint after every epoch, then results and
 curves. main.py and scripts/report.py both train through train_run; it prints nothing itself.
 """
+import math
 from dataclasses import dataclass
 
 import torch
@@ -11,7 +12,7 @@ import figures
 import files
 from errors import Interrupted, UsageError
 from model import count_parameters
-from recipes import RECIPE_KEYS, completed, evaluated_on
+from recipes import RECIPE_KEYS, check_recipe, completed, evaluated_on, shown_value
 
 
 @dataclass
@@ -37,7 +38,7 @@ def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
             return Plan("fresh")
         if exists:
             try:
-                checkpoint = files.load_checkpoint(paths.checkpoint)
+                checkpoint = load_checked(paths.checkpoint)
             except UsageError:
                 raise UsageError(f"{paths.checkpoint} is not a readable checkpoint; pass --overwrite to replace "
                                  f"it") from None
@@ -60,7 +61,7 @@ def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
     if not exists:
         raise UsageError(f"--resume: no checkpoint at {paths.checkpoint}; run without --resume to start from "
                          f"scratch")
-    checkpoint = files.load_checkpoint(paths.checkpoint, "--resume")
+    checkpoint = load_checked(paths.checkpoint, "--resume")
     saved = checkpoint["recipe"]
     if saved["model"] != recipe["model"]:
         raise UsageError(f"--resume: {paths.checkpoint} holds a {saved['model']} checkpoint, not {recipe['model']}; "
@@ -123,10 +124,57 @@ def restore(model, optimizer, scheduler, checkpoint, device, path):
     return list(checkpoint["history"]), checkpoint["predictions"]
 
 
+# What each epoch's record in a checkpoint's history holds; all are finite numbers.
+HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "eval_loss", "eval_acc", "seconds")
+
+
+def load_checked(path, flag="--checkpoint"):
+    """The checkpoint at path, checked whole before anything is built from it, as main.py's --evaluate and
+    --resume, predict.py and demo.py read it. A checkpoint that fails a check is a files.CheckpointError."""
+    checkpoint = files.load_checkpoint(path, flag)
+    try:
+        check_checkpoint(checkpoint)
+    except ValueError as e:
+        raise files.CheckpointError(flag, path, f"is not a checkpoint of main.py: {e}") from None
+    return checkpoint
+
+
+def check_checkpoint(checkpoint):
+    """ValueError saying what is wrong, where a checkpoint does not hold what main.py writes: a recipe within
+    recipes.RECIPE_SCHEMA, one finite record per epoch, and finite weights of the shapes its model has."""
+    recipe = check_recipe(checkpoint["recipe"])
+    epoch, history = checkpoint["epoch"], checkpoint["history"]
+    if type(epoch) is not int or not 1 <= epoch <= recipe["epochs"]:
+        raise ValueError(f"its epoch is {shown_value(epoch)}, not from 1 to its recipe's {recipe['epochs']}")
+    if not isinstance(history, list):
+        raise ValueError(f"its history is a {type(history).__name__}, not a list")
+    if len(history) != epoch:
+        raise ValueError(f"its history holds {len(history)} records, where its epoch is {epoch}")
+    for record in history:
+        if not isinstance(record, dict):
+            raise ValueError(f"an epoch of its history is a {type(record).__name__}, not a dict")
+        missing = [key for key in HISTORY_KEYS if not is_finite_number(record.get(key))]
+        if missing:
+            raise ValueError(f"an epoch of its history has no finite {missing[0]}")
+    weights = checkpoint["model"]
+    if not isinstance(weights, dict) or not all(isinstance(w, torch.Tensor) for w in weights.values()):
+        raise ValueError("its weights are not a dict of tensors")
+    with torch.device("meta"):  # the shapes the recipe's model has, without allocating them
+        shapes = {key: value.shape for key, value in engine.build_model(recipe, "meta").state_dict().items()}
+    if shapes != {key: value.shape for key, value in weights.items()}:
+        raise ValueError(f"its weights do not have the shapes of model.py's {recipe['model']} with its recipe")
+    if not all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point()):
+        raise ValueError("its weights hold NaN or infinite values")
+
+
+def is_finite_number(value):
+    return type(value) in (int, float) and math.isfinite(value)
+
+
 def load_model(path, device, model_name=None, flag="--checkpoint"):
     """The trained model in a checkpoint, in eval mode on device, and the checkpoint itself."""
-    checkpoint = files.load_checkpoint(path, flag)
-    saved = checkpoint["recipe"].get("model")
+    checkpoint = load_checked(path, flag)
+    saved = checkpoint["recipe"]["model"]
     if model_name and saved != model_name:
         raise UsageError(f"{flag}: {path} holds a {saved} checkpoint, not {model_name}; pass --model {saved}")
     try:

@@ -38,7 +38,8 @@ def canvas(digit):
 
 def timed_post(address, body):
     start = time.perf_counter()
-    request = urllib.request.Request(f"{address}predict", data=body, method="POST")
+    request = urllib.request.Request(f"{address}predict", data=body, method="POST",
+                                     headers={"Content-Type": "image/png"})
     with urllib.request.urlopen(request, timeout=60) as response:
         answer = response.read()
     return time.perf_counter() - start, answer

@@ -132,7 +132,7 @@ def preview(model, paths, truth, count=6):
     wrong = [i for i in range(len(predicted)) if predicted[i] != truth[i]][:1]
     rows = []
     for i in sorted(set(range(count - len(wrong))) | set(wrong)):
-        thumbnail, field = predict.read(paths[i])
+        thumbnail, field = predict.read(paths[i], thumbnail=True)
         probabilities = engine.probabilities(model, predict.normalize([field]))[0] if field is not None else None
         rows.append((f"photo {i}, a {int(truth[i])}", thumbnail, field, probabilities))
     return rows

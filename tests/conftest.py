@@ -1,5 +1,10 @@
+import errno
+import signal
+import struct
 import subprocess
 import sys
+import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -31,10 +36,34 @@ def without_seconds(history):
     return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
 
 
+def png_declaring(width, height, idat=None, colour_type=6, palette=None, transparent=None):
+    """PNG bytes whose header declares width x height at 8 bits, RGBA unless colour_type says otherwise, with idat
+    (compressed rows) as its data: none by default, enough for a test of what happens before decoding."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0))
+            + (chunk(b"PLTE", palette) if palette else b"") + (chunk(b"tRNS", transparent) if transparent else b"")
+            + (chunk(b"IDAT", idat) if idat is not None else b"") + chunk(b"IEND", b""))
+
+
 def start(script, *argv, **kwargs):
     """script (main.py, predict.py, ...) as a child process, with pipes for its output."""
     return subprocess.Popen([sys.executable, str(ROOT / script), *map(str, argv)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def interrupted_while_starting(script, *argv):
+    """script run with argv and sent Ctrl-C a second in, while torch is still being imported: (exit status,
+    stdout, stderr)."""
+    process = start(script, *argv)
+    try:
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()  # where it did not stop
+        process.wait()
+    return process.returncode, out, err
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +81,17 @@ def trained_runs(tmp_path_factory):
         recipe = resolve_recipe(model, {}, epochs=1, seed=0, limit=None, train_size=None, validation=False, amp=False)
         runs.train_run(recipe, data, torch.device("cpu"), files.RunPaths.of(out_dir, run_name(model)))
     return out_dir
+
+
+@pytest.fixture
+def read_only_probe(monkeypatch):
+    """Make the probe file that proves a folder writable fail as on a read-only file system. Root passes every
+    permission check, so that is what stops it."""
+    import files
+    write_bytes = files.Path.write_bytes
+
+    def read_only(path, data):
+        if path.name.startswith(".probe"):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return write_bytes(path, data)
+    monkeypatch.setattr(files.Path, "write_bytes", read_only)

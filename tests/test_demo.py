@@ -1,18 +1,26 @@
 """demo.py: the server's API with good, bad and concurrent requests, and the page in a real headless browser."""
 import base64
+import contextlib
+import http.client
 import io
 import json
-import sys
+import select
+import socket
+import struct
 import threading
+import time
 import urllib.error
 import urllib.request
+from urllib.parse import urlparse
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+import torch
+from PIL import EpsImagePlugin, Image, ImageDraw
 
 import demo
 import files
+from conftest import interrupted_while_starting
 from scripts import demo_screenshot
 
 
@@ -33,17 +41,23 @@ PNGS = {digit: drawn(digit) for digit in (0, 1)}
 
 
 @pytest.fixture(scope="module")
-def server(trained_runs):
-    checkpoints = [trained_runs / "checkpoints" / f"{model}_seed0.pt" for model in ("lenet5", "custom_mlp")]
-    server, address = demo_screenshot.serve(demo.load_models(checkpoints))
+def models(trained_runs):
+    return demo.load_models([trained_runs / "checkpoints" / f"{model}_seed0.pt" for model in ("lenet5", "custom_mlp")])
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    server, address = demo_screenshot.serve(models)
     yield address
     server.shutdown()
     server.server_close()
 
 
-def post(address, body, query=""):
-    """(status, JSON answer) of POST /predict."""
-    request = urllib.request.Request(f"{address}predict{query}", data=body, method="POST")
+def post(address, body, query="", content_type=None):
+    """(status, JSON answer) of POST /predict: a body of PNG bytes as image/png, a data URL as text/plain."""
+    content_type = content_type or ("text/plain" if body.startswith(b"data:") else "image/png")
+    request = urllib.request.Request(f"{address}predict{query}", data=body, method="POST",
+                                     headers={"Content-Type": content_type})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -93,17 +107,17 @@ def test_a_blank_canvas_is_reported_as_blank(server):
     assert post(server, buffer.getvalue()) == (200, {"blank": True, "image": None, "shift": [0, 0], "models": []})
 
 
-@pytest.mark.parametrize("body, query, message", [
-    (b"", "", "empty body"),
-    (b"not an image at all", "", "not an image"),
-    (b"data:image/png;base64,@@@", "", "not valid base64"),
-    (b"\0" * (2 * 1024 * 1024 + 1), "", "send at most 2 MB"),
-    (None, "?dx=99", "at most 10 pixels"),
-    (None, "?dx=left", "must be whole numbers"),
+@pytest.mark.parametrize("body, query, status, message", [
+    (b"", "", 400, "empty body"),
+    (b"not an image at all", "", 400, "not an image"),
+    (b"data:image/png;base64,@@@", "", 400, "not valid base64"),
+    (b"\0" * (2 * 1024 * 1024 + 1), "", 413, "send at most 2 MB"),
+    (None, "?dx=99", 400, "at most 10 pixels"),
+    (None, "?dx=left", 400, "must be whole numbers"),
 ])
-def test_bad_input_gets_a_400_and_the_server_stays_up(server, body, query, message):
-    status, answer = post(server, drawn(1) if body is None else body, query)
-    assert status == 400 and message in answer["error"]
+def test_bad_input_gets_a_4xx_and_the_server_stays_up(server, body, query, status, message):
+    answered, answer = post(server, drawn(1) if body is None else body, query)
+    assert answered == status and message in answer["error"]
     assert post(server, drawn(1))[1]["models"][0]["digit"] == 1
 
 
@@ -134,10 +148,7 @@ def test_the_page_is_served(server):
 
 def test_without_any_checkpoint_the_demo_says_how_to_train_one(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(files, "DEFAULT_OUT_DIR", tmp_path)
-    monkeypatch.setattr(sys, "argv", ["demo.py"])
-    with pytest.raises(SystemExit) as exit:
-        demo.main()
-    assert exit.value.code == 2
+    assert demo.main(demo.get_args_parser().parse_args([])) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "train one with `python main.py --model lenet5_regularized`" in err
 
@@ -161,3 +172,210 @@ def test_drawing_in_a_real_browser_shows_each_models_reading(server):
         assert len(bars) == 10 and "top" in bars[0].get_attribute("class")
     finally:
         driver.quit()
+
+
+# ---------------------------------------------------------------- what other web pages and hostile clients send
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n0 0 moveto 28 28 lineto stroke showpage\n"
+
+
+@contextlib.contextmanager
+def serving(models, **kwargs):
+    """A server of its own, for a test that changes it or wears it down: its address, "http://127.0.0.1:PORT/"."""
+    server = demo.make_server(models, 0, **kwargs)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def port_of(address):
+    return urlparse(address).port
+
+
+def request(address, method, path, body=None, headers=None):
+    """(status, headers, body) of one request on a fresh connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", port_of(address), timeout=10)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def raw(address, data, timeout=10):
+    """Everything the server sends back for data, written as is, until it closes the connection."""
+    with socket.create_connection(("127.0.0.1", port_of(address)), timeout=timeout) as connection:
+        connection.sendall(data)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+        return received
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1:1", "localhost", ""])
+def test_a_request_for_another_name_gets_no_answer(server, host):  # case 10: DNS rebinding
+    host = host.format(port=port_of(server))
+    for method, path in (("GET", "/"), ("POST", "/predict")):
+        status, _, body = request(server, method, path, PNGS[1] if method == "POST" else None,
+                                  {"Host": host, "Content-Type": "image/png"})
+        assert status == 421 and b"probabilities" not in body and b"<html" not in body
+    for ours in ("127.0.0.1", "localhost", "[::1]"):
+        status, _, body = request(server, "POST", "/predict", PNGS[1],
+                                  {"Host": f"{ours}:{port_of(server)}", "Content-Type": "image/png"})
+        assert status == 200 and json.loads(body)["models"][0]["digit"] == 1
+
+
+def test_a_drawing_sent_from_another_sites_page_is_refused(server):  # case 10
+    for origin in ("http://evil.example", "null", f"http://evil.example:{port_of(server)}"):
+        status, _, body = request(server, "POST", "/predict", PNGS[1], {"Origin": origin, "Content-Type": "image/png"})
+        assert status == 403 and b"probabilities" not in body
+    status, _, _ = request(server, "POST", "/predict", PNGS[1],
+                           {"Origin": f"http://127.0.0.1:{port_of(server)}", "Content-Type": "image/png"})
+    assert status == 200
+
+
+def test_an_eps_body_never_reaches_a_decoder(server, monkeypatch):  # case 10
+    opened = []
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda self: opened.append(1))
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *args, **kwargs: opened.append(1))
+    answers = {content_type: request(server, "POST", "/predict", EPS, {"Content-Type": content_type})[0]
+               for content_type in ("text/plain", "image/png", "application/postscript", "image/eps")}
+    assert answers == {"text/plain": 415, "image/png": 400, "application/postscript": 415, "image/eps": 415}
+    assert opened == []
+
+
+def test_answers_name_checkpoints_without_their_paths(server, trained_runs):  # case 10
+    status, answer = post(server, drawn(1))
+    assert [model["checkpoint"] for model in answer["models"]] == ["lenet5_seed0.pt", "custom_mlp_seed0.pt"]
+    assert str(trained_runs) not in json.dumps(answer)
+
+
+@pytest.mark.parametrize("length, status", [(None, 411), ("-1", 400), ("ten", 400), ("+{n}", 400), ("{n}, {n}", 400)])
+def test_a_body_length_that_is_not_a_count_of_bytes_gets_a_4xx(server, length, status):  # case 11
+    head = f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port_of(server)}\r\nContent-Type: image/png\r\n"
+    head += f"Content-Length: {length.format(n=len(PNGS[1]))}\r\n" if length else ""
+    answer = raw(server, head.encode() + b"\r\n" + PNGS[1])
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode()) and answer.count(b"HTTP/1.1") == 1
+
+
+def test_a_chunked_body_gets_411_and_is_not_read_as_the_next_request(server):  # case 11
+    host = f"Host: 127.0.0.1:{port_of(server)}\r\n"
+    smuggled = f"GET / HTTP/1.1\r\n{host}\r\n".encode()
+    head = f"POST /predict HTTP/1.1\r\n{host}Content-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n"
+    answer = raw(server, f"{head}{len(smuggled):x}\r\n".encode() + smuggled + b"\r\n0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 411 ") and answer.count(b"HTTP/1.1") == 1
+
+
+def test_a_client_that_stalls_is_cut_off_and_the_others_still_answered(models):  # case 12
+    with serving(models, timeout=0.5) as address:
+        with socket.create_connection(("127.0.0.1", port_of(address)), timeout=5) as stalled:
+            stalled.sendall(f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port_of(address)}\r\nContent-Type: "
+                            f"image/png\r\nContent-Length: 1000\r\n\r\n".encode() + PNGS[1][:10])
+            assert post(address, PNGS[1])[0] == 200
+            started = time.monotonic()
+            assert stalled.recv(1) == b"" and time.monotonic() - started < 3  # hung up on, not waited for
+
+
+def test_only_a_few_drawings_are_read_at_once(models):  # case 12: memory stays bounded under load
+    reading, most, lock = [0], [0], threading.Lock()
+
+    class Slow(demo.Reader):
+        def read(self, image, dx=0, dy=0):
+            with lock:
+                reading[0] += 1
+                most[0] = max(most[0], reading[0])
+            time.sleep(0.2)
+            with lock:
+                reading[0] -= 1
+            return super().read(image, dx, dy)
+    server = demo.Server(("127.0.0.1", 0), demo.handler(Slow(models)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"http://127.0.0.1:{server.server_port}/"
+    try:
+        clients = [threading.Thread(target=post, args=(address, PNGS[1])) for _ in range(8)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(30)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert most[0] == demo.READING_AT_ONCE
+
+
+def test_connections_beyond_the_cap_get_503_and_the_server_carries_on(models):  # case 12
+    with serving(models, timeout=5) as address:
+        idle = [socket.create_connection(("127.0.0.1", port_of(address)), timeout=5)
+                for _ in range(demo.MAX_CONNECTIONS)]
+        try:
+            time.sleep(0.2)  # let the server accept them all
+            assert raw(address, b"", timeout=5).startswith(b"HTTP/1.1 503 ")
+        finally:
+            for connection in idle:
+                connection.close()
+        deadline = time.monotonic() + 5
+        while post(address, PNGS[1])[0] != 200 if time.monotonic() < deadline else False:
+            time.sleep(0.1)
+        assert post(address, PNGS[1])[0] == 200
+
+
+def test_a_burst_of_clients_waits_in_the_listen_backlog(models):  # case 13
+    server = demo.make_server(models, 0)  # not serving yet: every connection waits in the backlog
+    clients = [socket.socket() for _ in range(60)]
+    try:
+        for client in clients:
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", server.server_port))
+        _, connected, _ = select.select([], clients, [], 2)
+        assert len([c for c in connected if c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0]) == 60
+    finally:
+        for client in clients:
+            client.close()
+        server.server_close()
+
+
+def test_a_client_that_hangs_up_early_leaves_no_traceback(server, capsys):  # case 14
+    for _ in range(20):
+        connection = socket.create_connection(("127.0.0.1", port_of(server)), timeout=5)
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+        connection.sendall(f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port_of(server)}\r\nContent-Type: "
+                           f"image/png\r\nContent-Length: {len(PNGS[1])}\r\n\r\n".encode() + PNGS[1])
+        connection.close()
+    assert post(server, PNGS[1])[0] == 200
+    assert capsys.readouterr().err == ""
+
+
+def test_head_gets_the_pages_headers(server):  # case 14
+    status, headers, body = request(server, "HEAD", "/")
+    assert status == 200 and body == b"" and int(headers["Content-Length"]) == len(demo.PAGE.read_bytes())
+
+
+@pytest.mark.parametrize("port", ["65536", "-1", "http"])
+def test_a_port_out_of_range_is_refused_in_one_line(port, capsys):  # case 14
+    with pytest.raises(SystemExit) as exit:
+        demo.get_args_parser().parse_args(["--port", port])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.count("\n") == 1 and "--port" in err and "Traceback" not in err
+
+
+def test_ctrl_c_while_starting_says_so_and_exits_130(trained_runs):  # case 9
+    status, out, err = interrupted_while_starting("demo.py", "--port", "0", "--checkpoint",
+                                                  trained_runs / "checkpoints" / "lenet5_seed0.pt")
+    assert status == 130 and out == "" and err.strip() == "demo.py: interrupted while starting; nothing served", err
+
+
+def test_ctrl_c_while_serving_says_so_and_exits_130(trained_runs, monkeypatch, capsys):  # case 14
+    def interrupted(self, poll_interval=0.5):  # what Ctrl-C raises in serve_forever, once the server is up
+        raise KeyboardInterrupt
+    monkeypatch.setattr(demo.Server, "serve_forever", interrupted)
+    monkeypatch.setattr(torch, "set_num_threads", lambda threads: None)  # demo.py's setting, not this process's
+    args = demo.get_args_parser().parse_args(["--port", "0", "--checkpoint",
+                                              str(trained_runs / "checkpoints" / "lenet5_seed0.pt")])
+    assert demo.main(args) == 130
+    out, err = capsys.readouterr()
+    assert out.startswith("reading with lenet5") and err == "\ndemo.py: stopped\n"

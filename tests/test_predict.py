@@ -1,6 +1,17 @@
 """predict.py: MNIST-style preprocessing of users' images, checked step by step on images drawn here, and the
 command line with good and bad input."""
+import errno
+import io
 import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +23,7 @@ import engine
 import files
 import predict
 import runs
-from conftest import start
+from conftest import ROOT, interrupted_while_starting, png_declaring, start
 
 
 def drawing(digit, size=(300, 400), offset=(0, 0), scale=1.0, ink=20, paper=235, mode="L", gradient=0.0):
@@ -230,3 +241,262 @@ def test_the_default_is_the_best_finished_checkpoint(trained_runs, tmp_path):
     assert best.name == max(accuracies, key=accuracies.get)
     assert predict.best_checkpoint(trained_runs, "custom_mlp").name == "custom_mlp_seed0.pt"
     assert predict.best_checkpoint(tmp_path) is None
+
+
+# ---------------------------------------------------------------- what careless and hostile users give it
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+WITHOUT_ROOTS_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+                          "--inh-caps=-dac_override,-dac_read_search"]
+
+
+@pytest.fixture
+def checkpoint(trained_runs):
+    return trained_runs / "checkpoints" / "lenet5_seed0.pt"
+
+
+def run_program(*argv, stdout=subprocess.PIPE, **kwargs):
+    """predict.py as a child process: (exit status, stdout bytes, stderr text)."""
+    process = subprocess.run([sys.executable, str(ROOT / "predict.py"), *map(str, argv)], stdout=stdout,
+                             stderr=subprocess.PIPE, timeout=120, **kwargs)
+    return process.returncode, process.stdout, process.stderr.decode()
+
+
+def errors(err):
+    """The error lines on standard error, after the line that names the checkpoint."""
+    return [line for line in err.splitlines() if not line.startswith("reading with ")]
+
+
+def with_zero_length_idat(png):
+    """A PNG whose IDAT chunk claims length 0: Pillow raises SyntaxError on it, not OSError."""
+    offset = png.index(b"IDAT") - 4
+    return png[:offset] + b"\0\0\0\0" + png[offset + 4:]
+
+
+@pytest.mark.parametrize("case", ["an input", "in a folder being read", "a folder", "a named pipe", "not a .png"])
+def test_a_preview_that_would_replace_what_it_must_not_is_refused_before_any_work(case, checkpoint, tmp_path,
+                                                                                  run_predict):  # case 1
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    drawing(1).save(scans / "a.png")
+    drawing(0).save(tmp_path / "b.png")
+    (tmp_path / "charts.png").mkdir()
+    os.mkfifo(tmp_path / "pipe.png")
+    inputs, preview = {"an input": ([scans / "a.png", tmp_path / "b.png"], scans / "a.png"),
+                       "in a folder being read": ([scans], scans / "new.png"),
+                       "a folder": ([scans], tmp_path / "charts.png"),
+                       "a named pipe": ([scans], tmp_path / "pipe.png"),
+                       "not a .png": ([scans], tmp_path / "preview.jpg")}[case]
+    before = (scans / "a.png").read_bytes()
+    status, out, err = run_predict(*inputs, "--checkpoint", checkpoint, "--preview", preview)
+    assert status == 2 and out == "" and err.count("\n") == 1 and err.startswith("predict.py: error: --preview")
+    assert (scans / "a.png").read_bytes() == before and sorted(p.name for p in scans.iterdir()) == ["a.png"]
+    assert stat.S_ISFIFO((tmp_path / "pipe.png").stat().st_mode) and (tmp_path / "charts.png").is_dir()
+
+
+def test_a_corrupt_file_is_one_line_and_the_rest_are_read(checkpoint, tmp_path, run_predict):  # case 2
+    drawing(1).save(tmp_path / "good.png")
+    (tmp_path / "broken.png").write_bytes(with_zero_length_idat((tmp_path / "good.png").read_bytes()))
+    drawing(0).save(tmp_path / "good2.png")
+    status, out, err = run_predict(*(tmp_path / name for name in ("good.png", "broken.png", "good2.png")),
+                                   "--checkpoint", checkpoint)
+    assert status == 1 and "Traceback" not in err
+    assert [line.split(" (")[0] for line in out.splitlines()] == [f"{tmp_path}/good.png: 1", f"{tmp_path}/good2.png: 0"]
+    [problem] = errors(err)
+    assert problem.startswith(f"predict.py: error: {tmp_path}/broken.png: cannot decode it (broken PNG file")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
+def test_unreadable_files_folders_and_checkpoints_are_one_line_each(checkpoint, tmp_path):  # cases 5 and 16
+    drawing(1).save(tmp_path / "good.png")
+    (tmp_path / "locked").mkdir()
+    drawing(0).save(tmp_path / "locked" / "inside.png")
+    shutil.copy(tmp_path / "good.png", tmp_path / "secret.png")
+    shutil.copy(checkpoint, tmp_path / "secret.pt")
+    for path in ("locked", "secret.png", "secret.pt"):
+        (tmp_path / path).chmod(0)
+    # Both commands in one process, to import torch once; without root's override, as a user runs them.
+    both = ("import sys, predict; parse = predict.get_args_parser().parse_args; "
+            f"print(predict.main(parse([{str(tmp_path / 'locked')!r}, {str(tmp_path / 'secret.png')!r}, "
+            f"{str(tmp_path / 'good.png')!r}, '--checkpoint', {str(checkpoint)!r}])), flush=True); "
+            f"print(predict.main(parse([{str(tmp_path / 'good.png')!r}, '--checkpoint', "
+            f"{str(tmp_path / 'secret.pt')!r}])))")
+    try:
+        process = subprocess.run([*WITHOUT_ROOTS_OVERRIDE, sys.executable, "-c", both], capture_output=True,
+                                 text=True, timeout=120, cwd=ROOT)
+    finally:
+        (tmp_path / "locked").chmod(0o755)
+    out = process.stdout.splitlines()
+    assert out[0].startswith(f"{tmp_path}/good.png: 1 (") and out[1:] == ["1", "2"], process.stderr
+    assert errors(process.stderr) == [
+        f"predict.py: error: {tmp_path}/locked: a folder, not readable (Permission denied); check its permissions",
+        f"predict.py: error: {tmp_path}/secret.png: not readable (Permission denied); check its permissions",
+        f"predict.py: error: --checkpoint: {tmp_path}/secret.pt is not readable (Permission denied); check its "
+        f"permissions"]
+
+
+def test_file_names_that_are_not_utf8_or_hold_a_newline_give_valid_output(checkpoint, tmp_path, monkeypatch,
+                                                                           capsys):  # case 6
+    folder = os.fsencode(tmp_path)
+    for name in (b"bad\xff.png", b"new\nline.png"):
+        drawing(1).save(os.path.join(folder, name).decode(errors="surrogateescape"))
+    for json_output in (False, True):
+        stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict", write_through=True)
+        monkeypatch.setattr(sys, "stdout", stdout)  # as a terminal under en_US.UTF-8 takes it
+        status = predict.main(predict.get_args_parser().parse_args(
+            [str(tmp_path), "--checkpoint", str(checkpoint)] + (["--json"] if json_output else [])))
+        written = stdout.buffer.getvalue().decode("utf-8")
+        assert status == 0
+        if json_output:
+            assert [entry["file"] for entry in json.loads(written)] == [f"{tmp_path}/bad\\xff.png",
+                                                                        f"{tmp_path}/new\nline.png"]
+        else:
+            assert [line.split(": ")[0] for line in written.splitlines()] == [f"{tmp_path}/bad\\xff.png",
+                                                                             f"{tmp_path}/new\\nline.png"]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_reading_the_worst_allowed_images_takes_under_600_mb(tmp_path):  # case 7
+    # 7071x7071 is 49,999,041 pixels, just under the cap; all transparent, a few hundred KB on disk each. The most
+    # memory per pixel: a palette with a transparent entry, which becomes RGBA. Two RGBA ones before it: decoded in
+    # turn by different threads, they must not add up.
+    side = 7071
+    for name, colour_type, samples, extra in (("worst1.png", 6, 4, {}),
+                                              ("worst3.png", 3, 1, dict(palette=bytes(768), transparent=b"\0"))):
+        compressor = zlib.compressobj(1)
+        rows = b"".join(compressor.compress(bytes(1 + samples * side)) for _ in range(side)) + compressor.flush()
+        (tmp_path / name).write_bytes(png_declaring(side, side, rows, colour_type=colour_type, **extra))
+    os.link(tmp_path / "worst1.png", tmp_path / "worst2.png")
+    drawing(1).save(tmp_path / "worst4.png")
+    (tmp_path / "worst5.png").write_bytes(png_declaring(13000, 13000))  # the issue's bomb: refused before decoding
+    # predict.py's own reading path, its threads included, without the model: torch alone takes 0.6 GB here.
+    measure = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    read = ("import sys, predict; print([outcome if isinstance(outcome, str) else outcome[1] is None for batch in "
+            "predict.readings(predict.find_images(sys.argv[1:]), False) for _, outcome in batch])")
+    result = subprocess.run([sys.executable, "-c", measure, sys.executable, "-c", read,
+                             *sorted(tmp_path.glob("worst*.png"))], capture_output=True, text=True, timeout=120,
+                            cwd=ROOT)
+    outcomes, peak_kb = result.stdout.splitlines()
+    assert outcomes == str([True, True, True, False, "13000x13000 pixels, over 50,000,000; scale it down"])
+    assert int(peak_kb) < 600 * 1024, f"peak {int(peak_kb) // 1024} MB"  # 0.51 GB when this was written
+
+
+def test_results_print_as_they_are_ready_in_order(checkpoint, tmp_path, monkeypatch, capsys):  # case 7
+    for name in ("a", "b", "c"):
+        drawing(1).save(tmp_path / f"{name}.png")
+    release, read = threading.Event(), predict.read
+
+    def slow_for_c(path, thumbnail=False):
+        if path.name == "c.png":
+            release.wait(30)
+        return read(path, thumbnail)
+    monkeypatch.setattr(predict, "read", slow_for_c)
+    args = predict.get_args_parser().parse_args([str(tmp_path), "--checkpoint", str(checkpoint)])
+    outcome = []
+    reader = threading.Thread(target=lambda: outcome.append(predict.main(args)))
+    reader.start()
+    printed, deadline = "", time.monotonic() + 30
+    while printed.count("\n") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        printed += capsys.readouterr().out
+    release.set()
+    reader.join(30)
+    printed += capsys.readouterr().out
+    assert [line.split(":")[0] for line in printed.splitlines()] == [f"{tmp_path}/{n}.png" for n in "abc"]
+    assert outcome == [0] and time.monotonic() < deadline  # a and b came out while c was still being read
+
+
+def test_no_full_size_copy_is_kept(tmp_path):  # case 7: a 1-bit scan once kept a full-size RGBA thumbnail
+    scan = drawing(1, size=(4000, 3000), scale=8).convert("1", dither=Image.Dither.NONE)
+    scan.save(tmp_path / "scan.png")
+    thumbnail, field = predict.read(tmp_path / "scan.png")
+    assert thumbnail is None and field is not None
+    thumbnail, _ = predict.read(tmp_path / "scan.png", thumbnail=True)
+    assert max(thumbnail.size) <= 256
+
+
+def test_a_reader_that_goes_away_ends_it_quietly(checkpoint, tmp_path):  # case 8: `predict.py many/ | head -1`
+    for i in range(200):
+        drawing(i % 2, size=(60, 80), scale=0.2).save(tmp_path / f"{i:03d}.png")
+    process = subprocess.Popen([sys.executable, ROOT / "predict.py", tmp_path, "--json", "--top", "10",
+                                "--checkpoint", checkpoint], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline() == b"[\n"
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(60) == 141 and errors(err) == []
+
+
+def test_a_full_disk_for_the_output_is_one_line(checkpoint, tmp_path, monkeypatch, capsys):  # case 8: > /dev/full
+    drawing(1).save(tmp_path / "one.png")
+    with open("/dev/full", "w") as full:
+        monkeypatch.setattr(sys, "stdout", full)
+        status = predict.main(predict.get_args_parser().parse_args([str(tmp_path / "one.png"), "--checkpoint",
+                                                                    str(checkpoint)]))
+    assert status == 1 and errors(capsys.readouterr().err) == [
+        "predict.py: error: cannot write the output (No space left on device); free some space or send it elsewhere"]
+
+
+@pytest.mark.parametrize("where", ["a new folder", "/proc", "a read-only folder", "a disk that fills up"])
+def test_a_preview_that_cannot_be_written_is_one_line(where, checkpoint, tmp_path, monkeypatch, request,
+                                                      run_predict):  # case 8
+    drawing(1).save(tmp_path / "one.png")
+    preview = {"a new folder": tmp_path / "new" / "deeper" / "preview.png", "/proc": Path("/proc/preview.png"),
+               "a read-only folder": tmp_path / "preview.png", "a disk that fills up": tmp_path / "preview.png"}[where]
+    if where == "a read-only folder":
+        request.getfixturevalue("read_only_probe")
+    if where == "a disk that fills up":
+        def full(path, fig):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        monkeypatch.setattr(files, "save_figure", full)
+    status, out, err = run_predict(tmp_path / "one.png", "--checkpoint", checkpoint, "--preview", preview)
+    if where == "a new folder":
+        assert status == 0 and preview.read_bytes()[:8] == PNG_SIGNATURE
+        return
+    assert "Traceback" not in err and len(errors(err)) == 1, err
+    if where == "a disk that fills up":  # found only at the end: the results are out, and the exit status says so
+        assert status == 1 and out.startswith(f"{tmp_path}/one.png: 1 (")
+        assert errors(err)[0] == (f"predict.py: error: cannot write {preview} (No space left on device); free some "
+                                  f"space or pass another --preview")
+    else:  # found before any image is read
+        assert status == 2 and out == "" and f"--preview {preview} cannot be written (" in err
+
+
+def test_ctrl_c_while_starting_is_one_line(checkpoint, tmp_path):  # case 9
+    drawing(1).save(tmp_path / "one.png")
+    status, out, err = interrupted_while_starting("predict.py", tmp_path / "one.png", "--checkpoint", checkpoint)
+    assert status == 130 and out == "" and err.strip() == "predict.py: interrupted", err
+
+
+def test_what_is_not_an_image_file_is_named_for_what_it_is(checkpoint, tmp_path, run_predict):  # case 16
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "loop.png").symlink_to("loop.png")
+    (tmp_path / "gone.png").symlink_to("nowhere.png")
+    (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "folder" / "inside.png")
+    status, out, err = run_predict(*(tmp_path / name for name in ("pipe.png", "loop.png", "gone.png", "folder")),
+                                   "/dev/zero", "--checkpoint", checkpoint)
+    assert status == 1 and out == ""
+    assert errors(err) == [f"predict.py: error: {tmp_path}/pipe.png: a named pipe (FIFO), not an image file",
+                           f"predict.py: error: {tmp_path}/loop.png: a symbolic link loop",
+                           f"predict.py: error: {tmp_path}/gone.png: a broken symbolic link",
+                           f"predict.py: error: {tmp_path}/folder/inside.png: a named pipe (FIFO), not an image file",
+                           "predict.py: error: /dev/zero: a device, not an image file"]
+
+
+def test_white_ink_on_a_transparent_background_reads_as_dark_ink_does():  # case 17
+    dark = drawing(1)
+    alpha = Image.eval(dark, lambda v: 255 - v)  # the ink opaque, the paper transparent
+    for ink in (0, 255):
+        transparent = Image.merge("LA", (Image.new("L", dark.size, ink), alpha))
+        np.testing.assert_allclose(predict.mnist_like(transparent), predict.mnist_like(dark), atol=0.05)
+
+
+def test_a_digit_cropped_without_a_margin_reads_as_with_one(mnist_test):  # case 17
+    images, _ = mnist_test
+    for digit in images[:20]:
+        rows, cols = np.nonzero(digit)
+        cropped = 255 - digit[rows.min():rows.max() + 1, cols.min():cols.max() + 1]  # dark ink, touching each edge
+        photo = Image.fromarray(cropped).resize((cropped.shape[1] * 10, cropped.shape[0] * 10),
+                                                Image.Resampling.BILINEAR)
+        assert similar(predict.mnist_like(photo), predict.mnist_like(Image.fromarray(digit))) > 0.75

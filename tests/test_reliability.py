@@ -298,16 +298,8 @@ def test_an_out_dir_that_cannot_take_the_files_is_rejected_before_training(where
     assert "epoch" not in out
 
 
-def test_a_folder_that_exists_but_refuses_writes_is_found_by_the_probe(tmp_path, cli, monkeypatch):
-    # Root passes every permission check, so a read-only file system is what stops it; the probe finds it.
+def test_a_folder_that_exists_but_refuses_writes_is_found_by_the_probe(tmp_path, cli, read_only_probe):
     (tmp_path / "out").mkdir()
-    write_bytes = files.Path.write_bytes
-
-    def read_only(path, data):
-        if path.name.startswith(".probe"):
-            raise OSError(errno.EROFS, "Read-only file system", str(path))
-        return write_bytes(path, data)
-    monkeypatch.setattr(files.Path, "write_bytes", read_only)
     status, out, err = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path / "out"])
     assert_one_line_error(err, status, 2, "cannot be written (Read-only file system")
     assert "epoch" not in out
@@ -346,7 +338,7 @@ def test_batch_norm_trains_when_the_last_batch_would_hold_one_image(tmp_path, cl
 
 
 @pytest.mark.parametrize("damage, message", [
-    ("wrong shapes", "does not fit this run (RuntimeError"),
+    ("wrong shapes", "its weights do not have the shapes of model.py's lenet5"),
     ("missing keys", "is not a checkpoint of main.py (no model)"),
     ("corrupt rng", "does not fit this run"),
     ("truncated", "is not a checkpoint of main.py"),

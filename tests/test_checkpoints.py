@@ -1,0 +1,151 @@
+"""Crafted and misplaced checkpoints, as main.py's --evaluate and --resume, predict.py and demo.py read them: each is
+refused in one line, exit status 2, before a model is built from it; and the recipe schema that checks them agrees
+with main.py's flags."""
+import os
+import shutil
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+import demo
+import files
+import main
+import predict
+from errors import UsageError
+from recipes import RECIPE_SCHEMA
+
+RUN = "custom_mlp_seed0"
+
+
+def craft(checkpoint, damage):
+    """checkpoint (custom_mlp's, as main.py wrote it) with one thing a hostile or broken file may hold."""
+    if damage == "a string recipe":
+        checkpoint["recipe"] = "lenet5"
+    elif damage == "a list recipe":
+        checkpoint["recipe"] = ["custom_mlp"]
+    elif damage == "dropout 5":
+        checkpoint["recipe"]["dropout"] = 5
+    elif damage == "an empty history":
+        checkpoint["history"] = []
+    elif damage == "an epoch without eval_acc":
+        del checkpoint["history"][-1]["eval_acc"]
+    elif damage == "a million-wide layer":
+        checkpoint["recipe"]["hidden"] = [10**6, 32]
+    elif damage == "NaN weights":
+        checkpoint["model"]["fc2.weight"][0, 0] = float("nan")
+    elif damage == "a model named os.system":
+        checkpoint["recipe"]["model"] = "os.system"
+    return checkpoint
+
+
+DAMAGES = {"a string recipe": "its recipe is a str, not a dict of settings",
+           "a list recipe": "its recipe is a list, not a dict of settings",
+           "dropout 5": "its recipe's dropout is 5, not a number from 0 to 0.99",
+           "an empty history": "its history holds 0 records, where its epoch is 1",
+           "an epoch without eval_acc": "an epoch of its history has no finite eval_acc",
+           "a million-wide layer": "its recipe's hidden is [1000000, 32], not widths from 1 to 4096, at most 8 of "
+                                   "them",
+           "NaN weights": "its weights hold NaN or infinite values",
+           "a model named os.system": "its recipe's model is 'os.system', not one of lenet5, custom_mlp, "
+                                      "lenet5_regularized"}
+
+
+@pytest.fixture
+def crafted(trained_runs, tmp_path):
+    """crafted(damage): an output folder whose custom_mlp checkpoint holds that damage; returns its path."""
+    def make(damage):
+        out_dir = tmp_path / damage.replace(" ", "_")
+        (out_dir / "checkpoints").mkdir(parents=True)
+        checkpoint = torch.load(trained_runs / "checkpoints" / f"{RUN}.pt", weights_only=True)
+        torch.save(craft(checkpoint, damage), out_dir / "checkpoints" / f"{RUN}.pt")
+        return out_dir / "checkpoints" / f"{RUN}.pt"
+    return make
+
+
+@pytest.fixture(scope="module")
+def one_png(tmp_path_factory):
+    """A dark "1" on light paper."""
+    path = tmp_path_factory.mktemp("image") / "one.png"
+    image = Image.new("L", (300, 400), 235)
+    ImageDraw.Draw(image).line([(150, 70), (150, 330)], fill=20, width=26)
+    image.save(path)
+    return path
+
+
+def one_line_error(err, status, message):
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"is not a checkpoint of main.py: {message}; delete it or train again" in err, err
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_crafted_checkpoint_is_one_line_and_exit_2_everywhere(damage, crafted, one_png, cli, capsys):  # case 15
+    path = crafted(damage)
+    status, out, err = cli(["--model", "custom_mlp", "--evaluate", "--checkpoint", path, "--limit", "100"])
+    one_line_error(err, status, DAMAGES[damage])
+    status, _, err = cli(["--model", "custom_mlp", "--resume", "--epochs", "1", "--out-dir", path.parent.parent])
+    one_line_error(err, status, DAMAGES[damage])
+    status = predict.main(predict.get_args_parser().parse_args([str(one_png), "--checkpoint", str(path)]))
+    out, err = capsys.readouterr()
+    one_line_error(err, status, DAMAGES[damage])
+    assert out == "" and "pass --model" not in err
+    with pytest.raises(UsageError, match="delete it or train again"):
+        demo.load_models([path])
+
+
+def test_a_crafted_file_among_the_checkpoints_is_skipped_and_said(crafted, trained_runs, one_png, monkeypatch,
+                                                                   capsys):  # case 15
+    path = crafted("a million-wide layer")
+    shutil.copy(trained_runs / "checkpoints" / "lenet5_seed0.pt", path.parent)
+    (path.parent / "junk.pt").write_bytes(b"not a checkpoint")
+    monkeypatch.setattr(files, "DEFAULT_OUT_DIR", path.parent.parent)
+    status = predict.main(predict.get_args_parser().parse_args([str(one_png)]))
+    out, err = capsys.readouterr()
+    assert status == 0 and out.startswith(f"{one_png}: 1 (")
+    assert err.splitlines() == [
+        f"predict.py: skipped {path}, which is not a checkpoint of main.py: {DAMAGES['a million-wide layer']}",
+        f"predict.py: skipped {path.parent}/junk.pt, which is not a checkpoint of main.py (UnpicklingError)",
+        f"reading with lenet5 from {path.parent}/lenet5_seed0.pt (epoch 1, final test accuracy "
+        + err.splitlines()[2].split("accuracy ")[1]]
+    assert [name for name, *_ in demo.load_models([])] == ["lenet5"]
+    assert capsys.readouterr().err.count("demo.py: skipped") == 2  # once each, not once per model
+
+
+@pytest.mark.parametrize("where", ["a named pipe", "a folder", "a symbolic link loop"])
+def test_a_checkpoint_that_is_not_a_file_is_named_for_what_it_is(where, tmp_path, cli):  # case 16
+    path = tmp_path / "model.pt"
+    {"a named pipe": lambda: os.mkfifo(path), "a folder": path.mkdir,
+     "a symbolic link loop": lambda: path.symlink_to(path.name)}[where]()
+    status, _, err = cli(["--model", "lenet5", "--evaluate", "--checkpoint", path])
+    what = {"a named pipe": "a named pipe (FIFO)"}.get(where, where)
+    assert status == 2 and err == (f"main.py: error: --checkpoint: {path} is {what}, not a checkpoint file; pass the "
+                                   f".pt file that main.py wrote\n")
+
+
+def flag_accepts(flag, text):
+    try:
+        main.get_args_parser().parse_args([flag, text])
+        return True
+    except SystemExit:
+        return False
+
+
+def probes(setting):
+    """Texts for a flag at and just beyond the edges of a setting's range."""
+    if setting.kind is list:
+        widest = ",".join([str(setting.high)] * setting.items)
+        return [str(setting.low), str(setting.low - 1), str(setting.high), str(setting.high + 1), widest,
+                widest + ",1"]
+    step = 1 if setting.kind is int else 1e-9
+    return [str(value) for value in (setting.low, setting.low - step, setting.low + step, setting.high,
+                                     setting.high + step, setting.high - step)]
+
+
+@pytest.mark.parametrize("key", [key for key, s in RECIPE_SCHEMA.items() if s.kind in (int, float, list)])
+def test_the_recipe_schema_agrees_with_main_pys_flags(key, capsys):
+    setting = RECIPE_SCHEMA[key]
+    flag = f"--{key.replace('_', '-')}"
+    for text in probes(setting):
+        value = [int(w) for w in text.split(",")] if setting.kind is list else setting.kind(float(text))
+        assert flag_accepts(flag, text) == setting.allows(value), (flag, text)
+    capsys.readouterr()
