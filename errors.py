@@ -2,6 +2,7 @@
 No torch here, so that they can be caught before torch is imported."""
 import os
 import signal
+import sys
 
 
 class UsageError(Exception):
@@ -34,3 +35,23 @@ def stop_on_ctrl_c(message):
         os._exit(130)
     signal.signal(signal.SIGINT, stop)
     return lambda: signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+class OutputLost(Exception):
+    """Standard output cannot be written (a full disk, /dev/full); the OSError's message is the cause."""
+
+
+def emit(text):
+    """text on standard output at once, so that each line shows as it is ready. A reader that went away stays a
+    BrokenPipeError; any other failure to write is OutputLost."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputLost(e.strerror or str(e)) from None
+
+
+def lose_output():
+    """Send what is left for standard output to /dev/null, so that nothing more fails at exit."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from errors import Interrupted, RunFailed, UsageError
+from errors import Interrupted, OutputLost, RunFailed, UsageError, emit, lose_output
 from recipes import (MODEL_NAMES, RECIPE_NAMES, RECIPE_SCHEMA, check_tag, evaluated_on, format_recipe,
                      resolve_recipe, run_name)
 
@@ -171,36 +171,36 @@ def train(args, recipes, device):
     data = dataset.load_splits(args.data_dir or dataset.DEFAULT_DATA_DIR, device, args.validation, args.limit)
     files.prepare_out_dir(out_dir, paths)
     scored_on = evaluated_on(recipes[0])  # the same for every model of the command
-    print(f"device {device} ({engine.describe_device(device)}), torch {torch.__version__}")
+    emit(f"device {device} ({engine.describe_device(device)}), torch {torch.__version__}")
     histories, done = {}, []
     with contextlib.ExitStack() as locks:
         for path in paths:
             locks.enter_context(files.RunLock(path))
         for recipe, path, plan in zip(recipes, paths, plans):
             if plan.action == "done":
-                print(f"\n{recipe['model']}: finished already, in {shown(path.results)}")
+                emit(f"\n{recipe['model']}: finished already, in {shown(path.results)}")
                 histories[recipe["model"]] = [plan.results["history"]]
                 done.append(recipe["model"])
                 continue
             model = engine.build_model(recipe, "cpu")
-            print(f"\n{recipe['model']}: {count_parameters(model):,} parameters\n{parameter_table(model)}\n"
-                  f"{format_recipe(recipe)}")
+            emit(f"\n{recipe['model']}: {count_parameters(model):,} parameters\n{parameter_table(model)}\n"
+                 f"{format_recipe(recipe)}")
             if plan.checkpoint:
-                print(f"resuming from {path.checkpoint} after epoch {plan.checkpoint['epoch']}")
+                emit(f"resuming from {path.checkpoint} after epoch {plan.checkpoint['epoch']}")
             try:
                 results = runs.train_run(
                     recipe, data, device, path, plan.checkpoint, eval_batch_size=args.eval_batch_size,
                     compile=args.compile, progress=sys.stderr.isatty(),
-                    on_epoch=lambda r: print(runs.format_epoch(r, recipe["epochs"], scored_on), flush=True))
+                    on_epoch=lambda r: emit(runs.format_epoch(r, recipe["epochs"], scored_on)))
             except Interrupted as e:
                 raise Interrupted(e.epochs_saved, e.by, e.results_written, done) from None
             histories[recipe["model"]] = [results["history"]]
             done.append(recipe["model"])
-            print(f"wrote {shown(path.results)}, {shown(path.curves)} and {shown(path.checkpoint)}")
+            emit(f"wrote {shown(path.results)}, {shown(path.curves)} and {shown(path.checkpoint)}")
     if len(recipes) > 1:
         comparison = out_dir / "plots" / f"{run_name('comparison', args.tag, args.seed)}.png"
         files.save_figure(comparison, figures.comparison(histories, f"MNIST {scored_on} curves, seed {args.seed}"))
-        print(f"wrote {shown(comparison)}")
+        emit(f"wrote {shown(comparison)}")
     return 0
 
 
@@ -221,13 +221,13 @@ def evaluate(args, names, device):
                              f"among them; evaluate it on the test set (drop --validation)")
         result = engine.evaluate(model, dataset.TensorLoader(images, labels, args.eval_batch_size))
         matrix = engine.confusion_matrix(labels.cpu(), result.predictions.cpu())
-        print(f"{name} from {path} (epoch {checkpoint['epoch']}), on the {split}, {len(labels):,} images:\n"
+        emit(f"{name} from {path} (epoch {checkpoint['epoch']}), on the {split}, {len(labels):,} images:\n"
               f"loss {result.loss:.4f}  accuracy {result.acc:.2f}%  errors {len(labels) - int(matrix.trace()):,}\n\n"
               f"{per_class_table(matrix)}\n\nmost frequent confusions: {frequent_confusions(matrix, 5)}\n")
         if args.out_dir:
             figure = args.out_dir / "plots" / f"{run}_confusion.png"
             files.save_figure(figure, figures.confusion(matrix, f"{name}: confusion matrix on the {split}"))
-            print(f"wrote {shown(figure)}")
+            emit(f"wrote {shown(figure)}")
     return 0
 
 
@@ -285,8 +285,12 @@ def main(args):
         return 143 if isinstance(e, Terminated) else 130
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly. The files are as the last full epoch left them.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        lose_output()
         return 141
+    except OutputLost as e:
+        lose_output()
+        print(f"main.py: error: cannot write the output ({e}); free some space or send it elsewhere", file=sys.stderr)
+        return 1
 
 
 def exit_now(status):
@@ -297,6 +301,8 @@ def exit_now(status):
         sys.stderr.flush()
     except BrokenPipeError:
         status = status or 141
+    except OSError:
+        status = status or 1
     os._exit(status)
 
 

@@ -25,7 +25,7 @@ from PIL import Image, ImageFilter
 
 import images
 import paths
-from errors import stop_on_ctrl_c
+from errors import OutputLost, emit, lose_output, stop_on_ctrl_c
 from main import OneLineErrorParser
 
 WORK_SIDE = 160      # px: the longest side of the thumbnail on which the ink is found
@@ -321,20 +321,6 @@ def get_args_parser():
     return parser
 
 
-class OutputLost(Exception):
-    """Standard output cannot be written (a full disk, /dev/full); the OSError is the cause."""
-
-
-def emit(text):
-    """text on standard output at once, so that each result shows as it is ready."""
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:
-        raise
-    except OSError as e:
-        raise OutputLost(e.strerror or str(e)) from None
-
-
 def check_preview(preview, inputs):
     """UsageError, before any work, for a --preview path that would replace what it must not: one of the inputs,
     or a file in a folder being read; a folder or anything else that is not a regular file; a name that is not
@@ -456,10 +442,10 @@ def main(args, started=lambda: None):
         return 130
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, and let nothing more be written to the pipe at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        lose_output()
         return 141
     except OutputLost as e:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        lose_output()
         print(f"predict.py: error: cannot write the output ({e}); free some space or send it elsewhere",
               file=sys.stderr)
         return 1

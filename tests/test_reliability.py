@@ -1,6 +1,7 @@
 """What a careless or hostile user does to main.py: each case must end in one line and a clear exit status, with
 every file whole and nothing of value overwritten."""
 import errno
+import io
 import json
 import re
 import shutil
@@ -374,6 +375,23 @@ def test_a_broken_pipe_ends_the_run_quietly_and_keeps_it_resumable(tmp_path):  #
     assert_whole_files(tmp_path)
     assert results_of(tmp_path)["status"] == "interrupted"
     assert len(results_of(tmp_path)["history"]) == checkpoint_of(tmp_path)["epoch"]
+
+
+def test_output_that_cannot_be_written_is_one_line_and_keeps_the_run_resumable(tmp_path, cli, monkeypatch):
+    class FillsUp(io.TextIOWrapper):  # `main.py ... > /dev/full`, or a disk that fills up during the run
+        def write(self, text):
+            if text.startswith("epoch  2/"):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(text)
+    monkeypatch.setattr(sys, "stdout", FillsUp(open(tmp_path / "stdout.txt", "wb")))
+    argv = ["--model", "lenet5", *QUICK, "--epochs", "3", "--out-dir", tmp_path]
+    status, _, err = cli(argv)
+    assert_one_line_error(err, status, 1, "main.py: error: cannot write the output (No space left on device); "
+                                          "free some space or send it elsewhere")
+    assert checkpoint_of(tmp_path)["epoch"] == 2 and results_of(tmp_path)["status"] == "failed"
+    assert_whole_files(tmp_path)
+    monkeypatch.undo()
+    assert cli([*argv, "--resume"])[0] == 0 and results_of(tmp_path)["status"] == "complete"
 
 
 def test_the_number_of_images_used_is_recorded(tmp_path, cli):
