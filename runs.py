@@ -100,7 +100,8 @@ def is_finished(paths, checkpoint):
     """All epochs trained and the results written whole."""
     results = files.read_json(paths.results)
     return (checkpoint["epoch"] >= checkpoint["recipe"]["epochs"] and isinstance(results, dict)
-            and results.get("status") == "complete" and len(results.get("history", [])) == checkpoint["epoch"])
+            and results.get("status") == "complete" and isinstance(results.get("history"), list)
+            and len(results["history"]) == checkpoint["epoch"])
 
 
 def restore(model, optimizer, scheduler, checkpoint, device, path):

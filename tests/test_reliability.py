@@ -97,6 +97,7 @@ def finished(tmp_path_factory):
     (["--limit", "256"], "with --limit 512, where this run has --limit 256"),
     (["--train-size", "100"], "with no --train-size, where this run has --train-size 100"),
     (["--augment"], "with --augment 0.0, where this run has --augment 1.0"),
+    (["--label-smoothing", "0.1"], "with --label-smoothing 0.0, where this run has --label-smoothing 0.1"),
 ])
 def test_a_finished_run_is_not_replaced_by_one_with_other_settings(change, differs, finished, tmp_path, cli):
     shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
@@ -118,6 +119,16 @@ def test_results_without_their_checkpoint_are_not_replaced_either(finished, tmp_
     status, _, err = cli(["--model", "lenet5", *QUICK, "--lr", "0.05", "--out-dir", tmp_path])
     assert_one_line_error(err, status, 2, "with --lr 0.1, where this run has --lr 0.05")
     assert (tmp_path / "results" / f"{RUN}.json").read_bytes() == results
+
+
+def test_results_whose_history_is_not_a_list_are_rewritten_by_resume(finished, tmp_path, cli):
+    shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
+    path = tmp_path / "results" / f"{RUN}.json"
+    path.write_text(json.dumps({**results_of(tmp_path), "history": 5}))
+    status, _, err = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])
+    assert_one_line_error(err, status, 2, "holds an unfinished run (epoch 2 of 2); add --resume to continue it")
+    assert cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path, "--resume"])[0] == 0
+    assert len(results_of(tmp_path)["history"]) == 2
 
 
 def test_the_same_run_twice_is_allowed_and_reproduces_the_first(finished, tmp_path, cli):
