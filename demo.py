@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from errors import stop_on_ctrl_c
-from main import OneLineErrorParser, number
+from main import HelpFormatter, OneLineErrorParser, number
 from recipes import LABELS, evaluated_on
 
 PAGE = Path(__file__).resolve().parent / "demo.html"
@@ -272,7 +272,7 @@ def make_server(models, port=8000, timeout=TIMEOUT):
 
 def get_args_parser():
     parser = OneLineErrorParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     parser.add_argument("--port", type=number(int, lambda v: 0 <= v <= 65535, "from 0 (any free port) to 65535"),
                         default=8000, help="the port on 127.0.0.1 to serve on")
     parser.add_argument("--checkpoint", type=Path, action="append",

@@ -26,7 +26,7 @@ from PIL import Image, ImageFilter
 import images
 import paths
 from errors import OutputLost, emit, lose_output, stop_on_ctrl_c
-from main import OneLineErrorParser
+from main import HelpFormatter, OneLineErrorParser
 
 WORK_SIDE = 160      # px: the longest side of the thumbnail on which the ink is found
 INK = 0.3            # of the stretched contrast: what counts as ink when cropping
@@ -306,7 +306,7 @@ def record(path, probabilities, top):
 
 def get_args_parser():
     parser = OneLineErrorParser(description="Read handwritten digits in images with a trained model.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
                         help=f"image files ({', '.join(images.EXTENSIONS)}) and folders of them")
     parser.add_argument("--model", choices=["lenet5", "custom_mlp", "lenet5_regularized"],
