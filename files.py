@@ -17,11 +17,21 @@ CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "epoch", "recipe", "histor
 
 
 class WriteError(RunFailed):
-    """A file could not be written; the message names it and the OS error."""
+    """A file could not be written; the message names it, the OS error, and the way on: where a checkpoint of the
+    run is saved (resumable), resuming it in the same --out-dir."""
 
-    def __init__(self, path, error):
-        super().__init__(f"cannot write {path} ({error.strerror or error}); free some space or pass another "
-                         f"--out-dir, then rerun with --resume")
+    def __init__(self, path, error, resumable=False):
+        way_on = "free some space, then rerun with --resume" if resumable else \
+            "free some space or pass another --out-dir, then rerun"
+        super().__init__(f"cannot write {path} ({error.strerror or error}); {way_on}")
+
+
+def save(path, write, obj, resumable=False):
+    """write(path, obj), with a failure as a WriteError."""
+    try:
+        write(path, obj)
+    except OSError as e:
+        raise WriteError(path, e, resumable) from None
 
 
 def atomic_write(path, write):
@@ -86,21 +96,20 @@ def make_writable(folder):
     probe.unlink()
 
 
-def prepare_out_dir(out_dir, runs):
-    """Create out_dir's folders and prove them writable by writing a probe file; check each run's outputs are not
-    folders. Raises UsageError before any training where that fails."""
-    folders = {path.parent for run in runs for path in run.outputs}
+def prepare_out_dir(out_dir, outputs):
+    """Create the folders of the files a command will write under out_dir and prove them writable by writing a
+    probe file; check no output is a folder. Raises UsageError before any work where that fails."""
+    folders = {path.parent for path in outputs}
     try:
         for folder in sorted(folders):
             make_writable(folder)
     except OSError as e:
         raise UsageError(f"--out-dir {out_dir} cannot be written ({e.strerror}: {e.filename}); "
                          f"pass a writable --out-dir") from None
-    for run in runs:
-        for path in run.outputs:
-            if path.is_dir():
-                raise UsageError(f"{path} is a folder, where this run writes a file; move it away or pass "
-                                 f"another --out-dir or --tag")
+    for path in outputs:
+        if path.is_dir():
+            raise UsageError(f"{path} is a folder, where this command writes a file; move it away or pass "
+                             f"another --out-dir or --tag")
 
 
 class RunLock:

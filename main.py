@@ -4,7 +4,8 @@
     python main.py --model lenet5 --evaluate
 
 A run writes results/<run>.json, plots/<run>_curves.png and checkpoints/<run>.pt under --out-dir (runs/ by
-default), where <run> is the model's name, then _<tag> when --tag is given, then _seed<seed>.
+default), where <run> is the model's name, then _<recipe> for a named recipe (fast), then _<tag> when --tag is
+given, then _seed<seed>.
 """
 import argparse
 import contextlib
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 from errors import Interrupted, OutputLost, RunFailed, UsageError, emit, lose_output
-from recipes import (MODEL_NAMES, RECIPE_NAMES, RECIPE_SCHEMA, check_tag, evaluated_on, format_recipe,
+from recipes import (MODEL_NAMES, RECIPE_NAMES, RECIPE_SCHEMA, check_run_name, check_tag, evaluated_on, format_recipe,
                      resolve_recipe, run_name)
 
 
@@ -28,11 +29,16 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Appends each option's default, except where the help text itself says what happens without it."""
 
     def _get_help_string(self, action):
-        return action.help if action.default in (None, False) else super()._get_help_string(action)
+        hidden = action.default is None or action.default is False  # not `in`: 0 == False, and --seed 0 shows
+        return action.help if hidden else super()._get_help_string(action)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse, with its errors on one line instead of the usage text and an error line."""
+    """argparse, with its errors on one line instead of the usage text and an error line, and without abbreviated
+    options: main.py prints commands back to the user (how to resume), and those must say what was meant."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_abbrev=False, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -118,7 +124,7 @@ def get_args_parser():
     p.add_argument("--data-dir", type=Path, help="where MNIST lives; default: data/ beside main.py")
     p.add_argument("--out-dir", type=Path,
                    help="where results/, plots/ and checkpoints/ go; default: runs/ beside main.py (git ignores it)")
-    p.add_argument("--tag", type=parse_tag, help="name the run <model>_<tag>_seed<seed>, e.g. --tag wd; default: none")
+    p.add_argument("--tag", type=parse_tag, help="name the run <model>[_<recipe>]_<tag>_seed<seed>, e.g. --tag wd; default: none")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
                        help="continue the run from its checkpoint, with the same settings; with --model all, skip the "
@@ -140,6 +146,9 @@ def recipes_of(args):
     overrides = {key: getattr(args, key) for key in ("epochs", "optimizer", "lr", "weight_decay", "batch_size",
                                                       "augment", "label_smoothing", "hidden", "dropout", "batch_norm")}
     run = dict(seed=args.seed, limit=args.limit, train_size=args.train_size, validation=args.validation, amp=args.amp)
+    if args.tag:
+        for name in names:
+            check_run_name(name, args.tag)
     return [resolve_recipe(name, overrides, args.recipe, **run) for name in names]
 
 
@@ -168,8 +177,9 @@ def train(args, recipes, device):
     paths = [files.RunPaths.of(out_dir, run_name(r["model"], args.tag, args.seed, args.recipe)) for r in recipes]
     plans = [runs.plan_run(p, r, args.resume, args.overwrite, skip_finished=len(recipes) > 1)
              for p, r in zip(paths, recipes)]
+    comparison = out_dir / "plots" / f"{run_name('comparison', args.tag, args.seed)}.png" if len(recipes) > 1 else None
     data = dataset.load_splits(args.data_dir or dataset.DEFAULT_DATA_DIR, device, args.validation, args.limit)
-    files.prepare_out_dir(out_dir, paths)
+    files.prepare_out_dir(out_dir, [output for path in paths for output in path.outputs] + [comparison] * bool(comparison))
     scored_on = evaluated_on(recipes[0])  # the same for every model of the command
     emit(f"device {device} ({engine.describe_device(device)}), torch {torch.__version__}")
     histories, done = {}, []
@@ -197,9 +207,10 @@ def train(args, recipes, device):
             histories[recipe["model"]] = [results["history"]]
             done.append(recipe["model"])
             emit(f"wrote {shown(path.results)}, {shown(path.curves)} and {shown(path.checkpoint)}")
-    if len(recipes) > 1:
-        comparison = out_dir / "plots" / f"{run_name('comparison', args.tag, args.seed)}.png"
-        files.save_figure(comparison, figures.comparison(histories, f"MNIST {scored_on} curves, seed {args.seed}"))
+    if comparison:
+        # Every run is finished by now, and --resume redraws this from their results.
+        files.save(comparison, files.save_figure,
+                   figures.comparison(histories, f"MNIST {scored_on} curves, seed {args.seed}"), resumable=True)
         emit(f"wrote {shown(comparison)}")
     return 0
 
@@ -209,26 +220,42 @@ def evaluate(args, names, device):
     import dataset, engine, figures, files, runs  # noqa: E401  (here, not at the top: see main)
     if args.checkpoint and len(names) > 1:
         raise UsageError("--checkpoint names one model's checkpoint; pass --model too, not --model all")
+    checkpoints = [args.checkpoint or files.RunPaths.of(args.out_dir or files.DEFAULT_OUT_DIR,
+                                                        run_name(name, args.tag, args.seed, args.recipe)).checkpoint
+                   for name in names]
+    # Each figure is named after the checkpoint it scores, so that it never takes another run's name.
+    figures_out = [args.out_dir / "plots" / f"{Path(path).stem}_confusion.png" for path in checkpoints] \
+        if args.out_dir else []
+    if figures_out:
+        files.prepare_out_dir(args.out_dir, figures_out)
     _, _, images, labels = dataset.load_splits(args.data_dir or dataset.DEFAULT_DATA_DIR, device, args.validation,
                                                args.limit)
     split = "validation split" if args.validation else "test set"
-    for name in names:
-        run = run_name(name, args.tag, args.seed, args.recipe)
-        path = args.checkpoint or files.RunPaths.of(args.out_dir or files.DEFAULT_OUT_DIR, run).checkpoint
-        model, checkpoint = runs.load_model(path, device, name)
+    for i, (name, path) in enumerate(zip(names, checkpoints)):
+        if not args.checkpoint and not path.exists():
+            raise UsageError(f"--evaluate: no checkpoint at {path}; train it first: {training_command(args, name)}")
+        model, checkpoint = runs.load_model(path, device, name, "--checkpoint" if args.checkpoint else "--evaluate")
         if args.validation and not checkpoint["recipe"]["validation"]:
-            raise UsageError(f"--validation: {path} was trained on all 60,000 training images, the validation split "
-                             f"among them; evaluate it on the test set (drop --validation)")
+            raise UsageError(f"--validation: {path} was trained without --validation, on training images that include "
+                             f"the validation split; evaluate it on the test set (drop --validation)")
         result = engine.evaluate(model, dataset.TensorLoader(images, labels, args.eval_batch_size))
         matrix = engine.confusion_matrix(labels.cpu(), result.predictions.cpu())
         emit(f"{name} from {path} (epoch {checkpoint['epoch']}), on the {split}, {len(labels):,} images:\n"
               f"loss {result.loss:.4f}  accuracy {result.acc:.2f}%  errors {len(labels) - int(matrix.trace()):,}\n\n"
               f"{per_class_table(matrix)}\n\nmost frequent confusions: {frequent_confusions(matrix, 5)}\n")
-        if args.out_dir:
-            figure = args.out_dir / "plots" / f"{run}_confusion.png"
-            files.save_figure(figure, figures.confusion(matrix, f"{name}: confusion matrix on the {split}"))
-            emit(f"wrote {shown(figure)}")
+        if figures_out:
+            files.save(figures_out[i], files.save_figure,
+                       figures.confusion(matrix, f"{name}: confusion matrix on the {split}"))
+            emit(f"wrote {shown(figures_out[i])}")
     return 0
+
+
+def training_command(args, model):
+    """The main.py command that trains the run that --evaluate looks for."""
+    options = {"--recipe": args.recipe if args.recipe != "default" else None, "--tag": args.tag,
+               "--seed": args.seed or None, "--out-dir": args.out_dir}
+    return shlex.join(["python", "main.py", "--model", model,
+                       *[str(v) for flag, value in options.items() if value is not None for v in (flag, value)]])
 
 
 def per_class_table(matrix):

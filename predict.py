@@ -314,7 +314,7 @@ def get_args_parser():
     parser.add_argument("--checkpoint", type=Path, help="read with this checkpoint (default: the best in runs/)")
     parser.add_argument("--top", type=int, default=3, choices=range(1, 11), metavar="K",
                         help="show the K most likely digits")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a line per image")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a line per image; default: a line per image")
     parser.add_argument("--preview", type=Path, metavar="PATH",
                         help="also draw each image as given, as the model saw it, and its probabilities, into PATH "
                              "(a new .png, not one of the inputs; default: none)")

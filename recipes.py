@@ -120,6 +120,16 @@ def check_tag(tag):
     return tag
 
 
+def check_run_name(model, tag):
+    """UsageError where tag would give model's runs a name that another run's may have: a named recipe's
+    (lenet5_fast_...), or another model's (lenet5 + regularized = lenet5_regularized_...)."""
+    name = f"{model}_{tag}"
+    taken = [f"{model}_{recipe}" for recipe in NAMED_RECIPES] + [m for m in MODEL_NAMES if m.startswith(f"{model}_")]
+    clash = next((t for t in taken if name == t or name.startswith(f"{t}_")), None)
+    if clash:
+        raise UsageError(f"--tag {tag} would name {model}'s run like {clash}'s runs; choose another tag")
+
+
 def check_recipe(recipe):
     """recipe, where RECIPE_SCHEMA allows each of its settings and it holds those that reading its model needs;
     ValueError saying what is wrong otherwise. Settings it does not hold, from before they existed, are not needed."""

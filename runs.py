@@ -53,7 +53,7 @@ def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
         changed = differing(saved, recipe) if isinstance(saved, dict) else []
         if changed:
             raise UsageError(f"{paths.results.parent.parent} already holds a finished {paths.checkpoint.stem} with "
-                             f"{settings(saved, changed)}, where this run has {settings(recipe, changed)}; pass "
+                             f"{settings(completed(saved), changed)}, where this run has {settings(recipe, changed)}; pass "
                              f"--tag NAME to keep both, or --overwrite to replace it")
         return Plan("fresh")
     if not exists and skip_finished:
@@ -68,8 +68,8 @@ def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
                          f"pass --model {saved['model']} or run without --resume")
     changed = differing(saved, recipe)
     if changed:
-        raise UsageError(f"--resume: {paths.checkpoint} was trained with {settings(saved, changed)}; resume with the "
-                         f"same settings")
+        raise UsageError(f"--resume: {paths.checkpoint} was trained with {settings(completed(saved), changed)}; resume "
+                         f"with the same settings")
     if is_finished(paths, checkpoint):
         if skip_finished:
             return Plan("done", results=files.read_json(paths.results))
@@ -193,13 +193,6 @@ def format_epoch(record, epochs, scored_on="test"):
             f"  {scored_on} loss {record['eval_loss']:.4f} acc {record['eval_acc']:6.2f}%  {record['seconds']:5.1f}s")
 
 
-def _save(path, write, obj):
-    try:
-        write(path, obj)
-    except OSError as e:
-        raise files.WriteError(path, e) from None
-
-
 def train_run(recipe, data, device, paths, checkpoint=None, *, eval_batch_size=1000, compile=False, progress=False,
               clean_pass=False, robustness=False, on_epoch=lambda record: None):
     """Train one run as the recipe says, or resume it from checkpoint, and return its results.
@@ -225,9 +218,9 @@ def train_run(recipe, data, device, paths, checkpoint=None, *, eval_batch_size=1
 
     def write_results(status):
         results.update(status=status, history=history)
-        _save(paths.results, files.write_json, results)
+        files.save(paths.results, files.write_json, results, resumable=True)
         title = f"{recipe['model']}, seed {recipe['seed']}: final {scored_on} accuracy {history[-1]['eval_acc']:.2f}%"
-        _save(paths.curves, files.save_figure, figures.curves(history, title, scored_on))
+        files.save(paths.curves, files.save_figure, figures.curves(history, title, scored_on), resumable=True)
 
     try:
         for record, evaluation in engine.fit(forward, optimizer, scheduler, train_batches, eval_batches,
@@ -236,10 +229,10 @@ def train_run(recipe, data, device, paths, checkpoint=None, *, eval_batch_size=1
             predictions = evaluation.predictions.to("cpu", torch.uint8)
             rng = {"cpu": torch.get_rng_state(),
                    "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}
-            _save(paths.checkpoint, files.save_checkpoint,
+            files.save(paths.checkpoint, files.save_checkpoint,
                   dict(model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                        epoch=record["epoch"], recipe=recipe, history=history + [record], rng=rng,
-                       predictions=predictions))
+                       predictions=predictions), resumable=bool(history))
             history.append(record)
             on_epoch(record)
         if clean_pass:

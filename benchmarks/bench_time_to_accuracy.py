@@ -16,7 +16,6 @@ An epoch's seconds are the program's own count, training and test pass. Beside t
 that only import torch, torchvision or matplotlib: the floor under any run's start-up. Writes
 results/bench_time_to_accuracy.json, from which scripts/report.py builds the README's table.
 """
-import argparse
 import json
 import statistics
 import subprocess
@@ -30,6 +29,7 @@ import torch
 import dataset
 import engine
 import files
+from main import HelpFormatter, OneLineErrorParser, count
 
 ROOT = files.ROOT
 TARGET = 99.0
@@ -107,10 +107,9 @@ def summary(runs):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=10, help="seeds of the fast recipe, from 0")
-    parser.add_argument("--reference-seeds", type=int, default=3,
+    parser = OneLineErrorParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
+    parser.add_argument("--seeds", type=count(100), default=10, help="seeds of the fast recipe, from 0")
+    parser.add_argument("--reference-seeds", type=count(100), default=3,
                         help="seeds of the default recipe and of the reference, from 0")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench_time_to_accuracy.json",
                         help="where the figures go")

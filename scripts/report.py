@@ -54,7 +54,7 @@ def rerun(labels):
             recipe = experiment_recipe(label, seed)
             print(f"\n=== {label}, seed {seed}\n{format_recipe(recipe)}", flush=True)
             paths = files.RunPaths.of(ROOT, experiment_run_name(label, seed))
-            files.prepare_out_dir(ROOT, [paths])
+            files.prepare_out_dir(ROOT, paths.outputs)
             with files.RunLock(paths):
                 runs.train_run(recipe, data, device, paths, clean_pass=True, robustness=not recipe["train_size"],
                                on_epoch=lambda record: print(runs.format_epoch(record, EPOCHS), flush=True))
@@ -375,7 +375,7 @@ def section_tuning_fast():
     return "\n".join(rows) + (
         f"\n\n{runs_total} runs. The fast recipe: {recipe['epochs']} epochs in batches of {recipe['batch_size']}, a "
         f"one-cycle schedule peaking at {show(recipe['lr'])}, label smoothing {show(recipe['label_smoothing'])}. "
-        f"The best single epoch reached {one_epoch:.2f}% on validation"
+        f"The best one-epoch setting reached {one_epoch:.2f}% mean validation accuracy"
         + (f", short of {TARGET_ACCURACY:.1f}%." if one_epoch < TARGET_ACCURACY else "."))
 
 

@@ -1,5 +1,6 @@
-"""Choose each model's recipe on the validation split: the sweeps that recipes.SEARCH_SPACE and FAST_SEARCH_SPACE
-declare.
+"""Choose each model's recipe, and the fast recipe, on the validation split.
+
+The sweeps are those that recipes.SEARCH_SPACE and recipes.FAST_SEARCH_SPACE declare.
 
     python -m scripts.tune                    # run what is missing, then print the choices
     python -m scripts.tune --model lenet5
@@ -11,7 +12,6 @@ recipe's for the epochs each setting names, once per seed in FAST_TUNING_SEEDS. 
 results/tuning/<run>.json (the fast sweep's to results/tuning/fast/), and a run whose file is there is not run
 again, so an interrupted sweep goes on where it stopped.
 """
-import argparse
 import statistics
 import time
 
@@ -20,6 +20,7 @@ import torch
 import dataset
 import engine
 import files
+from main import OneLineErrorParser
 from recipes import (EPOCHS, FAST_SEARCH_SPACE, FAST_TUNING_SEEDS, MODEL_NAMES, SEARCH_SPACE, TARGET_ACCURACY,
                      TUNING_SEEDS, resolve_recipe, run_name)
 
@@ -141,11 +142,13 @@ def train_and_score(path, recipe, setting, data, device):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", choices=MODEL_NAMES, nargs="*", default=list(MODEL_NAMES),
-                        help="the models to tune; default: all")
-    parser.add_argument("--fast", action="store_true", help="run the fast recipe's sweep instead")
+    parser = OneLineErrorParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=MODEL_NAMES, nargs="+", help="the models to tune; default: all")
+    parser.add_argument("--fast", action="store_true", help="run the fast recipe's sweep (LeNet5's) instead; "
+                                                             "default: off")
     args = parser.parse_args()
+    if args.fast and args.model:
+        parser.error("--fast tunes LeNet5's fast recipe; drop --model")
     device = torch.device("cpu")
     data = dataset.load_splits(device=device, validation=True)
     if args.fast:
@@ -157,7 +160,7 @@ def main():
                                                                   for (lr, ls), a in scored))
         print(f"fast: chosen {chosen}", flush=True)
         return
-    for model in args.model:
+    for model in args.model or MODEL_NAMES:
         chosen, steps = sweep(model, lambda setting, seed: train_and_score(
             tuning_path(model, setting, seed), tuning_recipe(model, setting, seed), setting, data, device))
         for factor, scored, value in steps:

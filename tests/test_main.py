@@ -1,8 +1,10 @@
 """main.py as users call it: training, its files, resuming, evaluating, and one-line errors."""
 import json
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -193,11 +195,36 @@ def test_evaluate_with_an_out_dir_draws_the_confusion_matrix(trained, cli):
     assert status == 0 and (trained / "plots" / "lenet5_seed0_confusion.png").is_file()
 
 
+def test_evaluate_names_the_figure_after_the_checkpoint_it_scores(trained, tmp_path, cli):
+    checkpoint = tmp_path / "mine.pt"
+    shutil.copy(trained / "checkpoints" / "lenet5_seed0.pt", checkpoint)
+    status, _, _ = cli(["--evaluate", "--recipe", "fast", "--checkpoint", checkpoint, "--limit", "512",
+                        "--device", "cpu", "--out-dir", tmp_path / "out"])
+    assert status == 0 and files_under(tmp_path / "out") == ["plots", "plots/mine_confusion.png"]
+
+
+@pytest.mark.parametrize("where", ["/proc", "a file", "a folder in the figure's place"])
+def test_evaluate_checks_its_out_dir_before_any_work(where, trained, tmp_path, cli):
+    out_dir = {"/proc": Path("/proc/nope"), "a file": tmp_path / "a-file"}.get(where, tmp_path / "out")
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "out" / "plots" / "lenet5_seed0_confusion.png").mkdir(parents=True)
+    status, out, err = cli(["--evaluate", "--checkpoint", trained / "checkpoints" / "lenet5_seed0.pt", "--limit",
+                            "512", "--device", "cpu", "--out-dir", out_dir])
+    assert status == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_evaluate_without_a_run_says_how_to_train_it(tmp_path, cli):
+    status, _, err = cli(["--evaluate", "--recipe", "fast", "--tag", "x", "--seed", "3", "--out-dir", tmp_path])
+    assert status == 2 and err == (f"main.py: error: --evaluate: no checkpoint at {tmp_path}/checkpoints/"
+                                   f"lenet5_fast_x_seed3.pt; train it first: python main.py --model lenet5 --recipe "
+                                   f"fast --tag x --seed 3 --out-dir {tmp_path}\n")
+
+
 @pytest.mark.parametrize("case, message", [
     ("missing", "does not exist; train the model first"),
     ("other model", "holds a lenet5 checkpoint, not custom_mlp; pass --model lenet5"),
     ("not a checkpoint", "is not a checkpoint of main.py"),
-    ("validation", "was trained on all 60,000 training images"),
+    ("validation", "was trained without --validation"),
 ])
 def test_evaluate_rejects_bad_checkpoints(case, message, trained, tmp_path, cli):
     path = {"missing": tmp_path / "nothing.pt", "not a checkpoint": tmp_path / "junk.pt"}.get(
@@ -247,6 +274,11 @@ def assert_rejected(argv, tmp_path, cli, message):
     (["--model", "all", "--recipe", "fast"], "--recipe fast is a recipe for lenet5 only"),
     (["--recipe", "slow"], "invalid choice: 'slow'"),
     (["--label-smoothing", "0.7"], "--label-smoothing: must be from 0 to 0.5, got 0.7"),
+    (["--tag", "fast"], "--tag fast would name lenet5's run like lenet5_fast's runs; choose another tag"),
+    (["--tag", "fast_x"], "--tag fast_x would name lenet5's run like lenet5_fast's runs"),
+    (["--tag", "regularized"], "--tag regularized would name lenet5's run like lenet5_regularized's runs"),
+    (["--model", "all", "--tag", "regularized"], "would name lenet5's run like lenet5_regularized's runs"),
+    (["--overw"], "unrecognized arguments: --overw"),  # no abbreviations: the resume command printed must parse
 ])
 def test_bad_arguments_are_rejected(argv, message, tmp_path, cli):
     # --limit keeps a check that failed to reject from training for minutes.
@@ -331,3 +363,13 @@ def test_cuda_run_trains_and_reports(tmp_path, cli):
     assert status == 0
     results = results_of(tmp_path, "lenet5_regularized_seed0")
     assert results["device"].startswith("cuda") and results["history"][-1]["eval_acc"] > 80
+
+
+@pytest.mark.parametrize("program", ["main.py", "predict.py", "demo.py"])
+def test_every_option_in_the_help_gives_its_default(program):
+    module = __import__(program[:-3])
+    text = module.get_args_parser().format_help()
+    options = re.split(r"\n  (?=-)", text.split("options:")[1])[1:]
+    silent = [o.split()[0] for o in options if "default" not in o and not o.startswith("-h") and "same as" not in o]
+    assert options and silent == []
+    assert "(default: None)" not in text and "(default: False)" not in text

@@ -112,6 +112,16 @@ def test_a_finished_run_is_not_replaced_by_one_with_other_settings(change, diffe
     assert status == 0 and results_of(tmp_path)["recipe"] != json.loads(before[f"{RUN}.json"])["recipe"]
 
 
+def test_a_run_saved_before_label_smoothing_existed_reads_as_trained_without_it(finished, tmp_path, cli):
+    shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
+    checkpoint = checkpoint_of(tmp_path)
+    del checkpoint["recipe"]["label_smoothing"]
+    torch.save(checkpoint, tmp_path / "checkpoints" / f"{RUN}.pt")
+    status, _, err = cli(["--model", "lenet5", *QUICK, "--label-smoothing", "0.1", "--out-dir", tmp_path])
+    assert_one_line_error(err, status, 2, "with --label-smoothing 0.0, where this run has --label-smoothing 0.1")
+    assert cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])[0] == 0  # the same settings: a rerun
+
+
 def test_results_without_their_checkpoint_are_not_replaced_either(finished, tmp_path, cli):
     shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
     (tmp_path / "checkpoints" / f"{RUN}.pt").unlink()
@@ -305,7 +315,7 @@ def test_an_out_dir_that_cannot_take_the_files_is_rejected_before_training(where
     if where == "results json is a folder":
         (tmp_path / "out" / "results" / f"{RUN}.json").mkdir(parents=True)
     status, out, err = cli(["--model", "lenet5", *QUICK, "--out-dir", out_dir])
-    message = "is a folder, where this run writes a file" if "folder" in where else "cannot be written"
+    message = "is a folder, where this command writes a file" if "folder" in where else "cannot be written"
     assert_one_line_error(err, status, 2, message)
     assert "epoch" not in out
 
@@ -338,6 +348,22 @@ def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(tmp
     assert cli(["--model", "lenet5", *QUICK, "--epochs", "3", "--out-dir", tmp_path / "straight"])[0] == 0
     assert (without_seconds(results_of(tmp_path)["history"]) ==
             without_seconds(results_of(tmp_path / "straight")["history"]))
+
+
+def test_a_failed_first_checkpoint_does_not_advise_resuming(tmp_path, cli, monkeypatch):
+    def save_checkpoint(path, checkpoint):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(files, "save_checkpoint", save_checkpoint)
+    status, _, err = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])
+    assert_one_line_error(err, status, 1, "(No space left on device); free some space or pass another --out-dir, "
+                                          "then rerun\n")
+
+
+def test_model_all_checks_where_its_comparison_figure_goes_before_training(tmp_path, cli):
+    (tmp_path / "plots" / "comparison_seed0.png").mkdir(parents=True)
+    status, out, err = cli(["--model", "all", *QUICK, "--out-dir", tmp_path])
+    assert_one_line_error(err, status, 2, "comparison_seed0.png is a folder, where this command writes a file")
+    assert "epoch" not in out
 
 
 # 10: the rest
