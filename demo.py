@@ -8,12 +8,13 @@ own preprocessing, optionally moves it by ?dx=&dy= pixels after centring, and an
 probabilities and the 28x28 image they saw. Standard library server, one thread per connection. It answers only
 to its own name and its own page, so that no other web page open in a browser can use it.
 """
-import argparse
 import base64
 import io
 import json
+import socket
 import sys
 import threading
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -28,6 +29,7 @@ MAX_BYTES = 2 * 1024 * 1024
 MAX_PIXELS = 4096 * 4096
 MAX_SHIFT = 10
 TIMEOUT = 10           # s: the longest a connection may keep the server waiting for its next bytes
+REQUEST_SECONDS = 30   # s: the longest a client may take to send one request whole, however it trickles
 MAX_CONNECTIONS = 64   # connections open at once; the next ones get a 503, so file descriptors never run out
 READING_AT_ONCE = 2    # requests decoded and read at once; the others wait their turn, so memory stays bounded
 
@@ -115,39 +117,75 @@ class Reader:
         return {"blank": False, "image": png_data_url(seen), "shift": [dx, dy], "models": answers}
 
 
-def handler(reader, seconds=TIMEOUT):
+def handler(reader, seconds=TIMEOUT, request_seconds=REQUEST_SECONDS):
     reading = threading.BoundedSemaphore(READING_AT_ONCE)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         timeout = seconds  # for every read and write on the connection
 
+        def handle_one_request(self):
+            # The timeout bounds each read, not a client that sends a byte every few seconds: this bounds the
+            # whole request, from its first line to its body's last byte.
+            self.deadline = threading.Timer(request_seconds, self.hang_up)
+            self.deadline.start()
+            try:
+                super().handle_one_request()
+            finally:
+                self.deadline.cancel()
+
+        def hang_up(self):
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
         def do_HEAD(self):
             self.do_GET(head=True)
 
         def do_GET(self, head=False):
+            self.deadline.cancel()
+            if self.headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in self.headers:
+                self.close_connection = True  # a body not read must not pass for the next request
             if not self.from_here():
                 return
-            if urlparse(self.path).path != "/":
-                return self.answer(404, {"error": f"no page at {self.path}; the demo is at /"}, head=head)
+            try:
+                path = urlparse(self.path).path
+            except ValueError:
+                self.close_connection = True
+                return self.answer(400, {"error": "the request's URL cannot be read"}, head=head)
+            if path != "/":
+                return self.answer(404, {"error": "no page here; the demo is at /"}, head=head)
             self.answer(200, PAGE.read_bytes(), "text/html; charset=utf-8", head=head)
 
         def do_POST(self):
-            url = urlparse(self.path)
             try:
                 if not self.from_here():
                     return
+                try:
+                    url = urlparse(self.path)
+                except ValueError:
+                    raise BadRequest("the request's URL cannot be read") from None
                 if url.path != "/predict":
-                    raise BadRequest(f"POST to /predict, not {url.path}", 404)
+                    raise BadRequest("POST drawings to /predict", 404)
                 body = self.body()
+                self.deadline.cancel()
                 dx, dy = shift(url.query)
                 content_type = self.headers.get("Content-Type", "").partition(";")[0].strip().lower()
                 with reading:
                     self.answer(200, reader.read(decode(body, content_type), dx, dy))
             except BadRequest as e:
+                self.close_connection = True  # its body may be unread, and must not pass for the next request
                 self.answer(e.status, {"error": str(e)})
             except ModelFailed as e:
                 self.answer(500, {"error": str(e)})
+
+        def send_error(self, code, message=None, explain=None):
+            """http.server's own refusals (a request line or headers too long or malformed, a method it has no
+            do_ for), as JSON like every other answer."""
+            self.close_connection = True
+            self.request_version = self.protocol_version  # not HTTP/0.9, whose answers have no status line
+            self.answer(code, {"error": message or HTTPStatus(code).phrase}, head=self.command == "HEAD")
 
         def from_here(self):
             """Whether the request is for this server by its own name, and a POST from its own page; answers it
@@ -160,8 +198,9 @@ def handler(reader, seconds=TIMEOUT):
                 self.close_connection = True
                 self.answer(421, {"error": f"this server answers only as http://127.0.0.1:{port}/"})
                 return False
-            origin = self.headers.get("Origin")
-            if self.command == "POST" and origin is not None and origin.lower() not in {f"http://{h}" for h in ours}:
+            origins = [origin.lower() for origin in self.headers.get_all("Origin") or []]
+            foreign = len(origins) > 1 or origins and origins[0] not in {f"http://{host}" for host in ours}
+            if self.command == "POST" and foreign:
                 self.close_connection = True
                 self.answer(403, {"error": "only the demo's own page may send drawings here"})
                 return False
@@ -265,9 +304,9 @@ def load_models(checkpoints):
     return models
 
 
-def make_server(models, port=8000, timeout=TIMEOUT):
+def make_server(models, port=8000, timeout=TIMEOUT, request_seconds=REQUEST_SECONDS):
     """The demo's HTTP server on 127.0.0.1:port (0: any free port), not yet serving."""
-    return Server(("127.0.0.1", port), handler(Reader(models), timeout))
+    return Server(("127.0.0.1", port), handler(Reader(models), timeout, request_seconds))
 
 
 def get_args_parser():

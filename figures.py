@@ -117,7 +117,7 @@ def predictions(rows, limit=PREDICTIONS_SHOWN, total=None):
     axes = fig.subplots(len(shown), 3, squeeze=False, width_ratios=[1, 1, 2.2])
     for (name, image, field, probabilities), (given, seen, bars) in zip(shown, axes):
         given.imshow(image)
-        given.set_title(name, fontsize=9)
+        given.set_title(name, fontsize=9, parse_math=False)  # a file name, never mathtext
         seen.set_title("what the model saw" if field is not None else "no ink found", fontsize=9)
         for ax in (given, seen):
             ax.set_xticks([])

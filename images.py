@@ -21,6 +21,8 @@ FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 NAMES = {"WEBP": "WebP"}
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 MAX_PIXELS = 50_000_000  # width x height, as the file declares it
+# Decoders read some parts of a file whole, whatever its pixels: a PNG's ancillary chunks, a JPEG's APP segments.
+MAX_FILE_BYTES = 64 * 1024 * 1024
 WORK_SIDE = 2048         # px: the longest side an image is read at; a digit needs far fewer
 # The full range of high-bit-depth modes, read as 0 to 255: 16-bit integers (Pillow widens them to "I") and floats.
 FULL_RANGE = {"I": 65535, "F": 1.0}
@@ -77,14 +79,19 @@ def open_image(source, formats=FORMATS, max_pixels=MAX_PIXELS):
     """The first frame of the image at source (a path, or a binary file such as BytesIO), decoded, upright as its
     EXIF orientation says, in mode L, LA, RGB or RGBA, and at most WORK_SIDE on its longest side.
 
-    Raises Unreadable for a path that is not a regular file, a format not in formats, an image over max_pixels,
-    and anything the decoder raises.
+    Raises Unreadable for a path that is not a regular file, a file over MAX_FILE_BYTES, a format not in formats,
+    an image over max_pixels, and anything the decoder raises.
     """
     if isinstance(source, (str, os.PathLike)):
         try:
             source = paths.open_file(source)
         except paths.NotAFile as e:
             raise Unreadable(f"{e}, not an image file" if not (e.missing or e.unreadable) else str(e)) from None
+        size = os.fstat(source.fileno()).st_size
+        if size > MAX_FILE_BYTES:
+            source.close()
+            raise Unreadable(f"a file of {size / 1024**2:,.0f} MB, over {MAX_FILE_BYTES // 1024**2} MB; scale the image "
+                             f"down or crop it")
     with source:
         try:
             image = Image.open(source, formats=formats)

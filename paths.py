@@ -11,6 +11,16 @@ KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a named pipe (FIFO)", stat.S_I
          stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}
 
 
+def shown(path, escape_controls=True):
+    """A path as valid UTF-8 text: bytes that are not UTF-8 as \\xNN; with escape_controls, control characters
+    too (a newline as \\n), so that it prints on one line."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return text.translate(CONTROLS) if escape_controls else text
+
+
+CONTROLS = {c: repr(chr(c))[1:-1] for c in [*range(32), 127]}
+
+
 class NotAFile(Exception):
     """A path that cannot be read as a regular file. str() says what it is instead, as a phrase for messages;
     missing and unreadable tell the two cases that want their own advice."""

@@ -25,6 +25,7 @@ from PIL import Image, ImageFilter
 
 import images
 import paths
+from paths import shown
 from errors import OutputLost, emit, lose_output, stop_on_ctrl_c
 from main import HelpFormatter, OneLineErrorParser
 
@@ -277,16 +278,6 @@ def best_checkpoint(out_dir, model=None, skipped=lambda error: None):
     return max(candidates)[1] if candidates else None
 
 
-def shown(path, escape_controls=True):
-    """A path as valid UTF-8 text: bytes that are not UTF-8 as \\xNN; with escape_controls, control characters
-    too (a newline as \\n), so that it prints on one line."""
-    text = os.fsencode(path).decode("utf-8", "backslashreplace")
-    return text.translate(CONTROLS) if escape_controls else text
-
-
-CONTROLS = {c: repr(chr(c))[1:-1] for c in [*range(32), 127]}
-
-
 def describe(probabilities, top):
     """The prediction in words: the digit, its probability, and the runners-up."""
     order = probabilities.argsort(descending=True)[:top].tolist()
@@ -304,30 +295,41 @@ def record(path, probabilities, top):
             "probabilities": [round(float(p), 6) for p in probabilities]}
 
 
+def given_path(text):
+    """A path as given; an empty one, as an unset "$DIR" gives, is an error rather than the current folder."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path; name an image or a folder")
+    return text
+
+
 def get_args_parser():
     parser = OneLineErrorParser(description="Read handwritten digits in images with a trained model.",
                                 formatter_class=HelpFormatter)
-    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER", type=given_path,
                         help=f"image files ({', '.join(images.EXTENSIONS)}) and folders of them")
     parser.add_argument("--model", choices=["lenet5", "custom_mlp", "lenet5_regularized"],
                         help="read with this model's best checkpoint in runs/ (default: the best of any model)")
     parser.add_argument("--checkpoint", type=Path, help="read with this checkpoint (default: the best in runs/)")
     parser.add_argument("--top", type=int, default=3, choices=range(1, 11), metavar="K",
                         help="show the K most likely digits")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a line per image; default: a line per image")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON instead of a line per image; default: a line per image")
     parser.add_argument("--preview", type=Path, metavar="PATH",
                         help="also draw each image as given, as the model saw it, and its probabilities, into PATH "
-                             "(a new .png, not one of the inputs; default: none)")
+                             "(a .png, not one of the inputs, replaced if it exists; default: none)")
     return parser
 
 
-def check_preview(preview, inputs):
-    """UsageError, before any work, for a --preview path that would replace what it must not: one of the inputs,
-    or a file in a folder being read; a folder or anything else that is not a regular file; a name that is not
-    .png."""
+def check_preview(given_path, inputs):
+    """The --preview path to write, resolved as the kernel will resolve it once its folders exist: symbolic links
+    followed and "nosuch/.." taken away. UsageError, before any work, for one that would replace what it must not:
+    one of the inputs, or a file in a folder being read; a folder or anything else that is not a regular file; a
+    read-only file; a name that is not .png."""
     from errors import UsageError
+    preview = Path(os.path.realpath(given_path))
     if preview.suffix.lower() != ".png":
-        raise UsageError(f"--preview {shown(preview)}: the preview is a PNG; give a path that ends in .png")
+        raise UsageError(f"--preview {shown(given_path)}: the preview is a PNG; give a file name that ends in .png, "
+                         f"e.g. preview.png")
     try:
         mode = preview.stat().st_mode
     except FileNotFoundError:
@@ -335,13 +337,17 @@ def check_preview(preview, inputs):
     except OSError as e:
         raise UsageError(f"--preview {shown(preview)} is {paths.problem(e, preview)}; give another path") from None
     if mode is not None and not stat.S_ISREG(mode):
-        raise UsageError(f"--preview {shown(preview)} is {paths.kind(mode)}; give the path of a new .png file")
+        raise UsageError(f"--preview {shown(given_path)} is {paths.kind(mode)}; give the path of a .png file")
+    if mode is not None and not mode & 0o222:
+        raise UsageError(f"--preview {shown(given_path)} is read-only; give another path")
     for given in map(Path, inputs):
         if given.is_dir() and preview.parent.exists() and preview.parent.samefile(given):
-            raise UsageError(f"--preview {shown(preview)} is in {shown(given)}, a folder of images to read; write "
+            raise UsageError(f"--preview {shown(given_path)} is in {shown(given)}, a folder of images to read; write "
                              f"the preview elsewhere")
         if mode is not None and given.exists() and preview.samefile(given):
-            raise UsageError(f"--preview {shown(preview)} is one of the images to read; write the preview elsewhere")
+            raise UsageError(f"--preview {shown(given_path)} is one of the images to read; write the preview "
+                             f"elsewhere")
+    return preview
 
 
 def prepare_preview(preview):
@@ -428,7 +434,7 @@ def main(args, started=lambda: None):
     from errors import UsageError
     try:
         if args.preview:
-            check_preview(args.preview, args.inputs)
+            args.preview = check_preview(args.preview, args.inputs)
         model = load(args)
         if args.preview:
             prepare_preview(args.preview)

@@ -125,6 +125,8 @@ def restore(model, optimizer, scheduler, checkpoint, device, path):
     return list(checkpoint["history"]), checkpoint["predictions"]
 
 
+# The dtypes a floating-point weight may have: main.py saves float32, the golden runs float64.
+REAL_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # What each epoch's record in a checkpoint's history holds; all are finite numbers.
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "eval_loss", "eval_acc", "seconds")
 
@@ -135,7 +137,7 @@ def load_checked(path, flag="--checkpoint"):
     checkpoint = files.load_checkpoint(path, flag)
     try:
         check_checkpoint(checkpoint)
-    except ValueError as e:
+    except (ValueError, TypeError, RuntimeError, NotImplementedError) as e:  # torch's, for tensors of odd kinds
         raise files.CheckpointError(flag, path, f"is not a checkpoint of main.py: {e}") from None
     return checkpoint
 
@@ -157,13 +159,22 @@ def check_checkpoint(checkpoint):
         missing = [key for key in HISTORY_KEYS if not is_finite_number(record.get(key))]
         if missing:
             raise ValueError(f"an epoch of its history has no finite {missing[0]}")
+        wrong = [key for key in ("train_acc", "eval_acc") if not 0 <= record[key] <= 100]
+        if wrong:
+            raise ValueError(f"an epoch of its history has a {wrong[0]} of {shown_value(record[wrong[0]])}, not a "
+                             f"percentage")
     weights = checkpoint["model"]
     if not isinstance(weights, dict) or not all(isinstance(w, torch.Tensor) for w in weights.values()):
         raise ValueError("its weights are not a dict of tensors")
     with torch.device("meta"):  # the shapes the recipe's model has, without allocating them
-        shapes = {key: value.shape for key, value in engine.build_model(recipe, "meta").state_dict().items()}
-    if shapes != {key: value.shape for key, value in weights.items()}:
+        expected = engine.build_model(recipe, "meta").state_dict()
+    if {key: value.shape for key, value in expected.items()} != {key: value.shape for key, value in weights.items()}:
         raise ValueError(f"its weights do not have the shapes of model.py's {recipe['model']} with its recipe")
+    for key, value in weights.items():  # dense tensors in memory, real floats where floats belong: as torch.save wrote
+        kind_ok = value.dtype in REAL_FLOATS if expected[key].is_floating_point() else value.dtype == expected[key].dtype
+        if value.layout != torch.strided or value.device.type != "cpu" or value.is_quantized or not kind_ok:
+            raise ValueError(f"its weight {shown_value(key)} is a {value.dtype} {value.layout} tensor on "
+                             f"{value.device.type}, not what main.py saves")
     if not all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point()):
         raise ValueError("its weights hold NaN or infinite values")
 

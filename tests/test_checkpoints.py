@@ -3,6 +3,7 @@ refused in one line, exit status 2, before a model is built from it; and the rec
 with main.py's flags."""
 import os
 import shutil
+import zipfile
 
 import pytest
 import torch
@@ -36,6 +37,13 @@ def craft(checkpoint, damage):
         checkpoint["model"]["fc2.weight"][0, 0] = float("nan")
     elif damage == "a model named os.system":
         checkpoint["recipe"]["model"] = "os.system"
+    elif damage == "an accuracy of 1e308":  # it would win predict.py's choice of the best checkpoint
+        checkpoint["history"][-1]["eval_acc"] = 1e308
+    elif damage in ("meta weights", "sparse weights", "complex weights"):
+        weight = checkpoint["model"]["fc2.weight"]
+        checkpoint["model"]["fc2.weight"] = {"meta weights": lambda: torch.empty_like(weight, device="meta"),
+                                             "sparse weights": weight.to_sparse,
+                                             "complex weights": lambda: weight.to(torch.complex64)}[damage]()
     return checkpoint
 
 
@@ -48,7 +56,14 @@ DAMAGES = {"a string recipe": "its recipe is a str, not a dict of settings",
                                    "them",
            "NaN weights": "its weights hold NaN or infinite values",
            "a model named os.system": "its recipe's model is 'os.system', not one of lenet5, custom_mlp, "
-                                      "lenet5_regularized"}
+                                      "lenet5_regularized",
+           "an accuracy of 1e308": "an epoch of its history has a eval_acc of 1e+308, not a percentage",
+           "meta weights": "its weight 'fc2.weight' is a torch.float32 torch.strided tensor on meta, not what main.py "
+                           "saves",
+           "sparse weights": "its weight 'fc2.weight' is a torch.float32 torch.sparse_coo tensor on cpu, not what "
+                             "main.py saves",
+           "complex weights": "its weight 'fc2.weight' is a torch.complex64 torch.strided tensor on cpu, not what "
+                              "main.py saves"}
 
 
 @pytest.fixture
@@ -104,11 +119,30 @@ def test_a_crafted_file_among_the_checkpoints_is_skipped_and_said(crafted, train
     assert status == 0 and out.startswith(f"{one_png}: 1 (")
     assert err.splitlines() == [
         f"predict.py: skipped {path}, which is not a checkpoint of main.py: {DAMAGES['a million-wide layer']}",
-        f"predict.py: skipped {path.parent}/junk.pt, which is not a checkpoint of main.py (UnpicklingError)",
+        f"predict.py: skipped {path.parent}/junk.pt, which is not a checkpoint of main.py (BadZipFile)",
         f"reading with lenet5 from {path.parent}/lenet5_seed0.pt (epoch 1, final test accuracy "
         + err.splitlines()[2].split("accuracy ")[1]]
     assert [name for name, *_ in demo.load_models([])] == ["lenet5"]
     assert capsys.readouterr().err.count("demo.py: skipped") == 2  # once each, not once per model
+
+
+def test_a_checkpoint_whose_records_are_compressed_is_refused_before_it_expands(trained_runs, tmp_path, cli,
+                                                                               monkeypatch):
+    # Compressed, a record of zeros shrinks a thousandfold; torch.load would expand it in memory.
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(trained_runs / "checkpoints" / f"{RUN}.pt") as original, \
+            zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as compressed:
+        for record in original.infolist():
+            compressed.writestr(record.filename, original.read(record))
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: pytest.fail("torch.load reached"))
+    status, _, err = cli(["--model", "custom_mlp", "--evaluate", "--checkpoint", bomb])
+    assert status == 2 and err == (f"main.py: error: --checkpoint: {bomb} is not a checkpoint of main.py: its records "
+                                   f"are compressed, which torch.save never does; delete it or train again\n")
+
+
+def test_a_checkpoint_path_is_shown_on_one_line(tmp_path, cli):
+    status, _, err = cli(["--model", "lenet5", "--evaluate", "--checkpoint", tmp_path / "x\nFAKE: line.pt"])
+    assert status == 2 and err.count("\n") == 1 and "x\\nFAKE: line.pt does not exist" in err
 
 
 @pytest.mark.parametrize("where", ["a named pipe", "a folder", "a symbolic link loop"])

@@ -4,6 +4,7 @@ import contextlib
 import http.client
 import io
 import json
+import re
 import select
 import socket
 import struct
@@ -279,6 +280,59 @@ def test_a_client_that_stalls_is_cut_off_and_the_others_still_answered(models): 
             assert post(address, PNGS[1])[0] == 200
             started = time.monotonic()
             assert stalled.recv(1) == b"" and time.monotonic() - started < 3  # hung up on, not waited for
+
+
+def test_a_client_that_trickles_its_request_is_cut_off_at_the_deadline(models):  # case 12: slowloris
+    with serving(models, timeout=1, request_seconds=1.5) as address:
+        with socket.create_connection(("127.0.0.1", port_of(address)), timeout=5) as slow:
+            started = time.monotonic()
+            received = b""
+            for byte in f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port_of(address)}\r\nX-Slow: {'a' * 20}".encode():
+                try:
+                    slow.sendall(bytes([byte]))
+                    time.sleep(0.1)  # each byte well within the 1 s timeout
+                except OSError:
+                    break
+                if time.monotonic() - started > 4:
+                    break
+            try:
+                received = slow.recv(1)
+            except OSError:
+                pass
+            assert received == b"" and time.monotonic() - started < 4
+
+
+@pytest.mark.parametrize("data", [
+    b"POST http://[::1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n",
+    b"GET http://[::1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n",
+    b"PUT / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n",
+    b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
+    b"GET / HTTP/9.9\r\n\r\n",
+])
+def test_malformed_requests_get_one_json_answer(server, data, capsys):  # every refusal is JSON
+    answer = raw(server, data.replace(b"{port}", str(port_of(server)).encode()))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert answer.count(b"HTTP/1.") == 1 and re.match(rb"HTTP/1.[01] (400|414|501|505) ", head), answer[:200]
+    assert "error" in json.loads(body) and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("method, path, headers", [("POST", "/other", "Content-Type: image/png\r\n"),
+                                                   ("GET", "/", "")])
+def test_a_body_the_server_does_not_read_is_never_the_next_request(server, method, path, headers):
+    host = f"Host: 127.0.0.1:{port_of(server)}\r\n"
+    smuggled = f"GET / HTTP/1.1\r\n{host}\r\n".encode()
+    head = f"{method} {path} HTTP/1.1\r\n{host}{headers}Content-Length: {len(smuggled)}\r\n\r\n"
+    answer = raw(server, head.encode() + smuggled)
+    assert answer.count(b"HTTP/1.1 ") == 1
+
+
+def test_two_origins_are_refused_even_when_the_first_is_ours(server):
+    ours = f"http://127.0.0.1:{port_of(server)}"
+    for origins in ([ours, "http://evil.example"], [ours, ours]):
+        data = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port_of(server)}\r\nContent-Type: image/png\r\n"
+                + "".join(f"Origin: {origin}\r\n" for origin in origins)
+                + f"Content-Length: {len(PNGS[1])}\r\n\r\n").encode() + PNGS[1]
+        assert raw(server, data).startswith(b"HTTP/1.1 403 ")
 
 
 def test_only_a_few_drawings_are_read_at_once(models):  # case 12: memory stays bounded under load

@@ -98,6 +98,18 @@ def test_an_image_over_the_pixel_cap_is_refused_before_decoding(monkeypatch):  #
         images.open_image(io.BytesIO(png_declaring(20000, 20000)), max_pixels=4096 * 4096)
 
 
+def test_a_file_over_the_size_cap_is_refused_before_any_decoder_reads_it(tmp_path, monkeypatch):
+    # A 40x40 PNG with a private chunk that Pillow would read whole, and keep: sparse, so it costs no disk.
+    path = tmp_path / "big_chunk.png"
+    png = encoded(Image.new("L", (40, 40), 255), "PNG")
+    with open(path, "wb") as f:
+        f.write(png[:33] + struct.pack(">I4s", images.MAX_FILE_BYTES, b"abCd"))
+        f.truncate(images.MAX_FILE_BYTES + 1024)
+    monkeypatch.setattr(Image, "open", lambda *args, **kwargs: pytest.fail("reached Pillow"))
+    with pytest.raises(images.Unreadable, match=r"a file of 64 MB, over 64 MB; scale the image down or crop it"):
+        images.open_image(path)
+
+
 def test_large_jpegs_decode_reduced_and_every_image_comes_back_small(monkeypatch):  # case 7
     decoded = []
     load = JpegImagePlugin.JpegImageFile.load

@@ -273,7 +273,8 @@ def with_zero_length_idat(png):
     return png[:offset] + b"\0\0\0\0" + png[offset + 4:]
 
 
-@pytest.mark.parametrize("case", ["an input", "in a folder being read", "a folder", "a named pipe", "not a .png"])
+@pytest.mark.parametrize("case", ["an input", "an input through a folder not yet made", "in a folder being read",
+                                  "a folder", "a named pipe", "not a .png", "a read-only file"])
 def test_a_preview_that_would_replace_what_it_must_not_is_refused_before_any_work(case, checkpoint, tmp_path,
                                                                                   run_predict):  # case 1
     scans = tmp_path / "scans"
@@ -282,7 +283,11 @@ def test_a_preview_that_would_replace_what_it_must_not_is_refused_before_any_wor
     drawing(0).save(tmp_path / "b.png")
     (tmp_path / "charts.png").mkdir()
     os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "kept.png").write_bytes(b"mine")
+    (tmp_path / "kept.png").chmod(0o444)
     inputs, preview = {"an input": ([scans / "a.png", tmp_path / "b.png"], scans / "a.png"),
+                       "an input through a folder not yet made": ([scans / "a.png"], scans / "nosuch" / ".." / "a.png"),
+                       "a read-only file": ([scans], tmp_path / "kept.png"),
                        "in a folder being read": ([scans], scans / "new.png"),
                        "a folder": ([scans], tmp_path / "charts.png"),
                        "a named pipe": ([scans], tmp_path / "pipe.png"),
@@ -292,6 +297,20 @@ def test_a_preview_that_would_replace_what_it_must_not_is_refused_before_any_wor
     assert status == 2 and out == "" and err.count("\n") == 1 and err.startswith("predict.py: error: --preview")
     assert (scans / "a.png").read_bytes() == before and sorted(p.name for p in scans.iterdir()) == ["a.png"]
     assert stat.S_ISFIFO((tmp_path / "pipe.png").stat().st_mode) and (tmp_path / "charts.png").is_dir()
+    assert (tmp_path / "kept.png").read_bytes() == b"mine"
+
+
+def test_a_file_name_that_reads_as_mathtext_is_drawn_as_it_is(checkpoint, tmp_path, run_predict):
+    drawing(1).save(tmp_path / "$\\foo$ a$^$b.png")
+    status, _, err = run_predict(tmp_path / "$\\foo$ a$^$b.png", "--checkpoint", checkpoint, "--preview",
+                                 tmp_path / "preview.png")
+    assert status == 0 and "Traceback" not in err and (tmp_path / "preview.png").is_file()
+
+
+def test_an_empty_path_is_refused_rather_than_read_as_the_current_folder(capsys):  # an unset "$DIR"
+    with pytest.raises(SystemExit) as exit:
+        predict.get_args_parser().parse_args([""])
+    assert exit.value.code == 2 and "an empty path; name an image or a folder" in capsys.readouterr().err
 
 
 def test_a_corrupt_file_is_one_line_and_the_rest_are_read(checkpoint, tmp_path, run_predict):  # case 2
