@@ -47,9 +47,12 @@ def png_declaring(width, height, idat=None, colour_type=6, palette=None, transpa
 
 
 def start(script, *argv, **kwargs):
-    """script (main.py, predict.py, ...) as a child process, with pipes for its output."""
+    """script (main.py, predict.py, ...) as a child process, with pipes for its output. Ctrl-C reaches it as it
+    reaches a program started from a terminal, even where pytest itself runs with SIGINT ignored, as a shell's
+    background job (`nohup`, `&`) does: the programs keep an ignored SIGINT ignored, on purpose."""
     return subprocess.Popen([sys.executable, str(ROOT / script), *map(str, argv)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
 
 
 def interrupted_while_starting(script, *argv):
