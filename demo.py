@@ -284,6 +284,7 @@ def load_models(checkpoints):
     """[(name, path, accuracy, model)] for the checkpoints given, or for each model's best one in runs/, saying on
     standard error which files there it skipped and why."""
     import files
+    import paths
     import predict
     import runs
     import torch
@@ -294,7 +295,7 @@ def load_models(checkpoints):
                  for m in MODEL_NAMES)
         checkpoints = [path for path in found if path]
         for error in skipped.values():
-            print(f"demo.py: skipped {predict.shown(error.path)}, which {error.reason}", file=sys.stderr)
+            print(f"demo.py: skipped {paths.shown(error.path)}, which {error.reason}", file=sys.stderr)
     models = []
     for path in checkpoints:
         model, checkpoint = runs.load_model(path, torch.device("cpu"))

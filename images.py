@@ -90,8 +90,8 @@ def open_image(source, formats=FORMATS, max_pixels=MAX_PIXELS):
         size = os.fstat(source.fileno()).st_size
         if size > MAX_FILE_BYTES:
             source.close()
-            raise Unreadable(f"a file of {size / 1024**2:,.0f} MB, over {MAX_FILE_BYTES // 1024**2} MB; scale the image "
-                             f"down or crop it")
+            raise Unreadable(f"a file of {size / 1024**2:,.0f} MB, over {MAX_FILE_BYTES // 1024**2} MB; scale the "
+                             f"image down or crop it")
     with source:
         try:
             image = Image.open(source, formats=formats)

@@ -124,7 +124,8 @@ def get_args_parser():
     p.add_argument("--data-dir", type=Path, help="where MNIST lives; default: data/ beside main.py")
     p.add_argument("--out-dir", type=Path,
                    help="where results/, plots/ and checkpoints/ go; default: runs/ beside main.py (git ignores it)")
-    p.add_argument("--tag", type=parse_tag, help="name the run <model>[_<recipe>]_<tag>_seed<seed>, e.g. --tag wd; default: none")
+    p.add_argument("--tag", type=parse_tag,
+                   help="name the run <model>[_<recipe>]_<tag>_seed<seed>, e.g. --tag wd; default: none")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
                        help="continue the run from its checkpoint, with the same settings; with --model all, skip the "
@@ -179,7 +180,8 @@ def train(args, recipes, device):
              for p, r in zip(paths, recipes)]
     comparison = out_dir / "plots" / f"{run_name('comparison', args.tag, args.seed)}.png" if len(recipes) > 1 else None
     data = dataset.load_splits(args.data_dir or dataset.DEFAULT_DATA_DIR, device, args.validation, args.limit)
-    files.prepare_out_dir(out_dir, [output for path in paths for output in path.outputs] + [comparison] * bool(comparison))
+    outputs = [output for path in paths for output in path.outputs] + ([comparison] if comparison else [])
+    files.prepare_out_dir(out_dir, outputs)
     scored_on = evaluated_on(recipes[0])  # the same for every model of the command
     emit(f"device {device} ({engine.describe_device(device)}), torch {torch.__version__}")
     histories, done = {}, []
@@ -224,14 +226,14 @@ def evaluate(args, names, device):
                                                         run_name(name, args.tag, args.seed, args.recipe)).checkpoint
                    for name in names]
     # Each figure is named after the checkpoint it scores, so that it never takes another run's name.
-    figures_out = [args.out_dir / "plots" / f"{Path(path).stem}_confusion.png" for path in checkpoints] \
-        if args.out_dir else []
-    if figures_out:
-        files.prepare_out_dir(args.out_dir, figures_out)
+    confusions = [args.out_dir / "plots" / f"{Path(path).stem}_confusion.png" if args.out_dir else None
+                  for path in checkpoints]
+    if args.out_dir:
+        files.prepare_out_dir(args.out_dir, confusions)
     _, _, images, labels = dataset.load_splits(args.data_dir or dataset.DEFAULT_DATA_DIR, device, args.validation,
                                                args.limit)
     split = "validation split" if args.validation else "test set"
-    for i, (name, path) in enumerate(zip(names, checkpoints)):
+    for name, path, confusion in zip(names, checkpoints, confusions):
         if not args.checkpoint and not path.exists():
             raise UsageError(f"--evaluate: no checkpoint at {path}; train it first: {training_command(args, name)}")
         model, checkpoint = runs.load_model(path, device, name, "--checkpoint" if args.checkpoint else "--evaluate")
@@ -243,10 +245,9 @@ def evaluate(args, names, device):
         emit(f"{name} from {path} (epoch {checkpoint['epoch']}), on the {split}, {len(labels):,} images:\n"
               f"loss {result.loss:.4f}  accuracy {result.acc:.2f}%  errors {len(labels) - int(matrix.trace()):,}\n\n"
               f"{per_class_table(matrix)}\n\nmost frequent confusions: {frequent_confusions(matrix, 5)}\n")
-        if figures_out:
-            files.save(figures_out[i], files.save_figure,
-                       figures.confusion(matrix, f"{name}: confusion matrix on the {split}"))
-            emit(f"wrote {shown(figures_out[i])}")
+        if confusion:
+            files.save(confusion, files.save_figure, figures.confusion(matrix, f"{name}: confusion matrix on the {split}"))
+            emit(f"wrote {shown(confusion)}")
     return 0
 
 

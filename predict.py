@@ -25,9 +25,9 @@ from PIL import Image, ImageFilter
 
 import images
 import paths
-from paths import shown
 from errors import OutputLost, emit, lose_output, stop_on_ctrl_c
 from main import HelpFormatter, OneLineErrorParser
+from paths import shown
 
 WORK_SIDE = 160      # px: the longest side of the thumbnail on which the ink is found
 INK = 0.3            # of the stretched contrast: what counts as ink when cropping

@@ -97,10 +97,11 @@ def fast_sweep(score):
         scored = [((lr, smoothing), [score(fast_setting(schedule, lr, smoothing), seed) for seed in FAST_TUNING_SEEDS])
                   for lr in FAST_SEARCH_SPACE["lr"] for smoothing in FAST_SEARCH_SPACE["label_smoothing"]]
         tried.append((schedule, scored))
-        value, accuracies = max(scored, key=lambda pair: statistics.mean(pair[1]))
-        if best is None or statistics.mean(accuracies) > best[0]:
-            best = statistics.mean(accuracies), fast_setting(schedule, *value)
-        if statistics.mean(accuracies) >= TARGET_ACCURACY:
+        mean, value = max(((statistics.mean(accuracies), value) for value, accuracies in scored),
+                          key=lambda pair: pair[0])  # the first of equals, in the order listed
+        if best is None or mean > best[0]:
+            best = mean, fast_setting(schedule, *value)
+        if mean >= TARGET_ACCURACY:
             return fast_setting(schedule, *value), tried
     return best[1], tried
 
