@@ -3,8 +3,8 @@
     python demo.py                      # every model with a checkpoint in runs/, on http://127.0.0.1:8000
     python demo.py --port 8080 --checkpoint checkpoints/lenet5_seed0.pt --checkpoint other.pt
 
-The page (demo.html) sends each drawing as a PNG to POST /predict, which makes it MNIST-like with predict.py's
-own preprocessing, optionally moves it by ?dx=&dy= pixels after centring, and answers with every model's
+The page (demo.html) sends each drawing as a PNG to POST /predict, which makes it MNIST-like with preprocess.py,
+as predict.py does, optionally moves it by ?dx=&dy= pixels after centring, and answers with every model's
 probabilities and the 28x28 image they saw. Standard library server, one thread per connection. It answers only
 to its own name and its own page, so that no other web page open in a browser can use it.
 """
@@ -19,8 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from errors import stop_on_ctrl_c
-from main import HelpFormatter, OneLineErrorParser, number
+from cli import OneLineErrorParser, number, run, signal_status, stop_on_ctrl_c
+from errors import UsageError
 from recipes import LABELS, evaluated_on
 
 PAGE = Path(__file__).resolve().parent / "demo.html"
@@ -97,13 +97,13 @@ class Reader:
     def read(self, image, dx=0, dy=0):
         import dataset
         import engine
-        import predict
+        import preprocess
         import torch
         try:
-            field = predict.mnist_like(image)
-        except predict.Blank:
+            field = preprocess.mnist_like(image)
+        except preprocess.Blank:
             return {"blank": True, "image": None, "shift": [dx, dy], "models": []}
-        tensor = dataset.shift(predict.normalize([field]), dx, dy)
+        tensor = dataset.shift(preprocess.normalize([field]), dx, dy)
         seen = (tensor[0, 0] * dataset.MNIST_STD + dataset.MNIST_MEAN).numpy()
         answers = []
         for name, path, accuracy, model in self.models:
@@ -283,22 +283,21 @@ class Server(ThreadingHTTPServer):
 def load_models(checkpoints):
     """[(name, path, accuracy, model)] for the checkpoints given, or for each model's best one in runs/, saying on
     standard error which files there it skipped and why."""
+    import checkpoints as checkpoint_files
     import files
     import paths
-    import predict
-    import runs
     import torch
     from recipes import MODEL_NAMES
     if not checkpoints:
         skipped = {}
-        found = (predict.best_checkpoint(files.DEFAULT_OUT_DIR, m, lambda e: skipped.setdefault(e.path, e))
+        found = (checkpoint_files.best_checkpoint(files.DEFAULT_OUT_DIR, m, lambda e: skipped.setdefault(e.path, e))
                  for m in MODEL_NAMES)
         checkpoints = [path for path in found if path]
         for error in skipped.values():
             print(f"demo.py: skipped {paths.shown(error.path)}, which {error.reason}", file=sys.stderr)
     models = []
     for path in checkpoints:
-        model, checkpoint = runs.load_model(path, torch.device("cpu"))
+        model, checkpoint = checkpoint_files.load_model(path, torch.device("cpu"))
         accuracy = {"acc": checkpoint["history"][-1]["eval_acc"],
                     "on": evaluated_on(checkpoint["recipe"])}
         models.append((checkpoint["recipe"]["model"], path, accuracy, model))
@@ -311,8 +310,7 @@ def make_server(models, port=8000, timeout=TIMEOUT, request_seconds=REQUEST_SECO
 
 
 def get_args_parser():
-    parser = OneLineErrorParser(description=__doc__.split("\n")[0],
-                                formatter_class=HelpFormatter)
+    parser = OneLineErrorParser(description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=number(int, lambda v: 0 <= v <= 65535, "from 0 (any free port) to 65535"),
                         default=8000, help="the port on 127.0.0.1 to serve on")
     parser.add_argument("--checkpoint", type=Path, action="append",
@@ -323,38 +321,30 @@ def get_args_parser():
 def main(args, started=lambda: None):
     """Serve until Ctrl-C; returns the exit status: 2 for a bad checkpoint or port, 130 for Ctrl-C, as main.py.
     started() is called once the models are loaded and the port is open, before anything is printed or served."""
-    from errors import UsageError
-    try:
+    def body():
         import torch
         models = load_models(args.checkpoint)
         if not models:
             raise UsageError("no trained model in runs/checkpoints; train one with "
                              "`python main.py --model lenet5_regularized`")
-        server = make_server(models, args.port)
-    except UsageError as e:
-        print(f"demo.py: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"demo.py: error: cannot serve on 127.0.0.1:{args.port} ({e.strerror}); pass another --port",
-              file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ndemo.py: interrupted while starting; nothing served", file=sys.stderr)
-        return 130
-    try:
-        started()
-        names = ", ".join(f"{name} ({path})" for name, path, _, _ in models)
-        print(f"reading with {names}\nopen http://127.0.0.1:{server.server_port}/ in a browser; Ctrl-C stops",
-              flush=True)
-        # One image at a time gains nothing from intra-op threads; with requests in parallel threads, they only
-        # fight over the cores (benchmarks/bench_demo.py).
-        torch.set_num_threads(1)
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("\ndemo.py: stopped", file=sys.stderr)
-        return 130
-    finally:
-        server.server_close()
+        try:
+            server = make_server(models, args.port)
+        except OSError as e:
+            raise UsageError(f"cannot serve on 127.0.0.1:{args.port} ({e.strerror}); pass another --port") from None
+        with server:
+            started()
+            names = ", ".join(f"{name} ({path})" for name, path, _, _ in models)
+            print(f"reading with {names}\nopen http://127.0.0.1:{server.server_port}/ in a browser; Ctrl-C stops",
+                  flush=True)
+            # One image at a time gains nothing from intra-op threads; with requests in parallel threads, they only
+            # fight over the cores (benchmarks/bench_demo.py).
+            torch.set_num_threads(1)
+            try:
+                server.serve_forever()
+            except KeyboardInterrupt as e:
+                print("\ndemo.py: stopped", file=sys.stderr)
+                return signal_status(e)
+    return run("demo.py", body, interrupted="demo.py: interrupted while starting; nothing served")
 
 
 if __name__ == "__main__":

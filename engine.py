@@ -1,4 +1,6 @@
-"""The training engine: builds a model and its optimizer, trains, evaluates. It writes no files and draws nothing."""
+"""The training engine: picks the device, builds a model and its optimizer, trains, evaluates. It writes no files
+and draws nothing."""
+import contextlib
 import platform
 import time
 from dataclasses import dataclass
@@ -10,12 +12,8 @@ from tqdm import tqdm
 
 import dataset
 from model import MODELS
-from errors import RunFailed
+from errors import RunFailed, UsageError
 from recipes import ARCHITECTURE_KEYS
-
-# The robustness sweep: test accuracy under shifts in the four diagonal directions and under rotations both ways.
-SHIFTS = range(0, 7)
-ROTATIONS = range(0, 31, 5)
 
 
 class Diverged(RunFailed):
@@ -27,6 +25,27 @@ class Evaluation:
     loss: float         # mean cross-entropy over every sample
     acc: float          # percent of samples classified correctly
     predictions: torch.Tensor  # (N,) the predicted class of each sample, in the loader's order
+
+
+def resolve_device(name):
+    """The device that --device names: auto is the accelerator torch.accelerator finds (CUDA, MPS, XPU, ...), else
+    the CPU. UsageError for one that is not here."""
+    accelerator = torch.accelerator.current_accelerator(check_available=True)  # None where there is none
+    if name == "auto":
+        return accelerator or torch.device("cpu")
+    if name != "cpu" and (accelerator is None or accelerator.type != name):
+        raise UsageError(f"--device {name}: no {name.upper()} device is available here; use --device cpu or --device auto")
+    return torch.device(name)
+
+
+def autocast(device, amp):
+    """The context every forward pass of a run enters, built once per run: bfloat16 autocast with amp, else none."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+
+
+def as_float32(logits):
+    """bfloat16 logits, from autocast, as float32 for the loss; any others as they are."""
+    return logits.float() if logits.dtype == torch.bfloat16 else logits
 
 
 def build_model(recipe, device):
@@ -72,24 +91,25 @@ def setup(recipe, train_images, train_labels, device):
     return model, batches, optimizer, scheduler
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, amp=False, progress=False, label_smoothing=0.0):
+def train_one_epoch(model, loader, optimizer, scheduler, recipe, progress=False, ctx=None):
     """One pass over loader; returns (loss, accuracy %) over all its samples, weighted by batch size.
 
-    The model learns from the cross-entropy with label_smoothing; the loss returned is the plain cross-entropy,
-    comparable with evaluate's. Losses and correct counts stay on the device; the host looks at them every 50 steps
-    and at the end, not after every step, so a GPU does not wait on it. Raises Diverged naming the first
-    non-finite loss.
+    The model learns from the cross-entropy with the recipe's label smoothing; the loss returned is the plain
+    cross-entropy, comparable with evaluate's. ctx is the run's autocast context (built from the recipe where not
+    given). Losses and correct counts stay on the device; the host looks at them every 50 steps and at the end, not
+    after every step, so a GPU does not wait on it. Raises Diverged naming the first non-finite loss.
     """
     model.train()
     device = next(model.parameters()).device
+    ctx = ctx or autocast(device, recipe["amp"])
+    label_smoothing = recipe["label_smoothing"]
     loss_sums = torch.zeros(len(loader), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
     bar = tqdm(loader, leave=False, disable=not progress, unit="batch")
     for step, (images, labels) in enumerate(bar):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(images)
-        logits = logits.float() if amp else logits  # bfloat16 logits: the loss in float32
+        with ctx:
+            logits = as_float32(model(images))
         loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -109,16 +129,16 @@ def train_one_epoch(model, loader, optimizer, scheduler, amp=False, progress=Fal
 
 
 @torch.no_grad()
-def evaluate(model, loader, amp=False):
-    """Loss and accuracy over all of loader's samples, and every sample's predicted class, in one pass."""
+def evaluate(model, loader, ctx=contextlib.nullcontext()):
+    """Loss and accuracy over all of loader's samples, and every sample's predicted class, in one pass; ctx is the
+    run's autocast context."""
     model.eval()
     device = next(model.parameters()).device
     loss = torch.zeros((), device=device)
     predictions, labels = [], []
     for images, batch_labels in loader:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(images)
-        logits = logits.float() if amp else logits
+        with ctx:
+            logits = as_float32(model(images))
         loss += F.cross_entropy(logits, batch_labels, reduction="sum")
         predictions.append(logits.argmax(1))
         labels.append(batch_labels)
@@ -134,41 +154,24 @@ def probabilities(model, images, batch_size=1000):
     return torch.cat([model(images[i:i + batch_size]).softmax(1) for i in range(0, len(images), batch_size)])
 
 
-def fit(model, optimizer, scheduler, train_batches, eval_batches, epochs, first_epoch=1, amp=False, progress=False,
-        label_smoothing=0.0):
-    """Train from first_epoch to epochs; after each epoch, yield its record and the Evaluation behind it.
+def fit(model, optimizer, scheduler, train_batches, eval_batches, recipe, first_epoch=1, progress=False):
+    """Train as the recipe says from first_epoch to its last epoch; after each epoch, yield its record and the
+    Evaluation behind it.
 
     The record holds the epoch, the training loss and accuracy measured on the fly, the evaluation loss and
     accuracy, and the seconds the epoch took. Raises Diverged naming the epoch and step.
     """
-    for epoch in range(first_epoch, epochs + 1):
+    ctx = autocast(next(model.parameters()).device, recipe["amp"])
+    for epoch in range(first_epoch, recipe["epochs"] + 1):
         start = time.perf_counter()
         try:
-            train_loss, train_acc = train_one_epoch(model, train_batches, optimizer, scheduler, amp, progress,
-                                                    label_smoothing)
+            train_loss, train_acc = train_one_epoch(model, train_batches, optimizer, scheduler, recipe, progress, ctx)
         except Diverged as e:
             raise Diverged(f"{e} of epoch {epoch}") from None
-        evaluation = evaluate(model, eval_batches, amp)
+        evaluation = evaluate(model, eval_batches, ctx)
         record = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, eval_loss=evaluation.loss,
                       eval_acc=evaluation.acc, seconds=time.perf_counter() - start)
         yield record, evaluation
-
-
-def robustness(model, images, labels, batch_size=1000, amp=False):
-    """Accuracy % under shifts of SHIFTS pixels, averaged over the 4 diagonal directions, and under rotations of
-    ROTATIONS degrees, averaged over both ways; as {"shift": {pixels: acc}, "rotation": {degrees: acc}}."""
-    def accuracy(transformed):
-        return evaluate(model, dataset.TensorLoader(transformed, labels, batch_size), amp).acc
-
-    def mean(values):
-        return sum(values) / len(values)
-
-    clean = accuracy(images)
-    directions = ((1, 1), (1, -1), (-1, 1), (-1, -1))
-    return {"shift": {k: mean([accuracy(dataset.shift(images, sx * k, sy * k)) for sx, sy in directions])
-                      if k else clean for k in SHIFTS},
-            "rotation": {d: mean([accuracy(dataset.rotate(images, way * d)) for way in (1, -1)]) if d else clean
-                         for d in ROTATIONS}}
 
 
 def confusion_matrix(truth, predicted, classes=10):

@@ -1,21 +1,16 @@
-"""Everything a run puts on disk: atomic writes, results JSON, checkpoints, output paths and the run lock."""
+"""Writing files: the one atomic write, results JSON, figures, a run's output paths, and the run lock.
+checkpoints.py owns what a checkpoint holds; it writes through atomic_write here."""
 import fcntl
 import json
 import os
-import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-import paths
 from errors import RunFailed, UsageError
 
 ROOT = Path(__file__).resolve().parent
 # Where main.py writes unless told otherwise; git ignores it. The report writes ROOT's results/ and plots/.
 DEFAULT_OUT_DIR = ROOT / "runs"
-CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "epoch", "recipe", "history", "rng", "predictions"}
 
 
 class WriteError(RunFailed):
@@ -141,72 +136,3 @@ class RunLock:
 
     def __exit__(self, *exc):
         self.file.close()
-
-
-def save_checkpoint(path, checkpoint):
-    atomic_write(path, lambda f: torch.save(checkpoint, f))
-
-
-class CheckpointError(UsageError):
-    """A checkpoint that cannot be used. The message names flag, the path, what is wrong (reason, e.g. "does not
-    exist") and the fix (advice)."""
-
-    def __init__(self, flag, path, reason, advice="delete it or train again"):
-        super().__init__(f"{flag}: {paths.shown(path)} {reason}" + (f"; {advice}" if advice else ""))
-        self.path, self.reason = path, reason
-
-
-# The largest checkpoint read: the largest model main.py's flags allow, CustomMLP with eight hidden layers of 4,096,
-# saves about 1.5 GB with its optimizer state; ours save well under 1 MB.
-MAX_CHECKPOINT_BYTES = 2 * 1024**3
-
-
-def check_archive(file):
-    """ValueError saying why, unless file is a zip archive as torch.save writes one: every record stored
-    uncompressed, so that reading it takes no more memory than the file's size, and that size within
-    MAX_CHECKPOINT_BYTES. A small file with compressed records could expand to any size in torch.load."""
-    try:
-        with zipfile.ZipFile(file) as archive:
-            records = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise ValueError(f"is not a checkpoint of main.py ({type(e).__name__})") from None
-    finally:
-        file.seek(0)
-    if any(record.compress_type != zipfile.ZIP_STORED for record in records):
-        raise ValueError("is not a checkpoint of main.py: its records are compressed, which torch.save never does")
-    size = os.fstat(file.fileno()).st_size
-    if size > MAX_CHECKPOINT_BYTES:
-        raise ValueError(f"holds {size / 1024**3:.1f} GB, more than the {MAX_CHECKPOINT_BYTES // 1024**3} GB of the "
-                         f"largest model main.py trains")
-
-
-def load_checkpoint(path, flag="--checkpoint"):
-    """The checkpoint dict saved by main.py at path. A path that is not a regular file, or a file that is not such
-    a checkpoint, is a CheckpointError that names flag."""
-    path = Path(path)
-    try:
-        file = paths.open_file(path)
-    except paths.NotAFile as e:
-        if e.missing:
-            reason, advice = "does not exist", "train the model first, e.g. `python main.py --model lenet5`"
-        elif e.unreadable:
-            reason, advice = f"is {e}", None
-        else:
-            reason, advice = f"is {e}, not a checkpoint file", "pass the .pt file that main.py wrote"
-        raise CheckpointError(flag, path, reason, advice) from None
-    with file:
-        try:
-            check_archive(file)
-        except ValueError as e:
-            raise CheckpointError(flag, path, str(e)) from None
-        try:
-            with warnings.catch_warnings():  # torch warns, in several lines, of odd tensors that the checks refuse
-                warnings.simplefilter("ignore")
-                checkpoint = torch.load(file, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch.load raises many kinds on a file that is not a checkpoint
-            raise CheckpointError(flag, path, f"is not a checkpoint of main.py ({type(e).__name__})") from None
-    if not isinstance(checkpoint, dict) or CHECKPOINT_KEYS - set(checkpoint):
-        missing = CHECKPOINT_KEYS - set(checkpoint) if isinstance(checkpoint, dict) else CHECKPOINT_KEYS
-        raise CheckpointError(flag, path, f"is not a checkpoint of main.py (no {', '.join(sorted(missing))})")
-    return checkpoint
-

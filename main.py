@@ -9,56 +9,15 @@ given, then _seed<seed>.
 """
 import argparse
 import contextlib
-import math
-import os
 import shlex
-import signal
 import sys
 from pathlib import Path
 
-from errors import Interrupted, OutputLost, RunFailed, UsageError, emit, lose_output
+from cli import OneLineErrorParser, emit, exit_now, number, run
+from errors import Interrupted, UsageError
+from paths import relative as shown
 from recipes import (MODEL_NAMES, RECIPE_NAMES, RECIPE_SCHEMA, check_run_name, check_tag, evaluated_on, format_recipe,
                      resolve_recipe, run_name)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, as kill, timeout and job schedulers send it: handled like Ctrl-C, with its own exit status."""
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Appends each option's default, except where the help text itself says what happens without it."""
-
-    def _get_help_string(self, action):
-        hidden = action.default is None or action.default is False  # not `in`: 0 == False, and --seed 0 shows
-        return action.help if hidden else super()._get_help_string(action)
-
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse, with its errors on one line instead of the usage text and an error line, and without abbreviated
-    options: main.py prints commands back to the user (how to resume), and those must say what was meant."""
-
-    def __init__(self, **kwargs):
-        super().__init__(allow_abbrev=False, **kwargs)
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def number(kind, accept, requirement):
-    """An argparse type: text parsed by kind, then held to accept(value)."""
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'a whole' if kind is int else 'a'} number, got {text!r}") from None
-        if not (math.isfinite(value) and accept(value)):
-            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
-        return value
-    return parse
-
-
-def count(high=10**9):
-    return number(int, lambda v: 1 <= v <= high, f"from 1 to {high}")
 
 
 def parse_tag(text):
@@ -79,46 +38,52 @@ def parse_widths(text):
     return widths
 
 
+def setting(key):
+    """The argparse type of the flag for a recipe setting: the kind and bounds that RECIPE_SCHEMA gives it."""
+    kind = RECIPE_SCHEMA[key]
+    return parse_widths if kind.kind is list else number(kind.kind, kind.allows, kind.bounds)
+
+
 def get_args_parser():
     p = OneLineErrorParser(description="Train LeNet-5, a same-size MLP and a regularized LeNet-5 on MNIST, "
-                                       "or evaluate a trained one.", formatter_class=HelpFormatter)
+                                       "or evaluate a trained one.")
     recipe = "the model's recipe (printed at start-up)"
     p.add_argument("--model", default="lenet5", choices=[*MODEL_NAMES, "all"], help="model to train; all trains each in turn")
     p.add_argument("--recipe", choices=RECIPE_NAMES, nargs="?", const="default", default="default",
                    help="default: each model's recipe, as the report trains it; fast: LeNet5 to 99%% test accuracy "
                         "in as little time as it can (lenet5 only)")
-    p.add_argument("--epochs", type=count(10**6), help=f"epochs to train; default: {recipe}, 10 for the default ones")
-    p.add_argument("--batch-size", type=count(10**6),
+    p.add_argument("--epochs", type=setting("epochs"), help=f"epochs to train; default: {recipe}, 10 for the default ones")
+    p.add_argument("--batch-size", type=setting("batch_size"),
                    help=f"training batch size; default: {recipe}")
-    p.add_argument("--lr", type=number(float, lambda v: 0 < v <= 10, "above 0 and at most 10"),
+    p.add_argument("--lr", type=setting("lr"),
                    help=f"peak learning rate of the one-cycle schedule; default: {recipe}")
     p.add_argument("--optimizer", choices=["sgd", "adamw"], help=f"sgd is Nesterov with momentum 0.9; default: {recipe}")
-    p.add_argument("--weight-decay", type=number(float, lambda v: 0 <= v <= 1, "from 0 to 1"), help=f"weight decay; default: {recipe}")
-    p.add_argument("--augment", type=number(float, lambda v: 0 <= v <= 4, "from 0 to 4"), nargs="?", const=1.0, metavar="STRENGTH",
+    p.add_argument("--weight-decay", type=setting("weight_decay"), help=f"weight decay; default: {recipe}")
+    p.add_argument("--augment", type=setting("augment"), nargs="?", const=1.0, metavar="STRENGTH",
                    help="random rotation, shift and scale of training images: 1 (the bare flag) is up to 5 degrees, "
                         f"5%% and 5%%, 2 doubles those ranges; default: {recipe}")
     p.add_argument("--no-augment", dest="augment", action="store_const", const=0.0, help="same as --augment 0")
-    p.add_argument("--label-smoothing", type=number(float, lambda v: 0 <= v <= 0.5, "from 0 to 0.5"),
+    p.add_argument("--label-smoothing", type=setting("label_smoothing"),
                    help=f"label smoothing of the training loss; default: {recipe}")
-    p.add_argument("--hidden", type=parse_widths, help=f"hidden widths of custom_mlp, e.g. 72,64; default: {recipe}")
-    p.add_argument("--dropout", type=number(float, lambda v: 0 <= v <= 0.99, "from 0 to 0.99"),
+    p.add_argument("--hidden", type=setting("hidden"), help=f"hidden widths of custom_mlp, e.g. 72,64; default: {recipe}")
+    p.add_argument("--dropout", type=setting("dropout"),
                    help=f"dropout probability, lenet5_regularized only; default: {recipe}")
     p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction,
                    help=f"batch norm layers, lenet5_regularized only; default: {recipe}")
-    p.add_argument("--seed", type=number(int, lambda v: 0 <= v < 2**32, "from 0 to 4294967295"), default=0,
+    p.add_argument("--seed", type=setting("seed"), default=0,
                    help="random seed for weights, batch order, dropout and augmentation")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps", "xpu"],
                    help="auto picks the accelerator that torch.accelerator finds (CUDA, MPS, XPU, ...), else the CPU")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast, meant for GPUs; default: off")
     p.add_argument("--compile", action="store_true", help="torch.compile the model; default: off")
-    p.add_argument("--eval-batch-size", type=count(10**6), default=1000,
+    p.add_argument("--eval-batch-size", type=setting("batch_size"), default=1000,
                    help="batch size for evaluation")
     p.add_argument("--validation", action="store_true",
                    help="train on the first 50,000 training images and evaluate on the last 10,000 instead of the "
                         "test set, to compare recipes without looking at the test set; default: off")
-    p.add_argument("--limit", type=count(),
+    p.add_argument("--limit", type=setting("limit"),
                    help="use only the first N training and N evaluation images, for quick checks; default: all")
-    p.add_argument("--train-size", type=count(),
+    p.add_argument("--train-size", type=setting("train_size"),
                    help="train on a class-stratified subset of N training images, repeated to fill each epoch so "
                         "the number of steps stays the same; the test set stays whole; default: all")
     p.add_argument("--data-dir", type=Path, help="where MNIST lives; default: data/ beside main.py")
@@ -151,24 +116,6 @@ def recipes_of(args):
         for name in names:
             check_run_name(name, args.tag)
     return [resolve_recipe(name, overrides, args.recipe, **run) for name in names]
-
-
-def shown(path):
-    """path as a user would type it: relative to the working folder where it lies inside it."""
-    try:
-        return path.resolve().relative_to(Path.cwd())
-    except ValueError:
-        return path
-
-
-def resolve_device(name):
-    import torch
-    accelerator = torch.accelerator.current_accelerator(check_available=True)  # None where there is none
-    if name == "auto":
-        return accelerator or torch.device("cpu")
-    if name != "cpu" and (accelerator is None or accelerator.type != name):
-        raise UsageError(f"--device {name}: no {name.upper()} device is available here; use --device cpu or --device auto")
-    return torch.device(name)
 
 
 def train(args, recipes, device):
@@ -219,24 +166,24 @@ def train(args, recipes, device):
 
 def evaluate(args, names, device):
     """The --evaluate verb: each model's checkpoint scored on the test set or the validation split."""
-    import dataset, engine, figures, files, runs  # noqa: E401  (here, not at the top: see main)
+    import checkpoints, dataset, engine, figures, files  # noqa: E401  (here, not at the top: see main)
     if args.checkpoint and len(names) > 1:
         raise UsageError("--checkpoint names one model's checkpoint; pass --model too, not --model all")
-    checkpoints = [args.checkpoint or files.RunPaths.of(args.out_dir or files.DEFAULT_OUT_DIR,
+    paths = [args.checkpoint or files.RunPaths.of(args.out_dir or files.DEFAULT_OUT_DIR,
                                                         run_name(name, args.tag, args.seed, args.recipe)).checkpoint
                    for name in names]
     # Each figure is named after the checkpoint it scores, so that it never takes another run's name.
     confusions = [args.out_dir / "plots" / f"{Path(path).stem}_confusion.png" if args.out_dir else None
-                  for path in checkpoints]
+                  for path in paths]
     if args.out_dir:
         files.prepare_out_dir(args.out_dir, confusions)
     _, _, images, labels = dataset.load_splits(args.data_dir or dataset.DEFAULT_DATA_DIR, device, args.validation,
                                                args.limit)
     split = "validation split" if args.validation else "test set"
-    for name, path, confusion in zip(names, checkpoints, confusions):
+    for name, path, confusion in zip(names, paths, confusions):
         if not args.checkpoint and not path.exists():
             raise UsageError(f"--evaluate: no checkpoint at {path}; train it first: {training_command(args, name)}")
-        model, checkpoint = runs.load_model(path, device, name, "--checkpoint" if args.checkpoint else "--evaluate")
+        model, checkpoint = checkpoints.load_model(path, device, name, "--checkpoint" if args.checkpoint else "--evaluate")
         if args.validation and not checkpoint["recipe"]["validation"]:
             raise UsageError(f"--validation: {path} was trained without --validation, on training images that include "
                              f"the validation split; evaluate it on the test set (drop --validation)")
@@ -283,55 +230,20 @@ def interrupted(e, args):
     return "".join(f"{model} finished; " for model in e.done) + f"{saved}.\nresume with: {command}"
 
 
-def terminate(signum, frame):
-    raise Terminated
-
-
 def main(args):
     """Run what the command line asks for; returns the exit status.
 
     The modules that import torch are imported only once the arguments are checked, inside train and evaluate:
     torch alone takes seconds to import, and --help or a bad flag should answer at once.
     """
-    signal.signal(signal.SIGTERM, terminate)
-    try:
+    def body():
         recipes = recipes_of(args)
+        import engine
+        device = engine.resolve_device(args.device)
         if args.evaluate:
-            return evaluate(args, [r["model"] for r in recipes], resolve_device(args.device))
-        return train(args, recipes, resolve_device(args.device))
-    except UsageError as e:
-        print(f"main.py: error: {e}", file=sys.stderr)
-        return 2
-    except RunFailed as e:
-        print(f"main.py: error: {e}", file=sys.stderr)
-        return 1
-    except Interrupted as e:
-        print(f"\n{interrupted(e, args)}", file=sys.stderr)
-        return 143 if isinstance(e.by, Terminated) else 130
-    except KeyboardInterrupt as e:
-        print("\ninterrupted; nothing saved", file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly. The files are as the last full epoch left them.
-        lose_output()
-        return 141
-    except OutputLost as e:
-        lose_output()
-        print(f"main.py: error: cannot write the output ({e}); free some space or send it elsewhere", file=sys.stderr)
-        return 1
-
-
-def exit_now(status):
-    """Exit with status, without Python's shutdown, which takes about a second once torch is imported and does
-    nothing a finished command needs: its files are written and closed, and only the output buffers remain."""
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BrokenPipeError:
-        status = status or 141
-    except OSError:
-        status = status or 1
-    os._exit(status)
+            return evaluate(args, [r["model"] for r in recipes], device)
+        return train(args, recipes, device)
+    return run("main.py", body, interrupted="interrupted; nothing saved", stopped=lambda e: interrupted(e, args))
 
 
 if __name__ == "__main__":

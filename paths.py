@@ -6,6 +6,7 @@ is looked at before it is opened. No torch here, so that predict.py can check it
 import errno
 import os
 import stat
+from pathlib import Path
 
 KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a device",
          stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}
@@ -19,6 +20,14 @@ def shown(path, escape_controls=True):
 
 
 CONTROLS = {c: repr(chr(c))[1:-1] for c in [*range(32), 127]}
+
+
+def relative(path):
+    """path as a user would type it: relative to the working folder where it lies inside it."""
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 class NotAFile(Exception):

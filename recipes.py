@@ -1,4 +1,4 @@
-"""What to train: the models' names and recipes, how a run is named, and the report's experiments.
+"""What to train: the models' names and recipes, the settings a recipe may hold, and how a run is named.
 
 No torch here, so that main.py can check its arguments before the slow imports.
 """
@@ -38,7 +38,7 @@ ARCHITECTURE_KEYS = {"lenet5": (), "custom_mlp": ("hidden",), "lenet5_regularize
 class Setting:
     """What one recipe key may hold: a kind (bool, int, float, str, or list for widths), for numbers and each width
     a range from low to high (above low where low_open), for text its choices, for a list its most items; and
-    None where optional. main.py's flags allow the same (a test holds them together)."""
+    None where optional. main.py's flags are built from these."""
     kind: type
     low: float = None
     high: float = None
@@ -62,19 +62,23 @@ class Setting:
                                      and value <= self.high)
 
     @property
+    def bounds(self):
+        """A number's range in words, e.g. "above 0 and at most 10"."""
+        return f"above {self.low} and at most {self.high}" if self.low_open else f"from {self.low} to {self.high}"
+
+    @property
     def requirement(self):
         if self.kind is list:
-            return f"widths from {self.low} to {self.high}, at most {self.items} of them"
+            return f"widths {self.bounds}, at most {self.items} of them"
         if self.kind is str:
             return f"one of {', '.join(self.choices)}"
         if self.kind is bool:
             return "true or false"
-        low = f"above {self.low} and at most" if self.low_open else f"from {self.low} to"
-        return f"{'a whole number' if self.kind is int else 'a number'} {low} {self.high}"
+        return f"{'a whole number' if self.kind is int else 'a number'} {self.bounds}"
 
 
-# Every setting a recipe may hold, and within what: main.py's flags allow the same, and a checkpoint's recipe is
-# checked against it before a model is built from it. A new setting is one more line here. Each defines a run's
+# Every setting a recipe may hold, and within what: main.py's flags take their kinds and bounds from here, and a
+# checkpoint's recipe is checked against it before a model is built from it. A new setting is one more line here. Each defines a run's
 # numbers, so a resumed run must match its checkpoint in all of them (RECIPE_KEYS).
 RECIPE_SCHEMA = {
     "model": Setting(str, choices=MODEL_NAMES),
@@ -96,10 +100,8 @@ RECIPE_SCHEMA = {
 }
 RECIPE_KEYS = tuple(RECIPE_SCHEMA)
 
-# The report: each experiment is run once per seed, for EPOCHS epochs, on top of its model's recipe.
-SEEDS = (0, 1, 2)
+# A recipe trains for EPOCHS epochs unless it says otherwise.
 EPOCHS = 10
-TRAIN_SIZES = (1_000, 3_000, 10_000, 30_000)
 
 
 def run_name(model, tag=None, seed=0, recipe="default"):
@@ -190,77 +192,3 @@ def evaluated_on(recipe):
 def format_recipe(recipe):
     """The recipe's settings on one line, in RECIPE_KEYS' order whatever the dict's."""
     return "recipe: " + ", ".join(f"{key}={recipe[key]}" for key in RECIPE_KEYS if key in recipe)
-
-
-# scripts/tune.py's sweep, scored on the validation split. For each model it starts from `start` and tries one
-# factor at a time, in the order given, each around the best setting found so far. Each factor's values are in
-# order of preference: a setting whose mean is within one standard deviation of the best one's loses to the best
-# only if listed after it. So the simpler setting comes first (no regularization before some, one hidden layer
-# before two, a weaker augmentation before a stronger one), and where nothing is simpler, the starting value.
-SEARCH_SPACE = {
-    "lenet5": dict(
-        start=dict(optimizer="sgd", lr=0.1, weight_decay=0.0, batch_size=128, augment=0.0),
-        factors=dict(lr=[0.1, 0.05, 0.2, 0.02], batch_size=[128, 64, 256])),
-    "custom_mlp": dict(
-        start=dict(optimizer="sgd", lr=0.1, weight_decay=1e-3, batch_size=128, augment=1.0, hidden=[72, 64]),
-        factors=dict(hidden=[[78], [75, 32], [72, 64], [66, 128]], lr=[0.1, 0.05, 0.2],
-                     weight_decay=[0.0, 5e-4, 1e-3, 2e-3], augment=[0.0, 1.0, 2.0])),
-    "lenet5_regularized": dict(
-        start=dict(optimizer="sgd", lr=0.1, weight_decay=5e-4, batch_size=128, augment=1.0, dropout=0.1,
-                   batch_norm=True),
-        factors=dict(lr=[0.1, 0.05, 0.2], weight_decay=[0.0, 5e-4, 1e-3], dropout=[0.0, 0.1, 0.2],
-                     augment=[0.0, 0.5, 1.0, 1.5, 2.0])),
-}
-TUNING_SEEDS = (0, 1)
-
-# `scripts/tune.py --fast`: the sweep behind NAMED_RECIPES["fast"], on the validation split. It aims at
-# TARGET_ACCURACY as soon as possible, not at the best accuracy. The schedules, (epochs, batch size), are listed
-# fastest first: fewer epochs first, then larger batches, which take fewer steps of nearly the same cost on a CPU.
-# Each is tried with every learning rate and label smoothing, and the first schedule where one of those reaches the
-# target, as the mean over FAST_TUNING_SEEDS, wins with the best of them.
-TARGET_ACCURACY = 99.0
-FAST_SEARCH_SPACE = dict(
-    start=dict(optimizer="sgd", weight_decay=0.0, augment=0.0),
-    schedules=[(1, 128), (1, 64), (1, 32), (2, 128), (2, 64), (2, 32), (3, 128), (3, 64), (3, 32)],
-    lr=[0.03, 0.05, 0.1, 0.2], label_smoothing=[0.0, 0.1])
-FAST_TUNING_SEEDS = (0, 1, 2)
-
-
-def _experiments():
-    regularized, lenet = RECIPES["lenet5_regularized"], RECIPES["lenet5"]
-    # label -> (model, overrides of its recipe, tag). Each single technique is added to LeNet5's recipe, learning
-    # rate included, with its setting from LeNet5_Regularized's recipe.
-    experiments = {
-        "LeNet5": ("lenet5", {}, None),
-        "CustomMLP": ("custom_mlp", {}, None),
-        "LeNet5_Regularized": ("lenet5_regularized", {}, None),
-        "weight decay only": ("lenet5", {"weight_decay": regularized["weight_decay"]}, "wd"),
-        "batch norm only": ("lenet5_regularized", {"lr": lenet["lr"], "augment": 0.0, "dropout": 0.0,
-                                                   "weight_decay": 0.0}, "bn"),
-        "dropout only": ("lenet5_regularized", {"lr": lenet["lr"], "batch_norm": False, "augment": 0.0,
-                                                "weight_decay": 0.0}, "dropout"),
-        "augmentation only": ("lenet5", {"augment": regularized["augment"]}, "augment"),
-        "all four at LeNet5's learning rate": ("lenet5_regularized", {"lr": lenet["lr"]}, "lenet5lr"),
-        "CustomMLP without augmentation": ("custom_mlp", {"augment": 0.0}, "noaug"),
-    }
-    # Sample efficiency: stratified subsets of the training set, each trained for the same number of optimizer
-    # steps as the full set; the full set's runs are "LeNet5" and "CustomMLP without augmentation".
-    for size in TRAIN_SIZES:
-        experiments[f"LeNet5, {size:,} images"] = ("lenet5", {"train_size": size}, f"n{size}")
-        experiments[f"CustomMLP without augmentation, {size:,} images"] = (
-            "custom_mlp", {"augment": 0.0, "train_size": size}, f"noaug_n{size}")
-    return experiments
-
-
-EXPERIMENTS = _experiments()
-
-
-def experiment_recipe(label, seed):
-    model, overrides, _ = EXPERIMENTS[label]
-    return resolve_recipe(model, overrides, epochs=EPOCHS, seed=seed, limit=None, train_size=None,
-                          validation=False, amp=False)
-
-
-def experiment_run_name(label, seed):
-    model, _, tag = EXPERIMENTS[label]
-    return run_name(model, tag, seed)

@@ -54,8 +54,9 @@ def bf16_step_ratio(build, loader, steps=30):
     for amp in (False, True):
         model = build()
         optimizer, scheduler = engine.build_optimizer(model, dict(RECIPES["lenet5"], lr=0.01), 2 * steps)
-        engine.train_one_epoch(model, batches, optimizer, scheduler, amp)  # warm-up
-        seconds[amp] = timed(engine.train_one_epoch, model, batches, optimizer, scheduler, amp)
+        recipe = dict(RECIPES["lenet5"], amp=amp)
+        engine.train_one_epoch(model, batches, optimizer, scheduler, recipe)  # warm-up
+        seconds[amp] = timed(engine.train_one_epoch, model, batches, optimizer, scheduler, recipe)
     return seconds[True] / seconds[False]
 
 
@@ -64,7 +65,7 @@ def profile_step(model, loader, optimizer, scheduler, steps=50):
     batches = dataset.TensorLoader(loader.images[:steps * loader.batch_size], loader.labels[:steps * loader.batch_size],
                                    loader.batch_size, shuffle=True)
     with profile() as prof:
-        engine.train_one_epoch(model, batches, optimizer, scheduler)
+        engine.train_one_epoch(model, batches, optimizer, scheduler, dict(RECIPES["lenet5"], amp=False))
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
     return [(e.key, 100 * e.self_cpu_time_total / total) for e in events[:8]]
@@ -96,12 +97,14 @@ def run(args):
 
     models = {"reference": fresh(LeNet5), "ours": fresh(ours_lenet), "ours, default memory format": fresh(LeNet5),
               "ours, 1 thread": fresh(ours_lenet), "ours, torch.compile": torch.compile(fresh(ours_lenet))}
-    epoch_functions = {"reference": reference.train_epoch, "ours, 1 thread": one_thread(engine.train_one_epoch)}
+    def ours(*args):
+        return engine.train_one_epoch(*args, recipe)
+    epoch_functions = {"reference": reference.train_epoch, "ours, 1 thread": one_thread(ours)}
     steps = (args.repeats + 2) * len(ours_train)
     optimizers = {name: engine.build_optimizer(model, recipe, steps) for name, model in models.items()}
 
     def epoch(name):
-        train = epoch_functions.get(name, engine.train_one_epoch)
+        train = epoch_functions.get(name, ours)
         return train(models[name], reference_train if name == "reference" else ours_train, *optimizers[name])
 
     evaluations = {"reference": lambda: reference.evaluate(models["reference"], reference_test),

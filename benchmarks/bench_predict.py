@@ -23,8 +23,8 @@ import dataset
 import engine
 import figures
 import files
-import predict
-import runs
+import checkpoints
+import preprocess
 from recipes import run_name
 
 
@@ -72,12 +72,12 @@ def predict_files(model, paths, reader):
     seen = [i for i, field in enumerate(fields) if field is not None]
     predicted = torch.full((len(paths),), -1)
     if seen:
-        predicted[seen] = engine.probabilities(model, predict.normalize([fields[i] for i in seen])).argmax(1)
+        predicted[seen] = engine.probabilities(model, preprocess.normalize([fields[i] for i in seen])).argmax(1)
     return predicted
 
 
 def mnist_like_or_none(path):
-    outcome = predict.read(path)
+    outcome = preprocess.read(path)
     return None if isinstance(outcome, str) else outcome[1]
 
 
@@ -91,7 +91,7 @@ def main():
     parser.add_argument("--out", type=Path, default=files.ROOT / "results" / "bench_predict.json",
                         help="where the figures go")
     args = parser.parse_args()
-    model, checkpoint = runs.load_model(args.checkpoint, torch.device("cpu"))
+    model, checkpoint = checkpoints.load_model(args.checkpoint, torch.device("cpu"))
     _, _, test_images, test_labels = dataset.load_splits()
     plain = engine.evaluate(model, dataset.TensorLoader(test_images[:args.count], test_labels[:args.count], 1000))
     raw = dataset.read_split(train=False)[0][:args.count].numpy()
@@ -132,8 +132,8 @@ def preview(model, paths, truth, count=6):
     wrong = [i for i in range(len(predicted)) if predicted[i] != truth[i]][:1]
     rows = []
     for i in sorted(set(range(count - len(wrong))) | set(wrong)):
-        thumbnail, field = predict.read(paths[i], thumbnail=True)
-        probabilities = engine.probabilities(model, predict.normalize([field]))[0] if field is not None else None
+        thumbnail, field = preprocess.read(paths[i], thumbnail=True)
+        probabilities = engine.probabilities(model, preprocess.normalize([field]))[0] if field is not None else None
         rows.append((f"photo {i}, a {int(truth[i])}", thumbnail, field, probabilities))
     return rows
 

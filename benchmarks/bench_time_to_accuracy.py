@@ -29,7 +29,7 @@ import torch
 import dataset
 import engine
 import files
-from main import HelpFormatter, OneLineErrorParser, count
+from cli import OneLineErrorParser, count
 
 ROOT = files.ROOT
 TARGET = 99.0
@@ -107,7 +107,7 @@ def summary(runs):
 
 
 def main():
-    parser = OneLineErrorParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
+    parser = OneLineErrorParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=count(100), default=10, help="seeds of the fast recipe, from 0")
     parser.add_argument("--reference-seeds", type=count(100), default=3,
                         help="seeds of the default recipe and of the reference, from 0")

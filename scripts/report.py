@@ -8,6 +8,7 @@ Generated sections sit in README.md between <!-- report:NAME --> and <!-- /repor
 runs.train_run, as main.py's do, into the committed results/ and plots/; their checkpoints go to checkpoints/.
 """
 import argparse
+import contextlib
 import functools
 import re
 import statistics
@@ -24,10 +25,91 @@ import files
 import runs
 import significance
 from model import MODELS, count_parameters, parameter_table
-from recipes import (EPOCHS, EXPERIMENTS, FAST_TUNING_SEEDS, LABELS, MODEL_NAMES, NAMED_RECIPES, RECIPES,
-                     SEARCH_SPACE, SEEDS, TARGET_ACCURACY, TRAIN_SIZES, TUNING_SEEDS, completed, experiment_recipe,
-                     experiment_run_name, format_recipe)
+from recipes import (EPOCHS, LABELS, MODEL_NAMES, NAMED_RECIPES, RECIPES, completed, format_recipe, resolve_recipe,
+                     run_name)
 from scripts import tune
+from scripts.tune import FAST_TUNING_SEEDS, SEARCH_SPACE, TARGET_ACCURACY, TUNING_SEEDS
+
+# The report: each experiment is run once per seed, for EPOCHS epochs, on top of its model's recipe.
+SEEDS = (0, 1, 2)
+TRAIN_SIZES = (1_000, 3_000, 10_000, 30_000)
+
+
+def _experiments():
+    regularized, lenet = RECIPES["lenet5_regularized"], RECIPES["lenet5"]
+    # label -> (model, overrides of its recipe, tag). Each single technique is added to LeNet5's recipe, learning
+    # rate included, with its setting from LeNet5_Regularized's recipe.
+    experiments = {
+        "LeNet5": ("lenet5", {}, None),
+        "CustomMLP": ("custom_mlp", {}, None),
+        "LeNet5_Regularized": ("lenet5_regularized", {}, None),
+        "weight decay only": ("lenet5", {"weight_decay": regularized["weight_decay"]}, "wd"),
+        "batch norm only": ("lenet5_regularized", {"lr": lenet["lr"], "augment": 0.0, "dropout": 0.0,
+                                                   "weight_decay": 0.0}, "bn"),
+        "dropout only": ("lenet5_regularized", {"lr": lenet["lr"], "batch_norm": False, "augment": 0.0,
+                                                "weight_decay": 0.0}, "dropout"),
+        "augmentation only": ("lenet5", {"augment": regularized["augment"]}, "augment"),
+        "all four at LeNet5's learning rate": ("lenet5_regularized", {"lr": lenet["lr"]}, "lenet5lr"),
+        "CustomMLP without augmentation": ("custom_mlp", {"augment": 0.0}, "noaug"),
+    }
+    # Sample efficiency: stratified subsets of the training set, each trained for the same number of optimizer
+    # steps as the full set; the full set's runs are "LeNet5" and "CustomMLP without augmentation".
+    for size in TRAIN_SIZES:
+        experiments[f"LeNet5, {size:,} images"] = ("lenet5", {"train_size": size}, f"n{size}")
+        experiments[f"CustomMLP without augmentation, {size:,} images"] = (
+            "custom_mlp", {"augment": 0.0, "train_size": size}, f"noaug_n{size}")
+    return experiments
+
+
+EXPERIMENTS = _experiments()
+
+
+def experiment_recipe(label, seed):
+    model, overrides, _ = EXPERIMENTS[label]
+    return resolve_recipe(model, overrides, epochs=EPOCHS, seed=seed, limit=None, train_size=None,
+                          validation=False, amp=False)
+
+
+def experiment_run_name(label, seed):
+    model, _, tag = EXPERIMENTS[label]
+    return run_name(model, tag, seed)
+
+
+# The robustness sweep: test accuracy under shifts in the four diagonal directions and under rotations both ways.
+SHIFTS = range(0, 7)
+ROTATIONS = range(0, 31, 5)
+
+
+def robustness(model, images, labels, batch_size=1000, ctx=contextlib.nullcontext()):
+    """Accuracy % under shifts of SHIFTS pixels, averaged over the 4 diagonal directions, and under rotations of
+    ROTATIONS degrees, averaged over both ways; as {"shift": {pixels: acc}, "rotation": {degrees: acc}}."""
+    def accuracy(transformed):
+        return engine.evaluate(model, dataset.TensorLoader(transformed, labels, batch_size), ctx).acc
+
+    def mean(values):
+        return sum(values) / len(values)
+
+    clean = accuracy(images)
+    directions = ((1, 1), (1, -1), (-1, 1), (-1, -1))
+    return {"shift": {k: mean([accuracy(dataset.shift(images, sx * k, sy * k)) for sx, sy in directions])
+                      if k else clean for k in SHIFTS},
+            "rotation": {d: mean([accuracy(dataset.rotate(images, way * d)) for way in (1, -1)]) if d else clean
+                         for d in ROTATIONS}}
+
+
+def measurements(recipe):
+    """The report's measurements of a run's final model, for runs.train_run: a clean pass over the training set,
+    and, for runs on the whole training set, the robustness sweep."""
+    def measure(model, train_batches, eval_batches, ctx):
+        # The train metrics of the epochs are taken on the fly, through dropout and augmentation; these are clean.
+        clean = dataset.TensorLoader(train_batches.images, train_batches.labels, eval_batches.batch_size)
+        train_eval = engine.evaluate(model, clean, ctx)
+        measured = {"final_train_eval": {"loss": train_eval.loss, "acc": train_eval.acc}}
+        if not recipe["train_size"]:
+            measured["robustness"] = robustness(model, eval_batches.images, eval_batches.labels,
+                                                eval_batches.batch_size, ctx)
+        return measured
+    return measure
 
 ROOT = files.ROOT
 RESULTS, PLOTS, README = ROOT / "results", ROOT / "plots", ROOT / "README.md"
@@ -56,7 +138,7 @@ def rerun(labels):
             paths = files.RunPaths.of(ROOT, experiment_run_name(label, seed))
             files.prepare_out_dir(ROOT, paths.outputs)
             with files.RunLock(paths):
-                runs.train_run(recipe, data, device, paths, clean_pass=True, robustness=not recipe["train_size"],
+                runs.train_run(recipe, data, device, paths, measure=measurements(recipe),
                                on_epoch=lambda record: print(runs.format_epoch(record, EPOCHS), flush=True))
 
 

@@ -1,6 +1,6 @@
 """Choose each model's recipe, and the fast recipe, on the validation split.
 
-The sweeps are those that recipes.SEARCH_SPACE and recipes.FAST_SEARCH_SPACE declare.
+The sweeps are those that SEARCH_SPACE and FAST_SEARCH_SPACE below declare.
 
     python -m scripts.tune                    # run what is missing, then print the choices
     python -m scripts.tune --model lenet5
@@ -20,9 +20,41 @@ import torch
 import dataset
 import engine
 import files
-from main import OneLineErrorParser
-from recipes import (EPOCHS, FAST_SEARCH_SPACE, FAST_TUNING_SEEDS, MODEL_NAMES, SEARCH_SPACE, TARGET_ACCURACY,
-                     TUNING_SEEDS, resolve_recipe, run_name)
+from cli import OneLineErrorParser
+from recipes import EPOCHS, MODEL_NAMES, resolve_recipe, run_name
+
+# scripts/tune.py's sweep, scored on the validation split. For each model it starts from `start` and tries one
+# factor at a time, in the order given, each around the best setting found so far. Each factor's values are in
+# order of preference: a setting whose mean is within one standard deviation of the best one's loses to the best
+# only if listed after it. So the simpler setting comes first (no regularization before some, one hidden layer
+# before two, a weaker augmentation before a stronger one), and where nothing is simpler, the starting value.
+SEARCH_SPACE = {
+    "lenet5": dict(
+        start=dict(optimizer="sgd", lr=0.1, weight_decay=0.0, batch_size=128, augment=0.0),
+        factors=dict(lr=[0.1, 0.05, 0.2, 0.02], batch_size=[128, 64, 256])),
+    "custom_mlp": dict(
+        start=dict(optimizer="sgd", lr=0.1, weight_decay=1e-3, batch_size=128, augment=1.0, hidden=[72, 64]),
+        factors=dict(hidden=[[78], [75, 32], [72, 64], [66, 128]], lr=[0.1, 0.05, 0.2],
+                     weight_decay=[0.0, 5e-4, 1e-3, 2e-3], augment=[0.0, 1.0, 2.0])),
+    "lenet5_regularized": dict(
+        start=dict(optimizer="sgd", lr=0.1, weight_decay=5e-4, batch_size=128, augment=1.0, dropout=0.1,
+                   batch_norm=True),
+        factors=dict(lr=[0.1, 0.05, 0.2], weight_decay=[0.0, 5e-4, 1e-3], dropout=[0.0, 0.1, 0.2],
+                     augment=[0.0, 0.5, 1.0, 1.5, 2.0])),
+}
+TUNING_SEEDS = (0, 1)
+
+# `scripts/tune.py --fast`: the sweep behind NAMED_RECIPES["fast"], on the validation split. It aims at
+# TARGET_ACCURACY as soon as possible, not at the best accuracy. The schedules, (epochs, batch size), are listed
+# fastest first: fewer epochs first, then larger batches, which take fewer steps of nearly the same cost on a CPU.
+# Each is tried with every learning rate and label smoothing, and the first schedule where one of those reaches the
+# target, as the mean over FAST_TUNING_SEEDS, wins with the best of them.
+TARGET_ACCURACY = 99.0
+FAST_SEARCH_SPACE = dict(
+    start=dict(optimizer="sgd", weight_decay=0.0, augment=0.0),
+    schedules=[(1, 128), (1, 64), (1, 32), (2, 128), (2, 64), (2, 32), (3, 128), (3, 64), (3, 32)],
+    lr=[0.03, 0.05, 0.1, 0.2], label_smoothing=[0.0, 0.1])
+FAST_TUNING_SEEDS = (0, 1, 2)
 
 TUNING_DIR = files.ROOT / "results" / "tuning"
 FAST_DIR = TUNING_DIR / "fast"
@@ -129,8 +161,7 @@ def train_and_score(path, recipe, setting, data, device):
     history, status = [], "complete"
     try:
         for record, _ in engine.fit(network, optimizer, scheduler, batches,
-                                    dataset.TensorLoader(data[2], data[3], 1000), recipe["epochs"],
-                                    label_smoothing=recipe["label_smoothing"]):
+                                    dataset.TensorLoader(data[2], data[3], 1000), recipe):
             history.append(record)
     except engine.Diverged as e:
         status = f"diverged: {e}"

@@ -30,7 +30,7 @@ def golden_run(model):
         network, batches, optimizer, scheduler = engine.setup(recipe, train_images.double(), train_labels,
                                                               torch.device("cpu"))
         records = list(engine.fit(network, optimizer, scheduler, batches,
-                                  dataset.TensorLoader(test_images.double(), test_labels, 1000), recipe["epochs"]))
+                                  dataset.TensorLoader(test_images.double(), test_labels, 1000), recipe))
     finally:
         torch.set_default_dtype(default)
     return {"recipe": recipe, "history": [{k: record[k] for k in ("epoch", *METRICS)} for record, _ in records]}

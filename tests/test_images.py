@@ -9,7 +9,7 @@ import pytest
 from PIL import EpsImagePlugin, ExifTags, Image, ImageDraw, JpegImagePlugin
 
 import images
-import predict
+import preprocess
 from conftest import png_declaring
 
 # images.py silences Pillow's warnings when imported, but pytest undoes filters set while it collects.
@@ -75,7 +75,7 @@ def test_exif_orientation_is_honoured():  # case 3
         sideways = upright.transpose(Image.Transpose.ROTATE_90)
         image = images.open_image(io.BytesIO(encoded(sideways, format, exif=exif)))
         assert image.size == upright.size
-        assert similar(predict.mnist_like(image), predict.mnist_like(upright)) > 0.95
+        assert similar(preprocess.mnist_like(image), preprocess.mnist_like(upright)) > 0.95
 
 
 def test_16_bit_greys_are_read_by_their_full_range():  # case 4
@@ -84,7 +84,7 @@ def test_16_bit_greys_are_read_by_their_full_range():  # case 4
     assert sixteen.mode == "I;16"
     image = images.open_image(io.BytesIO(encoded(sixteen, "PNG")))
     np.testing.assert_allclose(np.asarray(image, dtype=np.float32), np.asarray(eight, dtype=np.float32), atol=1)
-    np.testing.assert_allclose(predict.mnist_like(image), predict.mnist_like(eight), atol=0.02)
+    np.testing.assert_allclose(preprocess.mnist_like(image), preprocess.mnist_like(eight), atol=0.02)
 
 
 def test_an_image_over_the_pixel_cap_is_refused_before_decoding(monkeypatch):  # case 7
@@ -125,7 +125,7 @@ def test_an_animation_is_read_by_its_first_frame():
     blank = Image.new("L", (60, 80), 235)
     frames = encoded(one(), "GIF", save_all=True, append_images=[blank])
     assert Image.open(io.BytesIO(frames)).n_frames == 2
-    np.testing.assert_allclose(predict.mnist_like(images.open_image(io.BytesIO(frames))), predict.mnist_like(one()),
+    np.testing.assert_allclose(preprocess.mnist_like(images.open_image(io.BytesIO(frames))), preprocess.mnist_like(one()),
                                atol=0.02)
 
 
@@ -181,8 +181,8 @@ def test_fuzz_every_corrupted_image_is_read_or_one_problem():
                 continue
             assert image.mode in ("L", "LA", "RGB", "RGBA") and max(image.size) <= images.WORK_SIDE
             try:
-                field = predict.mnist_like(image)
-            except predict.Blank:
+                field = preprocess.mnist_like(image)
+            except preprocess.Blank:
                 outcomes["blank"] += 1
                 continue
             assert field.shape == (28, 28) and np.isfinite(field).all()

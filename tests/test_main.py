@@ -10,6 +10,7 @@ import pytest
 import torch
 import torchvision
 
+import checkpoints
 import engine
 import files
 from conftest import QUICK, ROOT, files_under, without_seconds
@@ -38,7 +39,7 @@ def test_a_cli_run_writes_curves_results_and_checkpoint(tmp_path, cli):
     assert (tmp_path / "plots" / "lenet5_seed0_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     checkpoint = torch.load(tmp_path / "checkpoints" / "lenet5_seed0.pt", weights_only=True)
     assert checkpoint["epoch"] == 2 and checkpoint["history"] == results["history"]
-    assert set(checkpoint) == files.CHECKPOINT_KEYS
+    assert set(checkpoint) == checkpoints.CHECKPOINT_KEYS
 
 
 def test_the_fast_recipe_trains_under_its_own_name_with_its_own_settings(tmp_path, cli):
@@ -65,12 +66,13 @@ def test_stored_predictions_give_the_final_accuracy(tmp_path, cli):
 def test_the_reports_clean_pass_scores_the_final_model_on_the_training_set(tmp_path):
     import runs
     from recipes import resolve_recipe
+    from scripts import report
     recipe = resolve_recipe("lenet5_regularized", {}, epochs=1, seed=0, limit=256, train_size=None, validation=False,
                             amp=False)
     data = engine.dataset.load_splits(limit=256)
     paths = files.RunPaths.of(tmp_path, "run")
-    results = runs.train_run(recipe, data, torch.device("cpu"), paths, clean_pass=True)
-    model, _ = runs.load_model(paths.checkpoint, torch.device("cpu"))
+    results = runs.train_run(recipe, data, torch.device("cpu"), paths, measure=report.measurements(recipe))
+    model, _ = checkpoints.load_model(paths.checkpoint, torch.device("cpu"))
     with torch.no_grad():
         logits = model(data[0])  # eval mode, no augmentation, one batch: an independent pass
     clean = results["final_train_eval"]

@@ -18,11 +18,12 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+import checkpoints
 import dataset
 import engine
 import files
 import predict
-import runs
+import preprocess
 from conftest import ROOT, interrupted_while_starting, png_declaring, start
 
 
@@ -59,24 +60,24 @@ def test_the_mnist_constants_are_measured_on_the_training_set():
     mass = digits.sum((1, 2))
     rows = (digits.sum(2) * torch.arange(28)).sum(1) / mass
     cols = (digits.sum(1) * torch.arange(28)).sum(1) / mass
-    assert rows.mean().item() == pytest.approx(predict.MASS_CENTRE, abs=0.05)
-    assert cols.mean().item() == pytest.approx(predict.MASS_CENTRE, abs=0.05)
+    assert rows.mean().item() == pytest.approx(preprocess.MASS_CENTRE, abs=0.05)
+    assert cols.mean().item() == pytest.approx(preprocess.MASS_CENTRE, abs=0.05)
     heights = (digits > 0).any(2).sum(1)
-    assert ((digits > 0.5).sum((1, 2)) / heights).mean().item() == pytest.approx(predict.STROKE, abs=0.1)
+    assert ((digits > 0.5).sum((1, 2)) / heights).mean().item() == pytest.approx(preprocess.STROKE, abs=0.1)
 
 
 def test_transparency_is_composited_onto_white():
     image = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
     image.putpixel((5, 5), (0, 0, 0, 255))
-    grey = np.asarray(predict.to_grey(image))
+    grey = np.asarray(preprocess.to_grey(image))
     assert grey[5, 5] == 0 and (grey == 255).sum() == 99
     palette = Image.new("P", (4, 4), 0)
     palette.info["transparency"] = 0
-    assert (np.asarray(predict.to_grey(palette)) == 255).all()
+    assert (np.asarray(preprocess.to_grey(palette)) == 255).all()
 
 
 def test_dark_ink_on_light_paper_comes_out_white_on_black():
-    field = predict.mnist_like(drawing(1))
+    field = preprocess.mnist_like(drawing(1))
     assert field.shape == (28, 28) and field.dtype == np.float32
     assert field.max() == pytest.approx(1.0) and field.min() == 0.0
     assert field[:, :4].max() == 0 and field[:, -4:].max() == 0  # the paper around the stroke is blank
@@ -84,18 +85,18 @@ def test_dark_ink_on_light_paper_comes_out_white_on_black():
 
 def test_the_ink_is_scaled_to_20_pixels_and_centred_by_mass():
     for digit in (0, 1):
-        field = predict.mnist_like(drawing(digit, scale=0.6))
+        field = preprocess.mnist_like(drawing(digit, scale=0.6))
         rows = np.nonzero(field.max(1) > 0.3)[0]
         assert 19 <= rows.max() - rows.min() + 1 <= 21
         mass = field.sum()
         centre = ((np.arange(28)[:, None] * field).sum() / mass, (np.arange(28)[None, :] * field).sum() / mass)
-        assert centre == pytest.approx((predict.MASS_CENTRE, predict.MASS_CENTRE), abs=0.5)
+        assert centre == pytest.approx((preprocess.MASS_CENTRE, preprocess.MASS_CENTRE), abs=0.5)
 
 
 @pytest.mark.parametrize("digit", [0, 1])
 @pytest.mark.parametrize("change", ["shifted", "smaller", "inverted", "gradient", "rgb"])
 def test_the_same_digit_changed_gives_nearly_the_same_field(digit, change):
-    reference = predict.mnist_like(drawing(digit))
+    reference = preprocess.mnist_like(drawing(digit))
     changed = {
         "shifted": lambda: drawing(digit, size=(500, 420), offset=(120, -20)),
         "smaller": lambda: drawing(digit, scale=0.4),
@@ -103,22 +104,22 @@ def test_the_same_digit_changed_gives_nearly_the_same_field(digit, change):
         "gradient": lambda: drawing(digit, gradient=0.45),
         "rgb": lambda: drawing(digit, mode="RGB"),
     }[change]()
-    field = predict.mnist_like(changed)
+    field = preprocess.mnist_like(changed)
     assert similar(field, reference) > 0.9
     assert np.abs(field - reference).mean() < 0.05
 
 
 def test_a_thin_pen_stroke_is_thickened_towards_mnists():
-    thin = predict.mnist_like(drawing(0, scale=1.0).resize((300, 400)))
+    thin = preprocess.mnist_like(drawing(0, scale=1.0).resize((300, 400)))
     pen = Image.new("L", (300, 400), 235)
     ImageDraw.Draw(pen).ellipse([75, 80, 225, 320], outline=20, width=3)
-    field = predict.mnist_like(pen)
+    field = preprocess.mnist_like(pen)
     assert (field > 0.5).sum() > 0.6 * (thin > 0.5).sum()
 
 
 def test_mnist_digits_come_through_nearly_unchanged(mnist_test):
     images, _ = mnist_test
-    diffs = [np.abs(predict.mnist_like(Image.fromarray(image)) - image / 255).mean() for image in images[:300]]
+    diffs = [np.abs(preprocess.mnist_like(Image.fromarray(image)) - image / 255).mean() for image in images[:300]]
     assert np.mean(diffs) < 0.005 and max(diffs) < 0.1
 
 
@@ -128,8 +129,8 @@ def test_an_image_without_ink_is_blank(image):
         blank = Image.new("L", (120, 90), 200)
     else:
         blank = Image.fromarray(np.random.default_rng(0).normal(200, 6, (90, 120)).clip(0, 255).astype(np.uint8))
-    with pytest.raises(predict.Blank):
-        predict.mnist_like(blank)
+    with pytest.raises(preprocess.Blank):
+        preprocess.mnist_like(blank)
 
 
 def test_mnist_pngs_read_from_files_get_the_same_predictions_as_the_tensors(trained_runs, mnist_test, tmp_path):
@@ -137,10 +138,10 @@ def test_mnist_pngs_read_from_files_get_the_same_predictions_as_the_tensors(trai
     count = 500
     for i in range(count):
         Image.fromarray(images[i]).save(tmp_path / f"{i:04d}.png")
-    model, _ = runs.load_model(trained_runs / "checkpoints" / "lenet5_seed0.pt", torch.device("cpu"))
+    model, _ = checkpoints.load_model(trained_runs / "checkpoints" / "lenet5_seed0.pt", torch.device("cpu"))
     direct = engine.probabilities(model, dataset.load_splits()[2][:count]).argmax(1)
-    fields = [predict.read(tmp_path / f"{i:04d}.png")[1] for i in range(count)]
-    from_files = engine.probabilities(model, predict.normalize(fields)).argmax(1)
+    fields = [preprocess.read(tmp_path / f"{i:04d}.png")[1] for i in range(count)]
+    from_files = engine.probabilities(model, preprocess.normalize(fields)).argmax(1)
     assert (from_files == direct).double().mean().item() >= 0.99
     assert (from_files == labels[:count]).double().mean().item() > 0.95
 
@@ -235,12 +236,12 @@ def test_a_missing_or_incompatible_checkpoint_is_exit_2(case, trained_runs, imag
 
 
 def test_the_default_is_the_best_finished_checkpoint(trained_runs, tmp_path):
-    best = predict.best_checkpoint(trained_runs)
-    accuracies = {path.name: files.load_checkpoint(path)["history"][-1]["eval_acc"]
+    best = checkpoints.best_checkpoint(trained_runs)
+    accuracies = {path.name: checkpoints.read(path)["history"][-1]["eval_acc"]
                   for path in (trained_runs / "checkpoints").glob("*.pt")}
     assert best.name == max(accuracies, key=accuracies.get)
-    assert predict.best_checkpoint(trained_runs, "custom_mlp").name == "custom_mlp_seed0.pt"
-    assert predict.best_checkpoint(tmp_path) is None
+    assert checkpoints.best_checkpoint(trained_runs, "custom_mlp").name == "custom_mlp_seed0.pt"
+    assert checkpoints.best_checkpoint(tmp_path) is None
 
 
 # ---------------------------------------------------------------- what careless and hostile users give it
@@ -508,7 +509,7 @@ def test_white_ink_on_a_transparent_background_reads_as_dark_ink_does():  # case
     alpha = Image.eval(dark, lambda v: 255 - v)  # the ink opaque, the paper transparent
     for ink in (0, 255):
         transparent = Image.merge("LA", (Image.new("L", dark.size, ink), alpha))
-        np.testing.assert_allclose(predict.mnist_like(transparent), predict.mnist_like(dark), atol=0.05)
+        np.testing.assert_allclose(preprocess.mnist_like(transparent), preprocess.mnist_like(dark), atol=0.05)
 
 
 def test_a_digit_cropped_without_a_margin_reads_as_with_one(mnist_test):  # case 17
@@ -518,4 +519,4 @@ def test_a_digit_cropped_without_a_margin_reads_as_with_one(mnist_test):  # case
         cropped = 255 - digit[rows.min():rows.max() + 1, cols.min():cols.max() + 1]  # dark ink, touching each edge
         photo = Image.fromarray(cropped).resize((cropped.shape[1] * 10, cropped.shape[0] * 10),
                                                 Image.Resampling.BILINEAR)
-        assert similar(predict.mnist_like(photo), predict.mnist_like(Image.fromarray(digit))) > 0.75
+        assert similar(preprocess.mnist_like(photo), preprocess.mnist_like(Image.fromarray(digit))) > 0.75

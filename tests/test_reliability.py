@@ -13,6 +13,7 @@ import time
 import pytest
 import torch
 
+import checkpoints
 import engine
 import files
 from conftest import QUICK, ROOT, files_under, start, without_seconds
@@ -161,7 +162,6 @@ def test_model_all_refuses_before_training_any_model(finished, tmp_path, cli):
 
 
 def test_predict_prefers_a_full_run_to_a_quick_one_with_a_better_score(trained_runs, tmp_path):
-    import predict
     (tmp_path / "checkpoints").mkdir()
     full = trained_runs / "checkpoints" / "lenet5_seed0.pt"
     shutil.copy(full, tmp_path / "checkpoints" / "lenet5_seed0.pt")
@@ -169,9 +169,9 @@ def test_predict_prefers_a_full_run_to_a_quick_one_with_a_better_score(trained_r
     quick["recipe"]["limit"] = 512
     quick["history"][-1]["eval_acc"] = 100.0
     torch.save(quick, tmp_path / "checkpoints" / "lenet5_quick_seed0.pt")
-    assert predict.best_checkpoint(tmp_path).name == "lenet5_seed0.pt"
+    assert checkpoints.best_checkpoint(tmp_path).name == "lenet5_seed0.pt"
     (tmp_path / "checkpoints" / "lenet5_seed0.pt").unlink()
-    assert predict.best_checkpoint(tmp_path).name == "lenet5_quick_seed0.pt"  # a quick run is better than none
+    assert checkpoints.best_checkpoint(tmp_path).name == "lenet5_quick_seed0.pt"  # a quick run is better than none
 
 
 # 4: two processes of the same run
@@ -331,19 +331,19 @@ def test_a_folder_that_exists_but_refuses_writes_is_found_by_the_probe(tmp_path,
 
 def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(tmp_path, cli, monkeypatch):
     argv = ["--model", "lenet5", *QUICK, "--epochs", "3", "--out-dir", tmp_path]
-    real, calls = files.save_checkpoint, []
+    real, calls = checkpoints.save, []
 
     def save_checkpoint(path, checkpoint):
         calls.append(1)
         if len(calls) == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(path, checkpoint)
-    monkeypatch.setattr(files, "save_checkpoint", save_checkpoint)
+    monkeypatch.setattr(checkpoints, "save", save_checkpoint)
     status, _, err = cli(argv)
     assert_one_line_error(err, status, 1, f"cannot write {tmp_path}/checkpoints/{RUN}.pt (No space left on device)")
     assert checkpoint_of(tmp_path)["epoch"] == 1
     assert_whole_files(tmp_path)
-    monkeypatch.setattr(files, "save_checkpoint", real)
+    monkeypatch.setattr(checkpoints, "save", real)
     assert cli([*argv, "--resume"])[0] == 0
     assert cli(["--model", "lenet5", *QUICK, "--epochs", "3", "--out-dir", tmp_path / "straight"])[0] == 0
     assert (without_seconds(results_of(tmp_path)["history"]) ==
@@ -353,7 +353,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(tmp
 def test_a_failed_first_checkpoint_does_not_advise_resuming(tmp_path, cli, monkeypatch):
     def save_checkpoint(path, checkpoint):
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(files, "save_checkpoint", save_checkpoint)
+    monkeypatch.setattr(checkpoints, "save", save_checkpoint)
     status, _, err = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])
     assert_one_line_error(err, status, 1, "(No space left on device); free some space or pass another --out-dir, "
                                           "then rerun\n")

@@ -4,7 +4,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+import dataset
+import engine
+from recipes import resolve_recipe
 from scripts import report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,3 +54,29 @@ def test_no_shift_and_no_rotation_give_each_runs_final_test_accuracy():
         assert run["robustness"]["shift"]["0"] == run["robustness"]["rotation"]["0"] == final, run["recipe"]
         shifts = list(run["robustness"]["shift"].values())
         assert shifts[6] < shifts[1] <= 100
+
+
+def synthetic(n=300, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(n, 1, 28, 28, generator=generator)
+    return images, (images.flatten(1) @ torch.randn(28 * 28, 10, generator=generator)).argmax(1)
+
+
+def recipe_for(model="custom_mlp"):
+    return resolve_recipe(model, {}, seed=0, limit=None, train_size=None, validation=False, amp=False)
+
+
+def test_robustness_without_a_shift_or_rotation_is_the_plain_accuracy():
+    images, labels = synthetic()
+    model = engine.build_model(recipe_for(), "cpu").eval()
+    plain = engine.evaluate(model, dataset.TensorLoader(images, labels, 128)).acc
+    sweep = report.robustness(model, images, labels, batch_size=128)
+    assert sweep["shift"][0] == sweep["rotation"][0] == plain
+    assert list(sweep["shift"]) == list(report.SHIFTS) and list(sweep["rotation"]) == list(report.ROTATIONS)
+    # Independently: a 2-pixel shift is the mean of four exact shifts done here with torch.roll on padded images.
+    padded = F.pad(images, (2, 2, 2, 2), value=dataset.BACKGROUND)
+    accs = []
+    for sx, sy in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
+        moved = torch.roll(padded, shifts=(2 * sy, 2 * sx), dims=(2, 3))[..., 2:30, 2:30]
+        accs.append(engine.evaluate(model, dataset.TensorLoader(moved, labels, 128)).acc)
+    assert sweep["shift"][2] == pytest.approx(sum(accs) / 4)

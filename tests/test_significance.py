@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import significance
-from recipes import SEEDS, experiment_run_name
+from scripts.report import SEEDS, experiment_run_name
 from scripts import report
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,9 +2,9 @@
 import pytest
 
 from model import CustomMLP, count_parameters
-from recipes import (EPOCHS, FAST_SEARCH_SPACE, FAST_TUNING_SEEDS, MODEL_NAMES, NAMED_RECIPES, RECIPES, SEARCH_SPACE,
-                     TARGET_ACCURACY, TUNING_SEEDS)
+from recipes import EPOCHS, MODEL_NAMES, NAMED_RECIPES, RECIPES
 from scripts import tune
+from scripts.tune import FAST_SEARCH_SPACE, FAST_TUNING_SEEDS, SEARCH_SPACE, TARGET_ACCURACY, TUNING_SEEDS
 
 
 def test_the_best_mean_wins_unless_an_earlier_value_is_within_one_std_of_it():

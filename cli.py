@@ -1,0 +1,139 @@
+"""What every command-line entry point shares: its parser, its output, its signals, and its exit statuses.
+
+No torch here, so that a program can check its arguments and answer --help before the slow imports.
+"""
+import argparse
+import math
+import os
+import signal
+import sys
+import threading
+
+from errors import Interrupted, RunFailed, UsageError
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends each option's default, except where the help text itself says what happens without it."""
+
+    def _get_help_string(self, action):
+        hidden = action.default is None or action.default is False  # not `in`: 0 == False, and --seed 0 shows
+        return action.help if hidden else super()._get_help_string(action)
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, with its errors on one line instead of the usage text and an error line, and without abbreviated
+    options: the programs print commands back to the user (how to resume), and those must say what was meant."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_abbrev=False, **{"formatter_class": HelpFormatter, **kwargs})
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def number(kind, accept, requirement):
+    """An argparse type: text parsed by kind, then held to accept(value)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'a whole' if kind is int else 'a'} number, got {text!r}") from None
+        if not (math.isfinite(value) and accept(value)):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
+        return value
+    return parse
+
+
+def count(high=10**9):
+    return number(int, lambda v: 1 <= v <= high, f"from 1 to {high}")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, as kill, timeout and job schedulers send it: handled like Ctrl-C, with its own exit status."""
+
+
+def terminate(signum, frame):
+    raise Terminated
+
+
+def signal_status(interrupt):
+    """The exit status of a program stopped by this KeyboardInterrupt: 143 for SIGTERM, 130 for Ctrl-C."""
+    return 143 if isinstance(interrupt, Terminated) else 130
+
+
+def stop_on_ctrl_c(message):
+    """Make Ctrl-C print message and end the process at once, with exit status 130; returns the function that gives
+    Ctrl-C back to Python as a KeyboardInterrupt. For start-up, where nothing is written yet, and where a
+    KeyboardInterrupt raised inside a library's import can be swallowed there, or turned into another error."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started with Ctrl-C ignored, as by nohup: so it stays
+        return lambda: None
+
+    def stop(signum, frame):
+        os.write(2, f"\n{message}\n".encode())
+        os._exit(130)
+    signal.signal(signal.SIGINT, stop)
+    return lambda: signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+class OutputLost(Exception):
+    """Standard output cannot be written (a full disk, /dev/full); the OSError's message is the cause."""
+
+
+def emit(text):
+    """text on standard output at once, so that each line shows as it is ready. A reader that went away stays a
+    BrokenPipeError; any other failure to write is OutputLost."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputLost(e.strerror or str(e)) from None
+
+
+def lose_output():
+    """Send what is left for standard output to /dev/null, so that nothing more fails at exit."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def run(prog, body, interrupted="interrupted", stopped=str):
+    """body()'s exit status, with the package's errors as one line on standard error and their exit statuses:
+    2 bad input (UsageError), 1 a run that failed (RunFailed) or output that cannot be written, 130 Ctrl-C and
+    143 SIGTERM, 141 a reader that went away. interrupted is the line for a signal before anything was saved;
+    stopped(e) the one for an errors.Interrupted run, which says what was saved and how to go on."""
+    if threading.current_thread() is threading.main_thread():  # only there can Python handle a signal
+        signal.signal(signal.SIGTERM, terminate)
+    try:
+        return body()
+    except UsageError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except RunFailed as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    except Interrupted as e:
+        print(f"\n{stopped(e)}", file=sys.stderr)
+        return signal_status(e.by)
+    except KeyboardInterrupt as e:
+        print(f"\n{interrupted}", file=sys.stderr)
+        return signal_status(e)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly. Files are as the last finished step left them.
+        lose_output()
+        return 141
+    except OutputLost as e:
+        lose_output()
+        print(f"{prog}: error: cannot write the output ({e}); free some space or send it elsewhere", file=sys.stderr)
+        return 1
+
+
+def exit_now(status):
+    """Exit with status, without Python's shutdown, which takes about a second once torch is imported and does
+    nothing a finished command needs: its files are written and closed, and only the output buffers remain."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        status = status or 141
+    except OSError:
+        status = status or 1
+    os._exit(status)
