@@ -10,6 +10,7 @@ import sys
 import threading
 
 from errors import Interrupted, RunFailed, UsageError
+from recipes import RECIPE_SCHEMA, check_tag
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -46,6 +47,77 @@ def number(kind, accept, requirement):
 
 def count(high=10**9):
     return number(int, lambda v: 1 <= v <= high, f"from 1 to {high}")
+
+
+def parse_tag(text):
+    try:
+        return check_tag(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def parse_widths(text):
+    try:
+        widths = [int(w) for w in text.split(",")]
+    except ValueError:
+        widths = []
+    if not RECIPE_SCHEMA["hidden"].allows(widths):
+        raise argparse.ArgumentTypeError(f"expected {RECIPE_SCHEMA['hidden'].requirement}, joined by commas, e.g. "
+                                         f"72,64; got {text!r}")
+    return widths
+
+
+def parse_switch(text):
+    if text not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+    return text == "on"
+
+
+def setting(key):
+    """The argparse type of the flag for a recipe setting: the kind and bounds that RECIPE_SCHEMA gives it."""
+    kind = RECIPE_SCHEMA[key]
+    if kind.kind is list:
+        return parse_widths
+    if kind.kind is str:
+        return str
+    return number(kind.kind, kind.allows, kind.bounds)
+
+
+RECIPE = "the model's recipe (printed at start-up)"
+# The flags that override a model's recipe, main.py's and sweep.py's alike: key, help.
+RECIPE_FLAGS = [
+    ("epochs", f"epochs to train; default: {RECIPE}, 10 for the default ones"),
+    ("batch_size", f"training batch size; default: {RECIPE}"),
+    ("lr", f"peak learning rate of the one-cycle schedule; default: {RECIPE}"),
+    ("optimizer", f"sgd is Nesterov with momentum 0.9; default: {RECIPE}"),
+    ("weight_decay", f"weight decay; default: {RECIPE}"),
+    ("augment", "random rotation, shift and scale of training images: 1 is up to 5 degrees, 5%% and 5%%, 2 doubles "
+                f"those ranges, 0 is none; default: {RECIPE}"),
+    ("label_smoothing", f"label smoothing of the training loss; default: {RECIPE}"),
+    ("hidden", f"hidden widths of custom_mlp, e.g. 72,64; default: {RECIPE}"),
+    ("dropout", f"dropout probability, lenet5_regularized only; default: {RECIPE}"),
+    ("batch_norm", f"batch norm layers, lenet5_regularized only; default: {RECIPE}"),
+]
+
+
+def add_recipe_flags(parser, many=False):
+    """The recipe's flags on parser; with many, each takes one or more values, a grid's axis."""
+    for key, help in RECIPE_FLAGS:
+        flag, kind = f"--{key.replace('_', '-')}", RECIPE_SCHEMA[key]
+        values = {"nargs": "+", "help": help.replace("default:", "one or more; default:")} if many else {"help": help}
+        if kind.choices:
+            parser.add_argument(flag, choices=kind.choices, **values)
+        elif kind.kind is bool and many:
+            parser.add_argument(flag, type=parse_switch, metavar="on|off", **values)
+        elif kind.kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **values)
+        elif key == "augment" and not many:
+            parser.add_argument(flag, type=setting(key), nargs="?", const=1.0, metavar="STRENGTH",
+                                help=help.replace("1 is", "1 (the bare flag) is"))
+            parser.add_argument("--no-augment", dest="augment", action="store_const", const=0.0,
+                                help="same as --augment 0")
+        else:
+            parser.add_argument(flag, type=setting(key), **values)
 
 
 class Terminated(KeyboardInterrupt):

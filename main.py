@@ -7,69 +7,25 @@ A run writes results/<run>.json, plots/<run>_curves.png and checkpoints/<run>.pt
 default), where <run> is the model's name, then _<recipe> for a named recipe (fast), then _<tag> when --tag is
 given, then _seed<seed>.
 """
-import argparse
 import contextlib
 import shlex
 import sys
 from pathlib import Path
 
-from cli import OneLineErrorParser, emit, exit_now, number, run
+from cli import OneLineErrorParser, add_recipe_flags, emit, exit_now, parse_tag, run, setting
 from errors import Interrupted, UsageError
 from paths import relative as shown
-from recipes import (MODEL_NAMES, RECIPE_NAMES, RECIPE_SCHEMA, check_run_name, check_tag, evaluated_on, format_recipe,
-                     resolve_recipe, run_name)
-
-
-def parse_tag(text):
-    try:
-        return check_tag(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def parse_widths(text):
-    try:
-        widths = [int(w) for w in text.split(",")]
-    except ValueError:
-        widths = []
-    if not RECIPE_SCHEMA["hidden"].allows(widths):
-        raise argparse.ArgumentTypeError(f"expected {RECIPE_SCHEMA['hidden'].requirement}, joined by commas, e.g. "
-                                         f"72,64; got {text!r}")
-    return widths
-
-
-def setting(key):
-    """The argparse type of the flag for a recipe setting: the kind and bounds that RECIPE_SCHEMA gives it."""
-    kind = RECIPE_SCHEMA[key]
-    return parse_widths if kind.kind is list else number(kind.kind, kind.allows, kind.bounds)
+from recipes import MODEL_NAMES, RECIPE_NAMES, check_run_name, evaluated_on, format_recipe, resolve_recipe, run_name
 
 
 def get_args_parser():
     p = OneLineErrorParser(description="Train LeNet-5, a same-size MLP and a regularized LeNet-5 on MNIST, "
                                        "or evaluate a trained one.")
-    recipe = "the model's recipe (printed at start-up)"
     p.add_argument("--model", default="lenet5", choices=[*MODEL_NAMES, "all"], help="model to train; all trains each in turn")
     p.add_argument("--recipe", choices=RECIPE_NAMES, nargs="?", const="default", default="default",
                    help="default: each model's recipe, as the report trains it; fast: LeNet5 to 99%% test accuracy "
                         "in as little time as it can (lenet5 only)")
-    p.add_argument("--epochs", type=setting("epochs"), help=f"epochs to train; default: {recipe}, 10 for the default ones")
-    p.add_argument("--batch-size", type=setting("batch_size"),
-                   help=f"training batch size; default: {recipe}")
-    p.add_argument("--lr", type=setting("lr"),
-                   help=f"peak learning rate of the one-cycle schedule; default: {recipe}")
-    p.add_argument("--optimizer", choices=["sgd", "adamw"], help=f"sgd is Nesterov with momentum 0.9; default: {recipe}")
-    p.add_argument("--weight-decay", type=setting("weight_decay"), help=f"weight decay; default: {recipe}")
-    p.add_argument("--augment", type=setting("augment"), nargs="?", const=1.0, metavar="STRENGTH",
-                   help="random rotation, shift and scale of training images: 1 (the bare flag) is up to 5 degrees, "
-                        f"5%% and 5%%, 2 doubles those ranges; default: {recipe}")
-    p.add_argument("--no-augment", dest="augment", action="store_const", const=0.0, help="same as --augment 0")
-    p.add_argument("--label-smoothing", type=setting("label_smoothing"),
-                   help=f"label smoothing of the training loss; default: {recipe}")
-    p.add_argument("--hidden", type=setting("hidden"), help=f"hidden widths of custom_mlp, e.g. 72,64; default: {recipe}")
-    p.add_argument("--dropout", type=setting("dropout"),
-                   help=f"dropout probability, lenet5_regularized only; default: {recipe}")
-    p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction,
-                   help=f"batch norm layers, lenet5_regularized only; default: {recipe}")
+    add_recipe_flags(p)
     p.add_argument("--seed", type=setting("seed"), default=0,
                    help="random seed for weights, batch order, dropout and augmentation")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps", "xpu"],

@@ -112,6 +112,20 @@ def run_name(model, tag=None, seed=0, recipe="default"):
     return "_".join([model, *([recipe] if recipe != "default" else []), *([tag] if tag else []), f"seed{seed}"])
 
 
+# How a setting is written in a run's tag, where a sweep varies it (lenet5_lr0.05_bs64_seed0).
+SHORT = {"epochs": "ep", "batch_size": "bs", "lr": "lr", "optimizer": "opt", "weight_decay": "wd", "augment": "aug",
+         "label_smoothing": "ls", "hidden": "h", "dropout": "do", "batch_norm": "bn", "train_size": "n"}
+
+
+def setting_tag(setting):
+    """The part of a run's name that tells the settings a sweep varies, in the order given, e.g. lr0.05_bs64."""
+    def shown(value):
+        if isinstance(value, list):
+            return "-".join(map(str, value))
+        return value if isinstance(value, str) else f"{value:g}"
+    return "_".join(f"{SHORT[key]}{shown(value)}" for key, value in setting.items())
+
+
 TAG = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 

@@ -68,6 +68,9 @@ def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
         raise UsageError(f"--resume: {paths.checkpoint} holds a {saved['model']} checkpoint, not {recipe['model']}; "
                          f"pass --model {saved['model']} or run without --resume")
     changed = differing(saved, recipe)
+    if changed and skip_finished:  # many runs at once: this one is another run of the same name
+        raise UsageError(f"{paths.checkpoint} holds a run with {settings(completed(saved), changed)}, where this one "
+                         f"has {settings(recipe, changed)}; pass --tag NAME to keep both, or another --out-dir")
     if changed:
         raise UsageError(f"--resume: {paths.checkpoint} was trained with {settings(completed(saved), changed)}; resume "
                          f"with the same settings")

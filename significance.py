@@ -152,3 +152,18 @@ def unpaired_interval(accuracies_a, images_a, accuracies_b, images_b):
     difference = float(np.mean(accuracies_a) - np.mean(accuracies_b))
     half_width = Z * np.sqrt(variance(accuracies_a, images_a) + variance(accuracies_b, images_b))
     return difference, (difference - half_width, difference + half_width)
+
+
+def against_best(correct):
+    """Each setting compared with the best one. correct: {setting: {seed: (images,) booleans}}, every run scored on
+    the same images. Returns the best setting, by mean accuracy over its seeds, and {setting: Comparison of it minus
+    the best, paired on the seeds both have (None where they share none)} for every other setting with runs."""
+    means = {setting: np.mean([c.mean() for c in runs.values()]) for setting, runs in correct.items() if runs}
+    best = max(means, key=means.get)
+    compared = {}
+    for setting in means:
+        if setting != best:
+            seeds = sorted(set(correct[setting]) & set(correct[best]))
+            compared[setting] = compare(np.stack([correct[setting][s] for s in seeds]),
+                                        np.stack([correct[best][s] for s in seeds])) if seeds else None
+    return best, compared

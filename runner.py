@@ -1,0 +1,216 @@
+"""Many runs: one after another in this process, or at once as Ray Core tasks, on a private local Ray instance, on
+a Ray cluster, or packed onto a GPU.
+
+Wherever a run trains, it trains into a temporary folder through runs.train_run and comes back to the driver as
+its files' bytes, as Ray's own examples return results as values; the driver writes them under the run's lock with
+the one atomic write, the results last, so that a results file always means its run is whole. No folder is shared
+between machines: the package's code and the bundled MNIST reach Ray's workers as its runtime_env working_dir.
+Ray is imported only where runs go to it.
+"""
+import os
+import secrets
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import files
+from cli import Terminated
+from errors import RunFailed, UsageError
+
+ROOT = Path(__file__).resolve().parent
+# What a run's files are, in the order the driver writes them: its results last, as the mark of a whole run.
+KINDS = ("checkpoint", "curves", "results")
+# What Ray's workers need of the package: its modules and the bundled MNIST, never .venv, .git or anyone's runs.
+PACKAGE = ("*.py", "scripts/*.py", "data/bundle/*")
+# A task whose worker or node dies is run again this many times; a run that fails on its own is not.
+RETRIES = 3
+POLL_SECONDS = 0.5  # how often the driver looks for a signal while it waits on Ray
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run to train: its name, its recipe, where its files go, and the checkpoint it resumes from, if any."""
+    name: str
+    recipe: dict
+    paths: files.RunPaths
+    resume_from: bytes = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to run the jobs. jobs 1 trains them one after another in this process, without Ray; more runs that
+    many at once on a private local Ray instance, or on the cluster at address. threads: each run's torch threads
+    (None: torch's default, where runs go one at a time). gpus: each run's share of a GPU, for Ray."""
+    jobs: int = 1
+    address: str = None
+    threads: int = None
+    gpus: float = 0.0
+    device: str = "auto"
+    eval_batch_size: int = 1000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished job: the files it made, by kind, and the run's own error in one line, where it failed."""
+    job: Job
+    made: dict
+    error: str
+    seconds: float
+
+
+def train(recipe, name, threads, device, resume_from=None, eval_batch_size=1000, measure=None):
+    """Train one run into a temporary folder; returns (its files' bytes by kind, its error or None, seconds). Runs
+    in this process or in a Ray worker alike: the same code makes the same files."""
+    import torch
+
+    import checkpoints
+    import dataset
+    import engine
+    import runs
+    start = time.perf_counter()
+    if threads:
+        torch.set_num_threads(threads)
+    device = engine.resolve_device(device)
+    data = dataset.load_splits(device=device, validation=recipe["validation"], limit=recipe["limit"])
+    with tempfile.TemporaryDirectory(prefix="mnist-run-") as folder:
+        paths = files.RunPaths.of(folder, name)
+        checkpoint = None
+        if resume_from:
+            files.atomic_write(paths.checkpoint, lambda f: f.write(resume_from))
+            checkpoint = checkpoints.load_checked(paths.checkpoint, "--resume")
+        error = None
+        try:
+            runs.train_run(recipe, data, device, paths, checkpoint, eval_batch_size=eval_batch_size, measure=measure)
+        except RunFailed as e:
+            error = str(e)
+        made = {kind: getattr(paths, kind).read_bytes() for kind in KINDS if getattr(paths, kind).exists()}
+    return made, error, time.perf_counter() - start
+
+
+def install(outcome):
+    """Write a job's files where they belong, results last; the caller holds the run's lock."""
+    for kind in KINDS:
+        target = getattr(outcome.job.paths, kind)
+        if target is not None and kind in outcome.made:
+            data = outcome.made[kind]
+            files.save(target, files.atomic_write, lambda f: f.write(data), resumable=False)
+
+
+def run_all(jobs, settings, measure=lambda job: None):
+    """Train every job; yields each Outcome as it finishes, once its files are written. measure(job) gives the
+    job's runs.train_run measure hook. KeyboardInterrupt (cli.Terminated for SIGTERM) stops what is pending and
+    running; what finished is written whole."""
+    if settings.jobs == 1 and settings.address is None:
+        for job in jobs:
+            outcome = Outcome(job, *train(job.recipe, job.name, settings.threads, settings.device, job.resume_from,
+                                          settings.eval_batch_size, measure(job)))
+            install(outcome)
+            yield outcome
+        return
+    yield from run_on_ray(jobs, settings, measure)
+
+
+def run_on_ray(jobs, settings, measure):
+    with tempfile.TemporaryDirectory(prefix="mnist-package-") as package:
+        stage_package(Path(package))
+        start_ray(settings, package)
+        import ray  # only now: start_ray sets the environment Ray reads on import
+        stop, handlers = [], {}
+        try:
+            # Ray takes SIGTERM for itself in ray.init. Signals only raise a flag here, read between waits: raised
+            # inside ray.wait, an exception comes out wrapped in another.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    handlers[signum] = signal.signal(signum, lambda number, frame: stop.append(number))
+            task = ray.remote(train).options(num_cpus=settings.threads or 1, num_gpus=settings.gpus,
+                                             max_retries=RETRIES, retry_exceptions=False)
+            device = "cuda" if settings.gpus else "cpu"
+            pending = {task.remote(job.recipe, job.name, settings.threads or 1, device, job.resume_from,
+                                   settings.eval_batch_size, measure(job)): job for job in jobs}
+            try:
+                while pending:
+                    if stop:
+                        raise Terminated if stop[0] == signal.SIGTERM else KeyboardInterrupt
+                    done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+                    for ref in done:
+                        job = pending.pop(ref)
+                        try:
+                            outcome = Outcome(job, *ray.get(ref))
+                        except ray.exceptions.RayError as e:
+                            outcome = Outcome(job, {}, one_line(e), 0.0)
+                        install(outcome)
+                        yield outcome
+            finally:
+                for ref in pending:
+                    ray.cancel(ref, force=True)
+        finally:
+            ray.shutdown()
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+
+
+def one_line(error):
+    """A Ray error as one line: the first line of its cause, where Ray wraps it."""
+    cause = getattr(error, "cause", None) or error
+    lines = [line for line in str(cause).splitlines() if line.strip()]
+    return f"{type(cause).__name__}: {lines[-1] if lines else ''}".strip()[:300]
+
+
+def stage_package(folder):
+    """Copy what Ray's workers need into folder, the working_dir that Ray ships to every node."""
+    for pattern in PACKAGE:
+        for path in ROOT.glob(pattern):
+            target = folder / path.relative_to(ROOT)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+
+
+# Settings for every Ray process this driver starts: no usage statistics, and for a private instance, addresses
+# that stay on loopback (without the first, Ray 2.60 swaps 127.0.0.1 for the machine's outbound address and listens
+# on every interface) and a token that only this driver's processes hold.
+RAY_ENVIRONMENT = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/"}
+PRIVATE_ENVIRONMENT = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
+
+
+def start_ray(settings, package):
+    """Connect to the cluster at settings.address, or start a private Ray instance on this machine, reachable on
+    loopback only: Ray's processes run code for anyone who can reach them."""
+    home = os.environ.get("HOME")
+    environment = dict(RAY_ENVIRONMENT)
+    if not settings.address:
+        environment.update(PRIVATE_ENVIRONMENT, RAY_AUTH_TOKEN=secrets.token_hex(32))
+    with tempfile.TemporaryDirectory(prefix="mnist-ray-home-") as boot_home:
+        # Ray's head looks for cloud metadata at 169.254.169.254 unless it finds this file in its home; the tasks
+        # get the user's home back through their runtime_env.
+        Path(boot_home, "ray_bootstrap_config.yaml").write_text("{}\n")
+        # Set before Ray is first imported, which reads some of them, and kept: the driver talks to Ray until it ends.
+        os.environ.update(environment, HOME=boot_home)
+        try:
+            import ray
+            runtime_env = {"working_dir": package, "env_vars": {"HOME": home or ""}}
+            common = dict(runtime_env=runtime_env, log_to_driver=False, logging_level="ERROR",
+                          include_dashboard=False)
+            if settings.address:
+                ray.init(address=settings.address, **common)
+            else:
+                ray.init(address="local", num_cpus=settings.jobs * (settings.threads or 1),
+                         num_gpus=gpus_here(settings), _node_ip_address="127.0.0.1", **common)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise UsageError(f"cannot start Ray{f' at {settings.address}' if settings.address else ''} "
+                             f"({one_line(e)}); check --address, or run with --jobs 1") from None
+        finally:
+            if home is None:
+                os.environ.pop("HOME")
+            else:
+                os.environ["HOME"] = home
+
+
+def gpus_here(settings):
+    """The GPUs the local Ray instance offers: none unless runs ask for a share of one."""
+    if not settings.gpus:
+        return 0
+    import torch
+    return torch.cuda.device_count()

@@ -1,0 +1,249 @@
+"""Train a grid of main.py runs, many at once where there are cores, GPUs or a Ray cluster, and say which of the
+settings is really better.
+
+    python sweep.py --model lenet5 custom_mlp --lr 0.05 0.1 --seed 0 1 2 --validation
+    python sweep.py --model lenet5 --batch-size 64 128 --epochs 3 --seed 0 1 2 --jobs 4
+    python sweep.py ... --address ray://head:10001 --cpus-per-run 2    # a running Ray cluster (or RAY_ADDRESS)
+    python sweep.py ... --gpus-per-run 0.1                             # ten runs share one GPU
+
+Every training flag of main.py takes one or more values; the grid is their product. Each run is named as main.py
+names it, with a tag made of the settings that vary (lenet5_lr0.05_seed0), and its files are main.py's, under
+--out-dir, so that --evaluate, predict.py and demo.py find them. Finished runs are skipped and unfinished ones
+resume from their checkpoints, so the same command continues an interrupted sweep; a finished run with other
+settings is refused. The table at the end compares each setting with the best one on the stored predictions,
+seed against seed (significance.py).
+"""
+import itertools
+import os
+import shlex
+import statistics
+import sys
+from pathlib import Path
+
+from cli import (RECIPE_FLAGS, OneLineErrorParser, add_recipe_flags, count, emit, exit_now, number, parse_tag, run,
+                 setting, signal_status)
+from errors import Interrupted, UsageError
+from paths import relative as shown
+from recipes import MODEL_NAMES, RECIPE_NAMES, check_run_name, check_tag, evaluated_on, resolve_recipe, run_name, \
+    setting_tag
+
+# The grid's axes besides the model, the named recipe and the seed: every recipe flag, and the training-set size.
+AXES = [key for key, _ in RECIPE_FLAGS] + ["train_size"]
+
+
+def get_args_parser():
+    p = OneLineErrorParser(description="Train a grid of main.py runs, many at once, and say which settings are "
+                                       "really better.")
+    p.add_argument("--model", nargs="+", default=["lenet5"], choices=MODEL_NAMES, help="one or more models")
+    p.add_argument("--recipe", nargs="+", default=["default"], choices=RECIPE_NAMES,
+                   help="one or more recipes each model starts from, as main.py's --recipe")
+    add_recipe_flags(p, many=True)
+    p.add_argument("--train-size", nargs="+", type=setting("train_size"),
+                   help="one or more sizes of a class-stratified training subset, as main.py's; default: all")
+    p.add_argument("--seed", nargs="+", type=setting("seed"), default=[0],
+                   help="one or more seeds; each setting's runs are compared seed against seed")
+    p.add_argument("--validation", action="store_true",
+                   help="train on the first 50,000 training images and score on the last 10,000, to compare "
+                        "settings without looking at the test set; default: off")
+    p.add_argument("--limit", type=setting("limit"), help="use only the first N training and N evaluation images, "
+                                                          "for quick checks; default: all")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast, meant for GPUs; default: off")
+    p.add_argument("--eval-batch-size", type=setting("batch_size"), default=1000, help="batch size for evaluation")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps", "xpu"],
+                   help="with --jobs 1, as main.py's --device; on Ray, runs with --gpus-per-run use a GPU, others the "
+                        "CPU")
+    p.add_argument("--out-dir", type=Path,
+                   help="where results/, plots/ and checkpoints/ go; default: runs/ beside sweep.py, as main.py's")
+    p.add_argument("--tag", type=parse_tag, help="put TAG before the settings in every run's name; default: none")
+    p.add_argument("--jobs", type=count(4096), default=1,
+                   help="runs at once on a private Ray instance on this machine, reachable on loopback only; 1 trains "
+                        "them one after another in this process, without Ray")
+    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None,
+                   help="a running Ray cluster to send the runs to, e.g. ray://head:10001; its resources decide how "
+                        "many run at once; default: $RAY_ADDRESS, else none")
+    p.add_argument("--cpus-per-run", type=count(1024),
+                   help="CPU cores, and torch threads, that each run takes; default: 1 on Ray, torch's default with "
+                        "--jobs 1")
+    p.add_argument("--gpus-per-run", type=number(float, lambda v: 0 < v <= 1, "above 0 and at most 1"),
+                   help="the share of a GPU each run takes on Ray, e.g. 0.1 packs ten runs onto one GPU; default: none")
+    return p
+
+
+def grid(args):
+    """[(setting's name, run's name, recipe)] for every point of the grid and seed; UsageError where a setting does
+    not apply to a model, or the names would collide."""
+    axes = {key: getattr(args, key) for key in AXES if getattr(args, key)}
+    varied = [key for key, values in axes.items() if len(values) > 1]
+    runs = []
+    for model, recipe_name, values in itertools.product(args.model, args.recipe, itertools.product(*axes.values())):
+        overrides = dict(zip(axes, values))
+        tag = "_".join(part for part in (args.tag, setting_tag({key: overrides[key] for key in varied})) if part)
+        if tag:
+            try:
+                check_tag(tag)
+            except ValueError:
+                raise UsageError(f"the runs' names would hold {len(tag)} characters of tag ({tag[:40]}...); vary "
+                                 f"fewer settings at once, or shorten --tag") from None
+            check_run_name(model, tag)
+        for seed in args.seed:
+            recipe = resolve_recipe(model, overrides, recipe_name, seed=seed, limit=args.limit, train_size=None,
+                                    validation=args.validation, amp=args.amp)
+            name = run_name(model, tag or None, seed, recipe_name)
+            runs.append((name.removesuffix(f"_seed{seed}"), name, recipe))
+    names = [name for _, name, _ in runs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UsageError(f"the grid names {repeated[0]} more than once: a value is given twice; give each once")
+    return runs
+
+
+def plan(args, runs_):
+    """runner.Jobs for the runs still to train, and the names of those finished already. UsageError, before any
+    work, for a run that would replace another with other settings."""
+    import files
+    import runner
+    import runs
+    out_dir = args.out_dir or files.DEFAULT_OUT_DIR
+    jobs, finished = [], []
+    for _, name, recipe in runs_:
+        paths = files.RunPaths.of(out_dir, name)
+        step = runs.plan_run(paths, recipe, resume=True, skip_finished=True)
+        if step.action == "done":
+            finished.append(name)
+        else:
+            resume_from = paths.checkpoint.read_bytes() if step.action == "resume" else None
+            jobs.append(runner.Job(name, recipe, paths, resume_from))
+    files.prepare_out_dir(out_dir, [path for job in jobs for path in job.paths.outputs])
+    return out_dir, jobs, finished
+
+
+def train(args, jobs):
+    """Train the jobs, a line for each as it finishes; returns the names of those that failed, each with its error."""
+    import contextlib
+
+    from tqdm import tqdm
+
+    import files
+    import runner
+    settings = runner.Settings(jobs=args.jobs, address=args.address, threads=args.cpus_per_run,
+                               gpus=args.gpus_per_run or 0.0, device=args.device, eval_batch_size=args.eval_batch_size)
+    failed = {}
+    with contextlib.ExitStack() as locks:
+        for job in jobs:
+            locks.enter_context(files.RunLock(job.paths))
+        bar = tqdm(total=len(jobs), unit="run", file=sys.stderr, disable=not sys.stderr.isatty())
+        with bar:
+            for outcome in runner.run_all(jobs, settings):
+                if outcome.error:
+                    failed[outcome.job.name] = outcome.error
+                    line = f"{outcome.job.name}: failed: {outcome.error}"
+                else:
+                    line = (f"{outcome.job.name}: {evaluated_on(outcome.job.recipe)} accuracy "
+                            f"{final_accuracy(outcome.made['results']):.2f}%, {outcome.seconds:.0f} s")
+                if bar.disable:
+                    emit(line)
+                else:
+                    bar.write(line, file=sys.stdout)
+                bar.update()
+    return failed
+
+
+def final_accuracy(results_bytes):
+    import json
+    return json.loads(results_bytes)["history"][-1]["eval_acc"]
+
+
+def table(args, runs_, out_dir):
+    """The comparison of every setting with the best one, as lines of text."""
+    import dataset
+    import files
+    import numpy as np
+    import significance
+    labels = dataset.load_splits(validation=args.validation, limit=args.limit)[3].numpy()
+    correct, accuracy, missing = {}, {}, {}
+    for label, name, recipe in runs_:
+        results = files.read_json(files.RunPaths.of(out_dir, name).results)
+        correct.setdefault(label, {})
+        accuracy.setdefault(label, [])
+        problem = results_problem(results, recipe, len(labels))
+        if problem:
+            missing.setdefault(label, []).append(f"seed {recipe['seed']} {problem}")
+            continue
+        predictions = np.frombuffer(results["predictions"].encode(), np.uint8) - ord("0")
+        correct[label][recipe["seed"]] = predictions == labels
+        accuracy[label].append(results["history"][-1]["eval_acc"])
+    if not any(correct.values()):
+        return ["no setting has a finished run to compare"]
+    best, compared = significance.against_best(correct)
+    scored_on = evaluated_on(runs_[0][2])
+    rows = [("setting", "seeds", f"{scored_on} accuracy %", "minus the best, points", "95% interval", "p", "verdict")]
+    for label in correct:
+        accs = accuracy[label]
+        spread = f"{statistics.mean(accs):.2f} ± {statistics.stdev(accs):.2f}" if len(accs) > 1 else \
+            f"{accs[0]:.2f}" if accs else "-"
+        if not accs:
+            rows.append((label, "0", spread, "", "", "", "no finished run"))
+        elif label == best:
+            rows.append((label, str(len(accs)), spread, "", "", "", "best"))
+        elif compared[label] is None:
+            rows.append((label, str(len(accs)), spread, "", "", "", "no seed in common with the best"))
+        else:
+            c = compared[label]
+            rows.append((label, str(len(accs)), spread, f"{c.difference:+.2f}",
+                         f"{c.interval[0]:+.2f} to {c.interval[1]:+.2f}", f"{c.p:.3g}", verdict(c)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines.append(f"Final epoch, mean ± std over seeds. Each setting against the best, paired seed against seed on "
+                 f"the same {len(labels):,} images: real where McNemar's exact test gives p < "
+                 f"{significance.ALPHA} and the paired bootstrap interval leaves out zero.")
+    lines += [f"not counted: {label}, {', '.join(problems)}" for label, problems in missing.items()]
+    return lines
+
+
+def verdict(comparison):
+    """The README's verdict on a difference: real, or not measurable with the smallest difference that would be."""
+    if comparison.real:
+        return "real"
+    needed = comparison.detectable
+    return "not measurable" + (f" ({needed:.2f} needed)" if needed is not None else "")
+
+
+def results_problem(results, recipe, images):
+    """Why a run's results file cannot be counted, or None where it is a finished run of this recipe."""
+    if results is None:
+        return "has no results"
+    if not isinstance(results, dict) or results.get("status") != "complete":
+        return f"is {results.get('status', 'damaged') if isinstance(results, dict) else 'damaged'}"
+    predictions = results.get("predictions")
+    if results.get("recipe") != recipe or not isinstance(predictions, str) or len(predictions) != images \
+            or not predictions.isdigit():
+        return "has results that are not this run's"
+    return None
+
+
+def main(args):
+    def body():
+        runs_ = grid(args)
+        out_dir, jobs, finished = plan(args, runs_)
+        emit(f"{len(runs_)} runs: {len(finished)} finished already, {len(jobs)} to train"
+             + (f", {args.jobs} at once" if args.jobs > 1 and not args.address else "")
+             + (f", on the Ray cluster at {args.address}" if args.address else ""))
+        try:
+            failed = train(args, jobs) if jobs else {}
+        except (KeyboardInterrupt, Interrupted) as e:
+            by = e.by if isinstance(e, Interrupted) else e
+            print(f"\nsweep.py: interrupted; the finished runs are written whole.\ncontinue with: "
+                  f"{shlex.join(['python', *sys.argv])}", file=sys.stderr)
+            return signal_status(by)
+        emit("\n" + "\n".join(table(args, runs_, out_dir)))
+        if failed:
+            print(f"sweep.py: {len(failed)} of {len(jobs)} runs failed: " +
+                  "; ".join(f"{name} ({error})" for name, error in failed.items()), file=sys.stderr)
+            return 1
+        emit(f"the runs are in {shown(out_dir)}")
+        return 0
+    return run("sweep.py", body)
+
+
+if __name__ == "__main__":
+    exit_now(main(get_args_parser().parse_args()))

@@ -1,0 +1,236 @@
+"""sweep.py: a grid of main.py runs, one after another or at once on Ray, and the table that compares them.
+
+Every Ray test runs in a network namespace of its own (unshare, as root), with a fake uplink whose packets go
+nowhere: there, a Ray that ignored 127.0.0.1 would show as a listener on another address, and nothing it sent
+could leave the machine. The namespace has its own process IDs too, so that the test sees every process Ray left.
+"""
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import dataset
+import significance
+from conftest import ROOT, without_seconds
+
+QUICK = ["--limit", "256", "--epochs", "1"]
+NAMESPACES = os.geteuid() == 0 and shutil.which("unshare") and shutil.which("ip") and shutil.which("ss")
+needs_namespace = pytest.mark.skipif(not NAMESPACES, reason="Ray is tested only inside a network namespace of its "
+                                                            "own: needs root, unshare, ip and ss")
+# A fake uplink: an interface with a private address and a default route, whose packets nobody reads.
+UPLINK = ("ip tuntap add dev uplink0 mode tun && ip addr add 10.99.0.2/24 dev uplink0 && ip link set uplink0 up && "
+          "ip route add default via 10.99.0.1 dev uplink0")
+
+
+def sweep(*argv, env=None):
+    """sweep.py run with argv, one run after another: (exit status, stdout, stderr)."""
+    done = subprocess.run([sys.executable, str(ROOT / "sweep.py"), *map(str, argv)], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=600)
+    return done.returncode, done.stdout, done.stderr
+
+
+def in_namespace(script, uplink=True, timeout=300):
+    """A bash script run as the first process of new network and PID namespaces, with loopback up and, where
+    asked, the fake uplink: (exit status, stdout, stderr). Whatever it leaves running dies with it."""
+    prelude = f"set -u; cd {shlex.quote(str(ROOT))}; ip link set lo up; {UPLINK if uplink else 'true'}; "
+    done = subprocess.run(["unshare", "--net", "--pid", "--fork", "--mount-proc", "bash", "-c", prelude + script],
+                          capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stdout, done.stderr
+
+
+def results(out_dir, name):
+    return json.loads((out_dir / "results" / f"{name}.json").read_text())
+
+
+def table_rows(out):
+    """{setting: its row's cells, empty ones left out} from the table sweep.py prints; cells are two spaces apart."""
+    lines = out[out.index("\nsetting") + 1:].splitlines()[1:]
+    rows = [re.split(r" {2,}", line.strip()) for line in lines if line and not line.startswith(
+        ("Final", "not counted", "the runs"))]
+    return {cells[0]: cells for cells in rows}
+
+
+def python(*argv):
+    """A command line that runs sweep.py or main.py with Ctrl-C as a terminal gives it: a background shell
+    would start it with SIGINT ignored."""
+    reset = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    return shlex.join([sys.executable, "-c", reset, sys.executable, *map(str, argv)])
+
+
+@needs_namespace
+def test_a_local_sweep_makes_main_pys_runs_listens_on_loopback_only_and_leaves_no_process(tmp_path):
+    out = tmp_path / "sweep"
+    script = f"""
+    {python("sweep.py", "--model", "lenet5", "custom_mlp", "--seed", "0", "1", *QUICK, "--jobs", "2",
+            "--out-dir", out)} > {tmp_path}/out 2> {tmp_path}/err &
+    sweep=$!
+    while kill -0 $sweep 2>/dev/null; do ss -Hltnup >> {tmp_path}/listening; sleep 0.2; done
+    wait $sweep; echo "status $?"
+    sleep 1; ps -e -o pid=,args= | grep -v -e 'ps -e' -e grep -e ' bash' || true
+    """
+    status, log, err = in_namespace(script)
+    assert "status 0" in log, (log, err, (tmp_path / "err").read_text())
+    left = log.split("status 0", 1)[1].strip()
+    assert left == "", f"processes left after the sweep:\n{left}"
+    listening = (tmp_path / "listening").read_text().splitlines()
+    assert any("raylet" in line or "gcs_server" in line for line in listening), "Ray never seen listening"
+    for line in listening:
+        local = line.split()[4]
+        assert local.startswith(("127.0.0.1:", "[::1]:", "[::ffff:127.0.0.1]:")), line  # the last: IPv4 loopback, on an IPv6 socket
+    printed = (tmp_path / "out").read_text()
+
+    # main.py, with the thread count the sweep's runs had (one each), makes the same runs.
+    reference = tmp_path / "main"
+    for model in ("lenet5", "custom_mlp"):
+        for seed in (0, 1):
+            done = subprocess.run([sys.executable, "main.py", "--model", model, "--seed", str(seed), *QUICK,
+                                   "--device", "cpu", "--out-dir", str(reference)], cwd=ROOT, capture_output=True,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+            assert done.returncode == 0, done.stderr
+            name = f"{model}_seed{seed}"
+            ours, theirs = results(out, name), results(reference, name)
+            assert without_seconds(ours.pop("history")) == without_seconds(theirs.pop("history"))
+            assert ours == theirs  # the predictions, the recipe and the device with its thread count too
+            assert (out / "plots" / f"{name}_curves.png").read_bytes() == \
+                (reference / "plots" / f"{name}_curves.png").read_bytes()
+            assert (out / "checkpoints" / f"{name}.pt").stat().st_size > 0
+
+    # The table's verdicts are significance.py's, called directly on the stored predictions.
+    labels = dataset.load_splits(limit=256)[3].numpy()
+    correct = {model: {seed: np.frombuffer(results(out, f"{model}_seed{seed}")["predictions"].encode(), np.uint8)
+                       - ord("0") == labels for seed in (0, 1)} for model in ("lenet5", "custom_mlp")}
+    best, compared = significance.against_best(correct)
+    rows = table_rows(printed)
+    assert rows[best][-1] == "best"
+    other = next(model for model in correct if model != best)
+    c = compared[other]
+    assert rows[other][3:5] == [f"{c.difference:+.2f}", f"{c.interval[0]:+.2f} to {c.interval[1]:+.2f}"]
+    assert rows[other][-1] == ("real" if c.real else f"not measurable ({c.detectable:.2f} needed)")
+
+
+@needs_namespace
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stopped_sweep_keeps_its_finished_runs_and_the_same_command_runs_only_the_rest(signum, status, tmp_path):
+    out = tmp_path / "sweep"
+    argv = ["sweep.py", "--model", "lenet5", "--seed", "0", "1", "2", "3", "--limit", "1024", "--epochs", "4",
+            "--jobs", "2", "--out-dir", out]
+    script = f"""
+    setsid {python(*argv)} > {tmp_path}/out 2> {tmp_path}/err &
+    sweep=$!
+    for i in $(seq 600); do grep -q accuracy {tmp_path}/out && break; sleep 0.1; done
+    kill -{signum.name[3:]} -- -$sweep   # the whole process group, as a terminal's Ctrl-C reaches it
+    wait $sweep; echo "status $?"
+    sleep 1; ps -e -o pid=,args= | grep -v -e 'ps -e' -e grep -e ' bash' || true
+    """
+    _, log, err = in_namespace(script)
+    stderr = (tmp_path / "err").read_text()
+    assert f"status {status}" in log, (log, err, stderr)
+    assert log.split(f"status {status}", 1)[1].strip() == "", "processes left after the sweep"
+    assert "continue with: " in stderr and "Traceback" not in stderr, stderr
+    finished = sorted(p.stem for p in (out / "results").glob("*.json"))
+    assert 1 <= len(finished) < 4
+    for name in finished:
+        assert results(out, name)["status"] == "complete"
+    assert not list(out.rglob("*.tmp"))
+    kept = {name: (out / "results" / f"{name}.json").read_bytes() for name in finished}
+
+    status, printed, _ = sweep(*argv[1:], "--jobs", "1")
+    assert status == 0
+    assert f"{len(finished)} finished already, {4 - len(finished)} to train" in printed
+    trained = re.findall(r"^(lenet5_seed\d): ", printed, re.MULTILINE)
+    assert sorted(trained) == sorted(set(f"lenet5_seed{s}" for s in range(4)) - set(finished))
+    assert all((out / "results" / f"{name}.json").read_bytes() == data for name, data in kept.items())
+
+
+RAY_NODE = """
+start_node() {{  # name, then ray start's flags: the node's processes in a session of their own
+  local name=$1; shift
+  setsid {ray} start "$@" --block --num-cpus 1 --node-ip-address 127.0.0.1 --min-worker-port 0 --max-worker-port 0 \
+    --object-store-memory 100000000 --disable-usage-stats > {tmp}/$name.log 2>&1 < /dev/null &
+}}
+session() {{ ps -e -o pid=,sid= | awk -v s=$1 '$2 == s {{print $1}}'; }}
+"""
+
+
+@needs_namespace
+def test_a_sweep_on_two_nodes_completes_when_one_dies_mid_sweep(tmp_path):
+    ray = shutil.which("ray", path=os.path.dirname(sys.executable))
+    out = tmp_path / "sweep"
+    for node in ("head", "worker"):
+        (tmp_path / node).mkdir()
+    # Token authentication, as the README asks of a cluster; the 127.0.0.1 in the namespace stays loopback only
+    # because the namespace has no other interface.
+    environment = f"export RAY_AUTH_MODE=token RAY_AUTH_TOKEN={'ab' * 32} RAY_USAGE_STATS_ENABLED=0; "
+    script = environment + RAY_NODE.format(ray=ray, tmp=tmp_path) + f"""
+    start_node head --head --port 6390 --temp-dir {tmp_path}/head --include-dashboard false; head=$!
+    for i in $(seq 300); do grep -q "Ray runtime started" {tmp_path}/head.log && break; sleep 0.1; done
+    start_node worker --address 127.0.0.1:6390 --temp-dir {tmp_path}/worker; worker=$!
+    for i in $(seq 300); do grep -q "Ray runtime started" {tmp_path}/worker.log && break; sleep 0.1; done
+    {python("sweep.py", "--model", "lenet5", "--seed", *range(6), "--limit", "1024", "--epochs", "3",
+            "--address", "127.0.0.1:6390", "--out-dir", out)} > {tmp_path}/out 2> {tmp_path}/err &
+    sweep=$!
+    for i in $(seq 600); do [ -n "$(ps -e -o sid=,args= | awk -v s=$worker '$1 == s && /ray::train/')" ] && break
+      sleep 0.1; done
+    kill -KILL $(session $worker); echo "worker node killed"
+    wait $sweep; echo "status $?"
+    kill -TERM $head; for i in $(seq 100); do [ -z "$(session $head)" ] && break; sleep 0.1; done
+    kill -KILL $(session $head) 2>/dev/null || true
+    """
+    status, log, err = in_namespace(script, uplink=False, timeout=400)
+    printed, stderr = (tmp_path / "out").read_text(), (tmp_path / "err").read_text()
+    assert "worker node killed" in log and "status 0" in log, (log, err, printed, stderr)
+    for seed in range(6):
+        run = results(out, f"lenet5_seed{seed}")
+        assert run["status"] == "complete" and len(run["history"]) == 3
+        assert len(run["predictions"]) == 1024
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_a_run_that_fails_is_named_and_the_others_go_on(tmp_path):
+    status, out, err = sweep("--model", "lenet5", "--lr", "0.1", "10", "--batch-size", "8", "--limit", "512",
+                             "--epochs", "1", "--out-dir", tmp_path)
+    assert status == 1, (out, err)
+    assert re.search(r"^lenet5_lr10_seed0: failed: training diverged", out, re.MULTILINE), out
+    assert re.search(r"^lenet5_lr0.1_seed0: test accuracy", out, re.MULTILINE), out
+    assert "1 of 2 runs failed: lenet5_lr10_seed0 (training diverged" in err
+    assert "not counted: lenet5_lr10" in out
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "lenet5", "--dropout", "0.1", "0.2"], "--dropout applies only to lenet5_regularized"),
+    (["--jobs", "0"], "--jobs: must be from 1 to 4096"),
+    (["--gpus-per-run", "2"], "--gpus-per-run: must be above 0 and at most 1"),
+    (["--lr", "0.1", "0.1"], "the grid names lenet5_lr0.1_seed0 more than once"),
+    (["--batch-norm", "maybe"], "--batch-norm: expected on or off"),
+    (["--model", "lenet5", "--tag", "regularized"], "would name lenet5's run like lenet5_regularized's runs"),
+])
+def test_bad_flags_get_one_line_before_any_run_or_ray(argv, message, tmp_path):
+    # Nothing listens at this address: a sweep that reached for Ray before checking its flags would say so instead.
+    status, out, err = sweep(*argv, *QUICK, "--address", "127.0.0.1:1", "--out-dir", tmp_path)
+    assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_finished_run_with_other_settings_is_refused(tmp_path):
+    assert sweep("--model", "lenet5", *QUICK, "--out-dir", tmp_path)[0] == 0
+    status, _, err = sweep("--model", "lenet5", "--limit", "256", "--epochs", "2", "--out-dir", tmp_path)
+    assert status == 2 and "holds a run with --epochs 1, where this one has --epochs 2; pass --tag NAME" in err, err
+
+
+def test_a_finished_sweep_trains_nothing_again(tmp_path):
+    argv = ["--model", "lenet5", "--seed", "0", "1", *QUICK, "--out-dir", tmp_path]
+    assert sweep(*argv)[0] == 0
+    written = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    time.sleep(0.01)
+    status, out, _ = sweep(*argv)
+    assert status == 0 and "2 runs: 2 finished already, 0 to train" in out
+    assert {p: p.stat().st_mtime_ns for p in written} == written
