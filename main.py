@@ -96,8 +96,7 @@ def get_args_parser():
                        help="continue the run from its checkpoint, with the same settings; with --model all, skip the "
                             "finished models; default: off")
     again.add_argument("--overwrite", action="store_true",
-                       help="replace the run of the same name even where it is unfinished, or finished with other "
-                            "settings; default: off")
+                       help="replace the run of the same name, unfinished or finished; default: off")
     p.add_argument("--evaluate", action="store_true",
                    help="train nothing: evaluate the run's checkpoint on the test set (--validation: the validation "
                         "split) and print per-class accuracy and frequent confusions; with --out-dir, also draw "
