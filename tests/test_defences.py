@@ -293,3 +293,41 @@ def test_json_is_written_whole_or_not_at_all(tmp_path):
         files.write_json(tmp_path / "kept.json", {"bad": object()})
     assert json.loads((tmp_path / "kept.json").read_text()) == {"kept": True}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.json"]
+
+
+def test_two_host_headers_are_refused_even_when_both_are_ours(server):
+    host = f"Host: 127.0.0.1:{port_of(server)}\r\n"
+    assert raw(server, f"GET / HTTP/1.1\r\n{host}{host}\r\n".encode()).startswith(b"HTTP/1.1 421 ")
+
+
+@pytest.mark.parametrize("length", ["\xb9\xb2", "1\xb2"])  # superscripts: digits to str.isdigit, in Latin-1 headers
+def test_a_content_length_in_digits_other_than_ascii_is_refused(length, server):
+    head = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port_of(server)}\r\nContent-Type: image/png\r\n"
+            f"Content-Length: {length}\r\n\r\n")
+    assert raw(server, head.encode("latin-1") + PNGS[1][:12]).startswith(b"HTTP/1.1 400 ")
+
+
+def nan_answers(monkeypatch):
+    monkeypatch.setattr(engine, "probabilities", lambda model, tensor: torch.full((len(tensor), 10), float("nan")))
+
+
+def test_a_model_that_answers_nan_is_a_500_in_the_demo(models, monkeypatch):
+    nan_answers(monkeypatch)
+    with serving(models) as address:
+        status, answer = post(address, PNGS[1])
+    assert status == 500 and "gave no finite answer: its checkpoint is broken; train it again" in answer["error"]
+
+
+def test_a_model_that_answers_nan_is_an_error_line_in_predict(trained_runs, tmp_path, monkeypatch, capsys):
+    (tmp_path / "a.png").write_bytes(PNGS[1])
+    nan_answers(monkeypatch)
+    args = predict.get_args_parser().parse_args([str(tmp_path / "a.png"), "--checkpoint",
+                                                 str(trained_runs / "checkpoints" / "lenet5_seed0.pt")])
+    assert predict.main(args) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "a.png: the model's answer is not a number: its checkpoint is broken" in err
+
+
+def test_float_greys_beyond_their_range_are_clipped_not_wrapped():
+    bright = Image.fromarray(np.full((40, 40), 3.0, dtype=np.float32), mode="F")  # 3x white
+    assert np.asarray(images.open_image(io.BytesIO(encoded(bright, "TIFF")), formats=("TIFF",))).min() == 255
