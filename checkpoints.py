@@ -35,11 +35,11 @@ def save(path, checkpoint):
 
 class CheckpointError(UsageError):
     """A checkpoint that cannot be used. The message names flag, the path, what is wrong (reason, e.g. "does not
-    exist") and the fix (advice)."""
+    exist") and the fix (advice). unreadable: the file may be good, but this user may not read it."""
 
-    def __init__(self, flag, path, reason, advice="delete it or train again"):
+    def __init__(self, flag, path, reason, advice="delete it or train again", unreadable=False):
         super().__init__(f"{flag}: {paths.shown(path)} {reason}" + (f"; {advice}" if advice else ""))
-        self.path, self.reason = path, reason
+        self.path, self.reason, self.unreadable = path, reason, unreadable
 
 
 # The largest checkpoint read: the largest model main.py's flags allow, CustomMLP with eight hidden layers of 4,096,
@@ -79,7 +79,7 @@ def read(path, flag="--checkpoint"):
             reason, advice = f"is {e}", None
         else:
             reason, advice = f"is {e}, not a checkpoint file", "pass the .pt file that main.py wrote"
-        raise CheckpointError(flag, path, reason, advice) from None
+        raise CheckpointError(flag, path, reason, advice, unreadable=e.unreadable) from None
     with file:
         try:
             check_archive(file)
@@ -193,8 +193,9 @@ def restore(model, optimizer, scheduler, checkpoint, device, path):
 
 def best_checkpoint(out_dir, model=None, skipped=lambda error: None):
     """The finished checkpoint in out_dir/checkpoints with the best final accuracy (of model, where given), full
-    training runs before quick ones; None where there is none. Each file there that is not a usable checkpoint
-    is passed to skipped, as its CheckpointError."""
+    training runs before quick ones; None where there is none. Each file there that is not a usable checkpoint,
+    and each unfinished run (of model), is passed to skipped, as a CheckpointError: a run stopped by Ctrl-C must
+    not be passed over in silence for another."""
     candidates = []
     for path in sorted((Path(out_dir) / "checkpoints").glob("*.pt")):
         try:
@@ -203,7 +204,11 @@ def best_checkpoint(out_dir, model=None, skipped=lambda error: None):
             skipped(e)
             continue
         recipe = checkpoint["recipe"]
-        if checkpoint["epoch"] < recipe["epochs"] or (model and recipe["model"] != model):
+        if model and recipe["model"] != model:
+            continue
+        if checkpoint["epoch"] < recipe["epochs"]:
+            skipped(CheckpointError("--checkpoint", path, f"holds an unfinished run (epoch {checkpoint['epoch']} of "
+                                                          f"{recipe['epochs']}), which main.py --resume finishes"))
             continue
         full = not (recipe.get("limit") or recipe.get("train_size") or recipe.get("validation"))
         candidates.append(((full, checkpoint["history"][-1]["eval_acc"]), path))

@@ -134,6 +134,16 @@ def handler(reader, seconds=TIMEOUT, request_seconds=REQUEST_SECONDS):
             finally:
                 self.deadline.cancel()
 
+        def parse_request(self):
+            if len(self.raw_requestline.split()) == 2:
+                # HTTP/0.9, a request line without a version: http.server would wait for headers that such a client
+                # never sends, then answer the page with no status line. Refused at once, as HTTP/1.1.
+                self.command, self.requestline = "", self.raw_requestline.decode("latin-1").rstrip("\r\n")
+                self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED,
+                                "the request line names no HTTP version; end it with the version, 1.0 or 1.1")
+                return False
+            return super().parse_request()
+
         def hang_up(self):
             try:
                 self.connection.shutdown(socket.SHUT_RDWR)

@@ -52,14 +52,33 @@ def get_args_parser():
                        help="continue the run from its checkpoint, with the same settings; with --model all, skip the "
                             "finished models; default: off")
     again.add_argument("--overwrite", action="store_true",
-                       help="replace the run of the same name even where it is unfinished, or finished with other "
-                            "settings; default: off")
+                       help="replace the run of the same name, unfinished or finished; default: off")
     p.add_argument("--evaluate", action="store_true",
                    help="train nothing: evaluate the run's checkpoint on the test set (--validation: the validation "
                         "split) and print per-class accuracy and frequent confusions; with --out-dir, also draw "
                         "its confusion matrix; default: off")
     p.add_argument("--checkpoint", type=Path, help="the checkpoint --evaluate reads; default: the run's own")
     return p
+
+
+# The flags that only training reads: --evaluate reads the recipe from the checkpoint, and trains nothing.
+TRAINING_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "augment", "label_smoothing", "hidden",
+                  "dropout", "batch_norm", "train_size", "amp", "compile", "resume", "overwrite")
+
+
+def check_verb(args):
+    """UsageError for a flag that the verb would ignore: a user who passes one means something that would not
+    happen."""
+    if args.checkpoint and not args.evaluate:
+        raise UsageError("--checkpoint names the checkpoint --evaluate reads; add --evaluate, or drop --checkpoint "
+                         "to train")
+    if args.evaluate:
+        defaults = get_args_parser()
+        given = [key for key in TRAINING_FLAGS if getattr(args, key) != defaults.get_default(key)]
+        if given:
+            flag = "--no-batch-norm" if args.batch_norm is False else "--" + given[0].replace("_", "-")
+            raise UsageError(f"{flag} sets how to train, and --evaluate trains nothing (it reads the checkpoint's "
+                             f"recipe); drop {flag}, or drop --evaluate to train")
 
 
 def recipes_of(args):
@@ -70,7 +89,7 @@ def recipes_of(args):
     run = dict(seed=args.seed, limit=args.limit, train_size=args.train_size, validation=args.validation, amp=args.amp)
     if args.tag:
         for name in names:
-            check_run_name(name, args.tag)
+            check_run_name(name, args.tag, args.recipe)
     return [resolve_recipe(name, overrides, args.recipe, **run) for name in names]
 
 
@@ -193,6 +212,7 @@ def main(args):
     torch alone takes seconds to import, and --help or a bad flag should answer at once.
     """
     def body():
+        check_verb(args)
         recipes = recipes_of(args)
         import engine
         device = engine.resolve_device(args.device)

@@ -136,13 +136,17 @@ def check_tag(tag):
     return tag
 
 
-def check_run_name(model, tag):
-    """UsageError where tag would give model's runs a name that another run's may have: a named recipe's
-    (lenet5_fast_...), or another model's (lenet5 + regularized = lenet5_regularized_...)."""
-    name = f"{model}_{tag}"
-    taken = [f"{model}_{recipe}" for recipe in NAMED_RECIPES] + [m for m in MODEL_NAMES if m.startswith(f"{model}_")]
-    clash = next((t for t in taken if name == t or name.startswith(f"{t}_")), None)
-    if clash:
+def check_run_name(model, tag, recipe="default"):
+    """UsageError where tag would give the run of model and recipe a name that another model's or recipe's runs
+    may have: lenet5 + regularized = lenet5_regularized_..., lenet5 + fast = lenet5_fast_.... Names are compared
+    without case, as a case-insensitive file system (macOS, Windows) compares them."""
+    name = "_".join([model, *([recipe] if recipe != "default" else []), tag]).lower()
+    # Read the name back as run_name builds it, the longest model name first: it must give back model and recipe.
+    owner = max((m for m in MODEL_NAMES if name == m or name.startswith(f"{m}_")), key=len)
+    rest = name.removeprefix(owner).removeprefix("_")
+    named = next((r for r in NAMED_RECIPES if rest == r or rest.startswith(f"{r}_")), None)
+    clash = f"{owner}_{named}" if named else owner
+    if (owner, named or "default") != (model, recipe):
         raise UsageError(f"--tag {tag} would name {model}'s run like {clash}'s runs; choose another tag")
 
 

@@ -27,11 +27,12 @@ class Plan:
 def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
     """Check a run's folder against what the command asks for; a conflict is a UsageError naming the way out.
 
-    Without resume, a run there is replaced only where that loses nothing: an unfinished run is refused, since
-    forgetting --resume must not throw progress away, and so is a finished run with other settings, since a quick
-    experiment must not silently replace a good model. Rerunning a finished run with the same settings reproduces
-    it, and may replace it. overwrite lifts both refusals. With resume, skip_finished makes a finished run "done"
-    instead of an error, and a run never begun "fresh" (for --model all).
+    Without resume, a run there is replaced only where overwrite says so: an unfinished run is refused, since
+    forgetting --resume must not throw progress away; a finished run with other settings, since a quick experiment
+    must not silently replace a good model; and a finished run with the same settings too, since rerunning it only
+    reproduces what is there, and would strip its results of what another program added (the report's
+    measurements) and leave nothing whole where it is stopped. With resume, skip_finished makes a finished run
+    "done" instead of an error, and a run never begun "fresh" (for --model all).
     """
     exists = paths.checkpoint.exists()
     if not resume:
@@ -40,7 +41,10 @@ def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
         if exists:
             try:
                 checkpoint = checkpoints.load_checked(paths.checkpoint)
-            except UsageError:
+            except checkpoints.CheckpointError as e:
+                if e.unreadable:  # a good run, perhaps: nothing here may advise replacing it
+                    raise UsageError(f"{paths.checkpoint} {e.reason}, or pass --tag NAME or another --out-dir to "
+                                     f"train beside it") from None
                 raise UsageError(f"{paths.checkpoint} is not a readable checkpoint; pass --overwrite to replace "
                                  f"it") from None
             if not is_finished(paths, checkpoint):
@@ -51,12 +55,16 @@ def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
         else:  # the checkpoint may be gone while the results it produced remain
             results = files.read_json(paths.results)
             saved = results.get("recipe") if isinstance(results, dict) and results.get("status") == "complete" else None
-        changed = differing(saved, recipe) if isinstance(saved, dict) else []
+        if not isinstance(saved, dict):
+            return Plan("fresh")
+        changed = differing(saved, recipe)
+        finished = (f"{paths.results.parent.parent} already holds a finished {paths.checkpoint.stem} with "
+                    f"{settings(completed(saved), changed) if changed else 'the same settings'}")
         if changed:
-            raise UsageError(f"{paths.results.parent.parent} already holds a finished {paths.checkpoint.stem} with "
-                             f"{settings(completed(saved), changed)}, where this run has {settings(recipe, changed)}; pass "
-                             f"--tag NAME to keep both, or --overwrite to replace it")
-        return Plan("fresh")
+            raise UsageError(f"{finished}, where this run has {settings(recipe, changed)}; pass --tag NAME to keep "
+                             f"both, or --overwrite to replace it")
+        raise UsageError(f"{finished}; {'pass --resume to skip it, ' if skip_finished else ''}pass --tag NAME or "
+                         f"another --out-dir to train it again beside it, or --overwrite to replace it")
     if not exists and skip_finished:
         return Plan("fresh")
     if not exists:

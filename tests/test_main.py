@@ -280,11 +280,37 @@ def assert_rejected(argv, tmp_path, cli, message):
     (["--tag", "fast_x"], "--tag fast_x would name lenet5's run like lenet5_fast's runs"),
     (["--tag", "regularized"], "--tag regularized would name lenet5's run like lenet5_regularized's runs"),
     (["--model", "all", "--tag", "regularized"], "would name lenet5's run like lenet5_regularized's runs"),
+    # Names are compared without case: on macOS lenet5_Fast_seed0.pt is the file lenet5_fast_seed0.pt.
+    (["--tag", "Fast"], "--tag Fast would name lenet5's run like lenet5_fast's runs"),
+    (["--tag", "Regularized_x"], "--tag Regularized_x would name lenet5's run like lenet5_regularized's runs"),
+    (["--model", "lenet5_regularized", "--tag", "fast"], "would name lenet5_regularized's run like "
+                                                          "lenet5_regularized_fast's runs"),
+    # A flag that the verb would ignore is refused, not dropped in silence.
+    (["--checkpoint", "x.pt"], "--checkpoint names the checkpoint --evaluate reads; add --evaluate, or drop "
+                               "--checkpoint to train"),
+    (["--evaluate", "--lr", "0.05"], "--lr sets how to train, and --evaluate trains nothing (it reads the "
+                                     "checkpoint's recipe); drop --lr, or drop --evaluate to train"),
+    (["--evaluate", "--epochs", "3"], "--epochs sets how to train"),
+    (["--evaluate", "--model", "lenet5_regularized", "--no-batch-norm"], "drop --no-batch-norm"),
+    (["--evaluate", "--no-augment"], "drop --augment"),
+    (["--evaluate", "--amp"], "drop --amp"),
+    (["--evaluate", "--resume"], "drop --resume"),
+    (["--evaluate", "--overwrite"], "drop --overwrite"),
+    (["--evaluate", "--train-size", "100"], "drop --train-size"),
     (["--overw"], "unrecognized arguments: --overw"),  # no abbreviations: the resume command printed must parse
 ])
 def test_bad_arguments_are_rejected(argv, message, tmp_path, cli):
     # --limit keeps a check that failed to reject from training for minutes.
     assert_rejected(["--limit", "64", *argv, "--out-dir", tmp_path / "out"], tmp_path, cli, message)
+
+
+@pytest.mark.parametrize("recipe, tag", [("fast", "regularized"), ("fast", "Regularized"), ("default", "fastx"),
+                                         ("default", "wd")])
+def test_a_tag_that_collides_with_nothing_is_accepted(recipe, tag, tmp_path, cli):
+    # --evaluate without a checkpoint stops at the run's name, before any work.
+    status, _, err = cli(["--evaluate", "--recipe", recipe, "--tag", tag, "--out-dir", tmp_path])
+    name = "_".join(["lenet5", *([recipe] if recipe != "default" else []), tag, "seed0"])
+    assert status == 2 and f"no checkpoint at {tmp_path}/checkpoints/{name}.pt" in err, err
 
 
 def test_a_missing_data_dir_is_rejected(tmp_path, cli):

@@ -3,6 +3,7 @@ every file whole and nothing of value overwritten."""
 import errno
 import io
 import json
+import os
 import re
 import shutil
 import signal
@@ -74,7 +75,7 @@ def test_a_fresh_run_refuses_to_replace_an_unfinished_one(tmp_path, cli, monkeyp
     assert (tmp_path / "checkpoints" / f"{RUN}.pt").read_bytes() == saved
     status, out, _ = cli([*argv, "--overwrite"])
     assert status == 0 and out.count("epoch ") == 3
-    assert cli(argv)[0] == 0  # a finished run may be run again
+    assert cli(argv)[0] == 2  # a finished run is not run again without --overwrite
 
 
 # A finished run is not silently replaced by one with other settings (issue 20)
@@ -120,7 +121,8 @@ def test_a_run_saved_before_label_smoothing_existed_reads_as_trained_without_it(
     torch.save(checkpoint, tmp_path / "checkpoints" / f"{RUN}.pt")
     status, _, err = cli(["--model", "lenet5", *QUICK, "--label-smoothing", "0.1", "--out-dir", tmp_path])
     assert_one_line_error(err, status, 2, "with --label-smoothing 0.0, where this run has --label-smoothing 0.1")
-    assert cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])[0] == 0  # the same settings: a rerun
+    status, _, err = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])
+    assert_one_line_error(err, status, 2, "with the same settings")
 
 
 def test_results_without_their_checkpoint_are_not_replaced_either(finished, tmp_path, cli):
@@ -142,14 +144,82 @@ def test_results_whose_history_is_not_a_list_are_rewritten_by_resume(finished, t
     assert len(results_of(tmp_path)["history"]) == 2
 
 
-def test_the_same_run_twice_is_allowed_and_reproduces_the_first(finished, tmp_path, cli):
+def test_the_same_run_twice_needs_overwrite_and_reproduces_the_first(finished, tmp_path, cli):
     shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
     first = results_of(tmp_path)
-    status, out, _ = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])
+    status, out, _ = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path, "--overwrite"])
     assert status == 0 and out.count("epoch ") == 2
     again = results_of(tmp_path)
     assert without_seconds(again["history"]) == without_seconds(first["history"])
     assert again["predictions"] == first["predictions"]
+
+
+# Issue 26, item 2: the report's results hold measurements that a rerun does not write
+
+@pytest.mark.parametrize("checkpoint", ["kept", "deleted"])
+def test_a_rerun_never_strips_a_finished_runs_results(checkpoint, finished, tmp_path, cli):
+    shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "results" / f"{RUN}.json").write_text(json.dumps(
+        {**results_of(tmp_path), "final_train_eval": {"acc": 99.1}, "robustness": {"rotation": [98.0]}}))
+    if checkpoint == "deleted":
+        (tmp_path / "checkpoints" / f"{RUN}.pt").unlink()
+    before = outputs_of(tmp_path) if checkpoint == "kept" else (tmp_path / "results" / f"{RUN}.json").read_bytes()
+    status, out, err = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])
+    assert_one_line_error(err, status, 2, f"already holds a finished {RUN} with the same settings; pass --tag NAME "
+                                          f"or another --out-dir to train it again beside it, or --overwrite to "
+                                          f"replace it")
+    assert out == ""
+    assert (outputs_of(tmp_path) if checkpoint == "kept" else (tmp_path / "results" / f"{RUN}.json").read_bytes()) \
+        == before
+    assert cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path, "--overwrite"])[0] == 0
+    assert "robustness" not in results_of(tmp_path)  # replaced, as asked
+
+
+def test_model_all_offers_resume_to_skip_a_finished_run(finished, tmp_path, cli):
+    shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
+    status, _, err = cli(["--model", "all", *QUICK, "--out-dir", tmp_path])
+    assert_one_line_error(err, status, 2, f"finished {RUN} with the same settings; pass --resume to skip it, ")
+
+
+# Issue 26, item 6: Ctrl-C in a rerun of a finished run must not cost the finished model
+
+def test_ctrl_c_in_a_rerun_keeps_the_finished_model(finished, tmp_path, cli, monkeypatch, capsys):
+    import predict
+    shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
+    before = outputs_of(tmp_path)
+    interrupt_epoch(monkeypatch, 2)
+    status, _, err = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])
+    assert status == 2 and outputs_of(tmp_path) == before, err
+    # With --overwrite the finished run is given up, as asked; predict.py then says why it reads another one.
+    shutil.copy(tmp_path / "checkpoints" / f"{RUN}.pt", tmp_path / "checkpoints" / "lenet5_kept_seed0.pt")
+    assert cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path, "--overwrite"])[0] == 130
+    monkeypatch.setattr(files, "DEFAULT_OUT_DIR", tmp_path)
+    predict.load(predict.get_args_parser().parse_args(["--model", "lenet5", "x.png"]))
+    err = capsys.readouterr().err
+    assert (f"predict.py: skipped {tmp_path}/checkpoints/{RUN}.pt, which holds an unfinished run (epoch 1 of 2), "
+            f"which main.py --resume finishes\n") in err
+    assert f"reading with lenet5 from {tmp_path}/checkpoints/lenet5_kept_seed0.pt" in err
+
+
+# Issue 26, item 10: a checkpoint this user may not read may be a good one: no advice that destroys it
+
+def test_an_unreadable_checkpoint_is_not_called_damaged(finished, tmp_path):
+    shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "checkpoints" / f"{RUN}.pt").chmod(0)
+    before = outputs_of(tmp_path)
+    # Root reads anything; without these capabilities it meets file permissions as any user does.
+    prefix = [] if os.geteuid() else ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+                                      "--inh-caps=-dac_override,-dac_read_search"]
+    if prefix and not shutil.which("setpriv"):
+        pytest.skip("needs setpriv to drop root's permission to read anything")
+    done = subprocess.run([*prefix, sys.executable, ROOT / "main.py", "--model", "lenet5", *QUICK, "--out-dir",
+                           tmp_path], capture_output=True, text=True, timeout=120)
+    assert_one_line_error(done.stderr, done.returncode, 2,
+                          f"{tmp_path}/checkpoints/{RUN}.pt is not readable (Permission denied); check its "
+                          f"permissions, or pass --tag NAME or another --out-dir to train beside it")
+    assert "--overwrite" not in done.stderr
+    (tmp_path / "checkpoints" / f"{RUN}.pt").chmod(0o644)
+    assert outputs_of(tmp_path) == before
 
 
 def test_model_all_refuses_before_training_any_model(finished, tmp_path, cli):
