@@ -3,6 +3,7 @@ kept off the committed results, signals and a lost output as one line, and the r
 benchmark file. No benchmark measures anything here: each refusal happens before the work, which is stubbed to
 fail the test where it is reached."""
 import importlib
+import json
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ import pytest
 
 import files
 from errors import UsageError
+from scripts import report
 
 ROOT = Path(__file__).resolve().parents[1]
 WITHOUT_ROOTS_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
@@ -281,3 +283,51 @@ def test_a_lost_output_is_one_line_and_exit_1():
     assert done.returncode == 1
     assert one_line(done.stderr) == ("reference: error: cannot write the output (No space left on device); free "
                                      "some space or send it elsewhere")
+
+
+# ---------------------------------------------------------------- the report's benchmark files
+
+
+def damaged(bench, damage):
+    damage(bench)
+    return bench
+
+
+DAMAGES = {
+    "a missing key": ("bench_time_to_accuracy.json", "time_to_accuracy", "make bench-time",
+                      lambda b: b["summary"].pop("reference")),
+    "a list for a table": ("bench_pipeline.json", "speed", "make bench", lambda b: b.update(median=[1, 2])),
+    "text for a number": ("bench_predict.json", "predict", "python -m benchmarks.bench_predict",
+                          lambda b: b.update(photo_acc="high")),
+    "no repeats": ("bench_pipeline.json", "speed", "make bench", lambda b: b.update(train_ratios=[])),
+    "a list for an object": ("demo_screenshot.json", "demo", "python -m scripts.demo_screenshot",
+                             lambda b: b.update(shifted=[1])),
+    "an unknown model": ("bench_predict.json", "predict", "python -m benchmarks.bench_predict",
+                         lambda b: b.update(model="resnet")),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGES)
+def test_a_damaged_benchmark_file_stops_the_report_in_one_line(case, monkeypatch, tmp_path):
+    file, section, command, damage = DAMAGES[case]
+    for name in ("bench_time_to_accuracy.json", "bench_pipeline.json", "bench_predict.json", "bench_demo.json",
+                 "demo_screenshot.json"):
+        shutil.copy(ROOT / "results" / name, tmp_path / name)
+    (tmp_path / file).write_text(json.dumps(damaged(json.loads((tmp_path / file).read_text()), damage)))
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        report.SECTIONS[section]()
+    message = str(stopped.value.code)
+    assert "\n" not in message and str(tmp_path / file) in message
+    assert f"rebuild it with `{command}`" in message and f"git checkout results/{file}" in message
+
+
+@pytest.mark.parametrize("content", [None, "not json", "[1, 2]"])
+def test_a_missing_or_unreadable_benchmark_file_stops_the_report_in_one_line(content, monkeypatch, tmp_path):
+    if content is not None:
+        (tmp_path / "bench_pipeline.json").write_text(content)
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        report.section_speed()
+    assert stopped.value.code == (f"report: {tmp_path}/bench_pipeline.json is missing or not JSON; rebuild it with "
+                                  f"`make bench`, or restore it with `git checkout results/bench_pipeline.json`")
