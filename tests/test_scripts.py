@@ -222,6 +222,19 @@ def test_help_starts_no_work(name, stubbed, capsys):
     assert stopped.value.code == 0 and "--out" in capsys.readouterr().out
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_bench_gpu_without_a_gpu_is_one_line_before_any_work(stubbed, tmp_path, capsys):
+    assert stubbed("benchmarks.bench_gpu").main(["--out", str(tmp_path / "gpu.json")]) == 2
+    assert one_line(capsys.readouterr().err) == ("bench_gpu: error: --device cuda: no CUDA device here; run this on "
+                                                 "a machine with one, or pass --device cpu to check the script")
+
+
+def test_reference_limit_keeps_at_most_the_whole_test_set():
+    from benchmarks import reference
+    train, test = reference.loaders(128, limit=20_000)
+    assert (len(train.dataset), len(test.dataset)) == (20_000, 10_000)
+
+
 def test_bench_demo_names_a_missing_checkpoint_before_starting_the_server(monkeypatch, tmp_path, capsys):
     module = importlib.import_module("benchmarks.bench_demo")
     monkeypatch.setattr(files, "ROOT", tmp_path)
@@ -265,7 +278,10 @@ def test_a_stopped_benchmark_is_one_line_and_leaves_no_folder_and_no_process(sig
             process.send_signal(signum)  # kill and job schedulers signal the process they started, only
         else:
             os.killpg(process.pid, signum)
+        signalled = time.monotonic()
         out, err = process.communicate(timeout=60)
+        # At once, not after waiting for its child's run to finish.
+        assert time.monotonic() - signalled < 10
     finally:
         process.kill()
         process.wait()
