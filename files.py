@@ -3,9 +3,11 @@ checkpoints.py owns what a checkpoint holds; it writes through atomic_write here
 import fcntl
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+import paths
 from errors import RunFailed, UsageError
 
 ROOT = Path(__file__).resolve().parent
@@ -107,6 +109,38 @@ def prepare_out_dir(out_dir, outputs):
         if path.is_dir():
             raise UsageError(f"{path} is a folder, where this command writes a file; move it away or pass "
                              f"another --out-dir or --tag")
+
+
+def check_output(path, flag):
+    """path, checked before any work as the file that flag names, by main.py's rule for its outputs: only a regular
+    file or a missing name may be replaced. Its folder is created and proved writable by a probe file. UsageError,
+    in one line, for anything else there (a folder, a device such as /dev/full, a named pipe) or a folder that
+    cannot be written: replacing a device node with a file, or finding the folder unwritable only after the
+    measuring, would each be worse than refusing now."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None  # the probe below says why its folder cannot be made
+    except OSError as e:
+        raise UsageError(f"{flag} {paths.shown(path)} is {paths.problem(e, path)}; pass another {flag}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise UsageError(f"{flag} {paths.shown(path)} is {paths.kind(mode)}, where this command writes a file; pass "
+                         f"another {flag}")
+    try:
+        make_writable(path.parent)
+    except OSError as e:
+        raise UsageError(f"{flag} {paths.shown(path)} cannot be written ({e.strerror or e}); pass another "
+                         f"{flag}") from None
+    return path
+
+
+def bench_output(given, name, quick, flag="--out"):
+    """A benchmark's output file, checked (check_output): the one given; else, for a run with the report's
+    settings, the committed results/NAME, and for a quick run (quick: any setting changed) runs/NAME, so that a
+    quick run never replaces the figures that the README reports unless --out names them."""
+    default = (DEFAULT_OUT_DIR if quick else ROOT / "results") / name
+    return check_output(given or default, flag)
 
 
 class RunLock:

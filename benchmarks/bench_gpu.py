@@ -1,6 +1,6 @@
 """Time each model's CUDA training, and LeNet5 against the plain torchvision DataLoader pipeline on the same GPU.
 
-    python -m benchmarks.bench_gpu [--epochs 10] [--device cuda]
+    python -m benchmarks.bench_gpu [--epochs 10] [--device cuda] [--limit N] [--out PATH]
 
 Every run is a fresh process, so its wall time includes start-up: imports, CUDA initialization and loading
 the data. Ours is `python main.py --model M --epochs N` as a user types it, for each model, and for LeNet5
@@ -9,9 +9,9 @@ benchmarks/reference.py: the same LeNet5 with the same optimizer and schedule th
 Normalize + DataLoader(num_workers=1, pin_memory=True), as pytorch/examples does on CUDA, copying each batch to
 the GPU. Reported per run: median seconds per epoch (training and test
 pass), training seconds for all epochs, wall seconds of the whole process, final test accuracy, and seconds of
-training until the test accuracy first reaches 99.0%. Writes results/bench_gpu.json.
+training until the test accuracy first reaches 99.0%. Writes results/bench_gpu.json; a quick run (other
+--epochs, a --limit, or the CPU) writes runs/bench_gpu.json unless --out says otherwise.
 """
-import argparse
 import json
 import statistics
 import subprocess
@@ -24,8 +24,12 @@ import torch
 
 import engine
 import files
+from cli import OneLineErrorParser, count, emit, run
+from errors import UsageError
 
+PROG = "bench_gpu"
 ROOT = files.ROOT
+EPOCHS = 10
 
 TARGET_ACCURACY = 99.0
 OURS = [("lenet5", []), ("lenet5", ["--amp"]), ("lenet5", ["--compile"]), ("lenet5", ["--amp", "--compile"]),
@@ -48,12 +52,12 @@ def summarize(label, history, wall):
             "seconds_to_99": sum(h["seconds"] for h in history[:reached[0]]) if reached else None}
 
 
-def run(args):
+def measure(args):
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for i, (model, flags) in enumerate(OURS):
             label = " ".join([model, *flags])
-            print(f"running {label} ...", flush=True)
+            emit(f"running {label} ...")
             limit = ["--limit", str(args.limit)] if args.limit else []
             epochs = [] if "--recipe" in flags else ["--epochs", args.epochs]  # a named recipe has its own
             out_dir = Path(folder) / str(i)
@@ -61,38 +65,53 @@ def run(args):
                                      "--out-dir", out_dir, *limit, *flags])
             (results,) = (out_dir / "results").glob("*.json")
             rows.append(summarize(label, files.read_json(results)["history"], wall))
-    print("running the torchvision DataLoader reference ...", flush=True)
+    emit("running the torchvision DataLoader reference ...")
     wall, stdout = timed_process(["-m", "benchmarks.reference", "--epochs", args.epochs, "--device", args.device,
                                   *(["--limit", args.limit] if args.limit else [])])
     rows.append(summarize("reference: lenet5, torchvision DataLoader", json.loads(stdout.splitlines()[-1]), wall))
     return rows
 
 
-def main_cli():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=10, help="epochs per run")
-    parser.add_argument("--device", default="cuda", help="the device to time; cpu only checks that this script works")
-    parser.add_argument("--limit", type=int, help="first N training and test images only (quick checks)")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench_gpu.json", help="where the figures go")
-    args = parser.parse_args()
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        sys.exit("bench_gpu: no CUDA GPU here; run it on a machine with one (or pass --device cpu to check the script)")
-    rows = run(args)
-    name = engine.describe_device(device)
-    reference = rows[-1]
-    print(f"\n{name}, torch {torch.__version__}, {args.epochs} epochs, one fresh process per run")
-    print(f"{'run':44s}{'s/epoch':>9s}{'train s':>9s}{'wall s':>9s}{'test acc':>10s}{'s to 99%':>10s}"
-          f"{'epoch speed-up':>16s}")
-    for row in rows:
-        to_99 = f"{row['seconds_to_99']:.2f}" if row["seconds_to_99"] is not None else "never"
-        speedup = reference["seconds_per_epoch"] / row["seconds_per_epoch"]
-        print(f"{row['run']:44s}{row['seconds_per_epoch']:9.3f}{row['train_seconds']:9.2f}{row['wall_seconds']:9.2f}"
-              f"{row['final_test_acc']:9.2f}%{to_99:>10s}{speedup:15.1f}x")
-    files.write_json(args.out, {"device_name": name, "torch": torch.__version__, "epochs": args.epochs,
-                               "limit": args.limit, "rows": rows})
+def get_args_parser():
+    parser = OneLineErrorParser(prog=PROG, description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=count(1000), default=EPOCHS, help="epochs per run, from 1 to 1000")
+    parser.add_argument("--device", default="cuda", choices=["cuda", "mps", "xpu", "cpu"],
+                        help="the device to time; cpu only checks that this script works")
+    parser.add_argument("--limit", type=count(60_000),
+                        help="first N training and test images only, from 1 to 60000 (quick checks); default: all")
+    parser.add_argument("--out", type=Path, help="where the figures go, as JSON; default: results/bench_gpu.json for "
+                                                 "all images, 10 epochs and a GPU, runs/bench_gpu.json otherwise")
+    return parser
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+
+    def body():
+        out = files.bench_output(args.out, "bench_gpu.json",
+                                 quick=args.epochs != EPOCHS or args.limit is not None or args.device == "cpu")
+        try:
+            device = engine.resolve_device(args.device)
+        except UsageError:
+            raise UsageError(f"--device {args.device}: no {args.device.upper()} device here; run this on a machine "
+                             f"with one, or pass --device cpu to check the script") from None
+        rows = measure(args)
+        name = engine.describe_device(device)
+        files.save(out, files.write_json, {"device_name": name, "torch": torch.__version__, "epochs": args.epochs,
+                                           "limit": args.limit, "rows": rows})
+        reference = rows[-1]
+        emit(f"\n{name}, torch {torch.__version__}, {args.epochs} epochs, one fresh process per run")
+        emit(f"{'run':44s}{'s/epoch':>9s}{'train s':>9s}{'wall s':>9s}{'test acc':>10s}{'s to 99%':>10s}"
+             f"{'epoch speed-up':>16s}")
+        for row in rows:
+            to_99 = f"{row['seconds_to_99']:.2f}" if row["seconds_to_99"] is not None else "never"
+            speedup = reference["seconds_per_epoch"] / row["seconds_per_epoch"]
+            emit(f"{row['run']:44s}{row['seconds_per_epoch']:9.3f}{row['train_seconds']:9.2f}"
+                 f"{row['wall_seconds']:9.2f}{row['final_test_acc']:9.2f}%{to_99:>10s}{speedup:15.1f}x")
+        emit(f"wrote {out}")
+        return 0
+    return run(PROG, body, interrupted=f"{PROG}: interrupted; nothing written")
 
 
 if __name__ == "__main__":
-    main_cli()
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """Time a LeNet5 training epoch with this package's pipeline and with the plain torchvision one, on the CPU.
 
-    python -m benchmarks.bench_pipeline [--repeats 5] [--batch-size 128]
+    python -m benchmarks.bench_pipeline [--repeats 5] [--batch-size 128] [--out PATH]
 
 Both sides train the same LeNet5 from the same initial weights with the same batch size, optimizer, schedule
 and thread count. The reference is the pipeline of pytorch/examples' mnist: datasets.MNIST + ToTensor +
@@ -10,10 +10,11 @@ dataset as one tensor, slices a randperm per epoch and trains a channels_last mo
 Beside the two, it times the levers on our side: the default memory format instead of channels_last, one
 thread instead of PyTorch's default, torch.compile, and the evaluation batch size; it times bfloat16 autocast
 over a few steps against float32; and it profiles our training step. Epochs alternate between all variants so that drifting machine speed hits each alike; the
-figures are medians. Writes results/bench_pipeline.json.
+figures are medians. Writes results/bench_pipeline.json; a quick run (other --repeats or --batch-size) writes
+runs/bench_pipeline.json unless --out says otherwise.
 """
-import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -24,8 +25,12 @@ import dataset
 import engine
 import files
 from benchmarks import reference
+from cli import OneLineErrorParser, count, emit, run
 from model import LeNet5
 from recipes import RECIPES
+
+PROG = "bench_pipeline"
+REPEATS = 5
 
 
 def timed(fn, *args):
@@ -71,7 +76,7 @@ def profile_step(model, loader, optimizer, scheduler, steps=50):
     return [(e.key, 100 * e.self_cpu_time_total / total) for e in events[:8]]
 
 
-def run(args):
+def measure(args):
     recipe = dict(RECIPES["lenet5"], model="lenet5", batch_size=args.batch_size, amp=False)
     start = time.perf_counter()
     dataset.prepare_mnist()
@@ -135,31 +140,45 @@ def run(args):
     }
 
 
-def main_cli():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5, help="timed epochs per variant")
-    parser.add_argument("--batch-size", type=int, default=RECIPES["lenet5"]["batch_size"],
-                        help="training batch size, the same for all variants")
-    parser.add_argument("--out", type=Path, default=files.ROOT / "results" / "bench_pipeline.json",
-                        help="where the figures go")
-    args = parser.parse_args()
-    result = run(args)
+def get_args_parser():
+    parser = OneLineErrorParser(prog=PROG, description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=count(100), default=REPEATS, help="timed epochs per variant, from 1 to 100")
+    parser.add_argument("--batch-size", type=count(60_000), default=RECIPES["lenet5"]["batch_size"],
+                        help="training batch size, the same for all variants, from 1 to 60000")
+    parser.add_argument("--out", type=Path, help="where the figures go, as JSON; default: results/bench_pipeline.json "
+                                                 "for the report's settings, runs/bench_pipeline.json for others")
+    return parser
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+
+    def body():
+        out = files.bench_output(args.out, "bench_pipeline.json", quick=(
+            args.repeats, args.batch_size) != (REPEATS, RECIPES["lenet5"]["batch_size"]))
+        result = measure(args)
+        files.save(out, files.write_json, result)
+        report(args, result, out)
+        return 0
+    return run(PROG, body, interrupted=f"{PROG}: interrupted; nothing written")
+
+
+def report(args, result, out):
     median = result["median"]
-    print(f"{result['device_name']}, torch {result['torch']}, batch size {args.batch_size}, "
-          f"median of {args.repeats} epochs")
+    emit(f"{result['device_name']}, torch {result['torch']}, batch size {args.batch_size}, "
+         f"median of {args.repeats} epochs")
     for name, seconds in median.items():
         base = median["eval: reference" if name.startswith("eval") else "reference"]
-        print(f"{name:36s}{seconds:8.2f}s  {seconds / base:6.3f} of the reference")
-    print(f"torch.compile's first epoch took {result['compile_seconds']:.1f}s longer")
-    print("our training step, by operator: " + ", ".join(f"{k} {p:.0f}%" for k, p in result["profile"]))
-    print(f"a bfloat16 autocast step takes {result['bf16_step_ratio']:.2f}x a float32 one "
-          f"(CPU capability {result['cpu_capability']})")
+        emit(f"{name:36s}{seconds:8.2f}s  {seconds / base:6.3f} of the reference")
+    emit(f"torch.compile's first epoch took {result['compile_seconds']:.1f}s longer")
+    emit("our training step, by operator: " + ", ".join(f"{k} {p:.0f}%" for k, p in result["profile"]))
+    emit(f"a bfloat16 autocast step takes {result['bf16_step_ratio']:.2f}x a float32 one "
+         f"(CPU capability {result['cpu_capability']})")
     verdict = "meets" if result["train_ratio"] <= 1 / 3 else "misses"
-    print(f"ours takes {result['train_ratio']:.1%} of the reference's epoch time (median; single repeats "
-          f"{min(result['train_ratios']):.1%} to {max(result['train_ratios']):.1%}): {verdict} the 1/3 target")
-    files.write_json(args.out, result)
+    emit(f"ours takes {result['train_ratio']:.1%} of the reference's epoch time (median; single repeats "
+         f"{min(result['train_ratios']):.1%} to {max(result['train_ratios']):.1%}): {verdict} the 1/3 target; "
+         f"wrote {out}")
 
 
 if __name__ == "__main__":
-    main_cli()
+    sys.exit(main())

@@ -1,15 +1,16 @@
 """How well predict.py reads photos of digits: the MNIST test digits rendered as photos, read from files.
 
-    python -m benchmarks.bench_predict [--checkpoint PATH] [--count 10000]
+    python -m benchmarks.bench_predict [--checkpoint PATH] [--count 10000] [--out PATH] [--preview PATH]
 
 Each test digit becomes a JPEG "photo": dark ink on light paper, a digit 40 to 200 px tall, off centre on a
 canvas of random size and aspect ratio, under a brightness gradient, with Gaussian noise. They are written to
 files and read back through predict.py's own path (decoding in threads, mnist_like, one batched forward).
 Printed beside the model's plain test accuracy: the accuracy on the photos, the naive path's (the whole image
 resized to 28x28 and normalized), and images per second end to end, decoding included, for a batch of 1,000
-files. Writes results/bench_predict.json and plots/predict_preview.png.
+files. Writes results/bench_predict.json and plots/predict_preview.png; a quick run (any other --count or
+--checkpoint) writes runs/bench_predict.json and runs/bench_predict_preview.png unless --out says otherwise.
 """
-import argparse
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,14 @@ import figures
 import files
 import checkpoints
 import preprocess
+from cli import OneLineErrorParser, count, emit, run
+from errors import UsageError
 from recipes import run_name
+
+PROG = "bench_predict"
+COUNT = 10_000
+CHECKPOINT = files.RunPaths.of(files.ROOT, run_name("lenet5_regularized")).checkpoint
+COMMITTED_PREVIEW = files.ROOT / "plots" / "predict_preview.png"
 
 
 def render_photo(digit, rng):
@@ -81,16 +89,45 @@ def mnist_like_or_none(path):
     return None if isinstance(outcome, str) else outcome[1]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def get_args_parser():
+    parser = OneLineErrorParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", type=Path,
-                        default=files.RunPaths.of(files.ROOT, run_name("lenet5_regularized")).checkpoint,
-                        help="the model to read with (the report's seed-0 LeNet5_Regularized)")
-    parser.add_argument("--count", type=int, default=10_000, help="test digits to render")
-    parser.add_argument("--out", type=Path, default=files.ROOT / "results" / "bench_predict.json",
-                        help="where the figures go")
-    args = parser.parse_args()
+                        help="the model to read with; default: checkpoints/lenet5_regularized_seed0.pt, the report's "
+                             "seed-0 LeNet5_Regularized")
+    parser.add_argument("--count", type=count(COUNT), default=COUNT, help="test digits to render, from 1 to 10000")
+    parser.add_argument("--out", type=Path, help="where the figures go, as JSON; default: results/bench_predict.json "
+                                                 "for the report's run, runs/bench_predict.json for a quick one")
+    parser.add_argument("--preview", type=Path, metavar="PATH",
+                        help="where the preview figure goes; default: plots/predict_preview.png beside the "
+                             "committed results/bench_predict.json, else beside --out, named after it")
+    return parser
+
+
+def outputs(args):
+    """The JSON and the preview to write, checked before any work. The committed preview is drawn only beside the
+    committed JSON, so that the README's figure and its numbers always come from the same run."""
+    out = files.bench_output(args.out, "bench_predict.json",
+                             quick=args.count != COUNT or args.checkpoint.resolve() != CHECKPOINT)
+    committed = out.resolve() == files.ROOT / "results" / "bench_predict.json"
+    preview = args.preview or (COMMITTED_PREVIEW if committed else out.with_name(f"{out.stem}_preview.png"))
+    files.check_output(preview, "--preview")
+    if preview.resolve() == out.resolve():
+        raise UsageError(f"--preview and --out both name {out}; give the figure and the JSON different paths")
+    return out, preview
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    args.checkpoint = args.checkpoint or CHECKPOINT
+
+    def body():
+        out, preview_path = outputs(args)
+        measure(args, out, preview_path)
+        return 0
+    return run(PROG, body, interrupted=f"{PROG}: interrupted; nothing written")
+
+
+def measure(args, out, preview_path):
     model, checkpoint = checkpoints.load_model(args.checkpoint, torch.device("cpu"))
     _, _, test_images, test_labels = dataset.load_splits()
     plain = engine.evaluate(model, dataset.TensorLoader(test_images[:args.count], test_labels[:args.count], 1000))
@@ -113,11 +150,11 @@ def main():
                   torch.device("cpu")), "plain_test_acc": plain.acc, "photo_acc": accuracy["predict.py"],
               "naive_acc": accuracy["naive"], "images_per_second": len(batch) / seconds, "batch": len(batch),
               "render_seconds": render_seconds}
-    files.write_json(args.out, result)
-    files.save_figure(files.ROOT / "plots" / "predict_preview.png", figures.predictions(preview_rows))
-    print(f"{result['model']} on {result['device_name']}: test digits {plain.acc:.2f}%, the same digits as photos "
-          f"{result['photo_acc']:.2f}% (naive: {result['naive_acc']:.2f}%), "
-          f"{result['images_per_second']:.0f} images/s for {len(batch):,} files")
+    files.save(out, files.write_json, result)
+    files.save(preview_path, files.save_figure, figures.predictions(preview_rows))
+    emit(f"{result['model']} on {result['device_name']}: test digits {plain.acc:.2f}%, the same digits as photos "
+         f"{result['photo_acc']:.2f}% (naive: {result['naive_acc']:.2f}%), "
+         f"{result['images_per_second']:.0f} images/s for {len(batch):,} files; wrote {out} and {preview_path}")
 
 
 def timed(fn):
@@ -139,4 +176,4 @@ def preview(model, paths, truth, count=6):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """Time to 99% test accuracy, as a user waits for it: whole processes, from launch to exit, on this machine.
 
-    python -m benchmarks.bench_time_to_accuracy [--seeds 10] [--reference-seeds 3]
+    python -m benchmarks.bench_time_to_accuracy [--seeds 10] [--reference-seeds 3] [--out PATH]
 
 Three commands, each run in a fresh process per seed, the commands taking turns so that drifting machine speed
 hits each alike:
@@ -14,7 +14,8 @@ loading the data, checkpoints, the results and curves at the end); the epoch at 
 reaches 99.0%, and the seconds from launch to the moment that epoch's line was printed; its final test accuracy.
 An epoch's seconds are the program's own count, training and test pass. Beside them, the seconds of processes
 that only import torch, torchvision or matplotlib: the floor under any run's start-up. Writes
-results/bench_time_to_accuracy.json, from which scripts/report.py builds the README's table.
+results/bench_time_to_accuracy.json, from which scripts/report.py builds the README's table; a quick run (fewer
+or more seeds) writes runs/bench_time_to_accuracy.json unless --out says otherwise.
 """
 import json
 import statistics
@@ -29,7 +30,10 @@ import torch
 import dataset
 import engine
 import files
-from cli import OneLineErrorParser, count
+from cli import OneLineErrorParser, count, emit, run
+
+PROG = "bench_time_to_accuracy"
+SEEDS, REFERENCE_SEEDS = 10, 3
 
 ROOT = files.ROOT
 TARGET = 99.0
@@ -46,12 +50,19 @@ def timed_run(argv, out_dir):
     start = time.perf_counter()
     process = subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
-    printed, last = [], ""
-    for line in process.stdout:  # both programs flush a line at the end of every epoch
-        if line.startswith("epoch "):
-            printed.append(time.perf_counter() - start)
-        last = line
-    error = process.stderr.read()
+    try:
+        printed, last = [], ""
+        for line in process.stdout:  # both programs flush a line at the end of every epoch
+            if line.startswith("epoch "):
+                printed.append(time.perf_counter() - start)
+            last = line
+        error = process.stderr.read()
+    except BaseException:
+        # Ctrl-C reaches the child from the terminal, SIGTERM only this process: stop the child either way, and
+        # wait for it, so that it writes nothing into the temporary folder while that is being removed.
+        process.terminate()
+        process.wait()
+        raise
     if process.wait():
         sys.exit(f"bench_time_to_accuracy: {' '.join(map(str, argv))} failed:\n{error[-2000:]}")
     wall = time.perf_counter() - start
@@ -89,8 +100,7 @@ def measure(name, seed, folder):
            "epoch_to_target": None if reached is None else reached + 1,
            "seconds_to_target": None if reached is None else printed[reached]}
     shown = "never" if reached is None else f"epoch {reached + 1} at {printed[reached]:.1f}s"
-    print(f"{name:9s} seed {seed}: {wall:6.1f}s launch to exit, final {accuracies[-1]:.2f}%, {TARGET}%: {shown}",
-          flush=True)
+    emit(f"{name:9s} seed {seed}: {wall:6.1f}s launch to exit, final {accuracies[-1]:.2f}%, {TARGET}%: {shown}")
     return run
 
 
@@ -106,14 +116,29 @@ def summary(runs):
             if reached else None}
 
 
-def main():
-    parser = OneLineErrorParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=count(100), default=10, help="seeds of the fast recipe, from 0")
-    parser.add_argument("--reference-seeds", type=count(100), default=3,
+def get_args_parser():
+    parser = OneLineErrorParser(prog=PROG, description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=count(100), default=SEEDS, help="seeds of the fast recipe, from 0")
+    parser.add_argument("--reference-seeds", type=count(100), default=REFERENCE_SEEDS,
                         help="seeds of the default recipe and of the reference, from 0")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench_time_to_accuracy.json",
-                        help="where the figures go")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, help="where the figures go, as JSON; default: "
+                                                 "results/bench_time_to_accuracy.json for the report's seeds, "
+                                                 "runs/bench_time_to_accuracy.json for others")
+    return parser
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+
+    def body():
+        out = files.bench_output(args.out, "bench_time_to_accuracy.json",
+                                 quick=(args.seeds, args.reference_seeds) != (SEEDS, REFERENCE_SEEDS))
+        measure_all(args, out)
+        return 0
+    return run(PROG, body, interrupted=f"{PROG}: interrupted; nothing written")
+
+
+def measure_all(args, out):
     dataset.prepare_mnist()  # extract the data once, before any clock starts
     runs = {name: [] for name in COMMANDS}
     with tempfile.TemporaryDirectory() as folder:
@@ -129,16 +154,16 @@ def main():
               "runs": runs, "summary": summaries, "import_seconds": imports,
               "default_speedup": reference / summaries["default"]["wall_seconds"],
               "fast_share": summaries["fast"]["wall_seconds"] / reference}
-    print(f"\n{result['device_name']}, torch {result['torch']}; mean over seeds, whole processes")
+    files.save(out, files.write_json, result)
+    emit(f"\n{result['device_name']}, torch {result['torch']}; mean over seeds, whole processes")
     for name, s in summaries.items():
         to_target = f"{s['seconds_to_target']:.1f}s" if s["seconds_to_target"] is not None else "never"
-        print(f"{name:9s} {s['wall_seconds']:7.1f}s launch to exit, final {s['final_acc_mean']:.2f} ± "
-              f"{s['final_acc_std']:.2f}%, {s['reached']}/{s['seeds']} seeds reach {TARGET}%, at {to_target}")
-    print("a process that only imports: " + ", ".join(f"{name} {s:.2f}s" for name, s in imports.items()))
-    print(f"the default run is {result['default_speedup']:.2f}x faster than the reference (target: 3x); the fast "
-          f"recipe takes {result['fast_share']:.1%} of the reference's time (target: at most 10%)")
-    files.write_json(args.out, result)
+        emit(f"{name:9s} {s['wall_seconds']:7.1f}s launch to exit, final {s['final_acc_mean']:.2f} ± "
+             f"{s['final_acc_std']:.2f}%, {s['reached']}/{s['seeds']} seeds reach {TARGET}%, at {to_target}")
+    emit("a process that only imports: " + ", ".join(f"{name} {s:.2f}s" for name, s in imports.items()))
+    emit(f"the default run is {result['default_speedup']:.2f}x faster than the reference (target: 3x); the fast "
+         f"recipe takes {result['fast_share']:.1%} of the reference's time (target: at most 10%); wrote {out}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,8 +8,8 @@ checks the data files' SHA-256s (extracting them where missing). It prints a lin
 history as JSON on the last line. It draws no figures and writes no files, which only makes it faster than a
 script that does. The benchmarks run it as a whole process, and import its pieces.
 """
-import argparse
 import json
+import sys
 import time
 
 import torch
@@ -19,8 +19,11 @@ from torchvision import datasets, transforms
 
 import dataset
 import engine
+from cli import OneLineErrorParser, count, emit, number, run
 from model import LeNet5
 from recipes import RECIPES
+
+PROG = "reference"
 
 
 def loaders(batch_size, limit=None, **options):
@@ -30,7 +33,8 @@ def loaders(batch_size, limit=None, **options):
     train_set, test_set = (datasets.MNIST(dataset.DEFAULT_DATA_DIR, train=train, transform=to_tensor)
                            for train in (True, False))
     if limit:
-        train_set, test_set = Subset(train_set, range(limit)), Subset(test_set, range(limit))
+        # As main.py's --limit: the first N of each split, all 10,000 test images where N is more.
+        train_set, test_set = (Subset(split, range(min(limit, len(split)))) for split in (train_set, test_set))
     return (DataLoader(train_set, batch_size=batch_size, shuffle=True, **options),
             DataLoader(test_set, batch_size=1000, **options))
 
@@ -69,22 +73,32 @@ def train(epochs, seed=0, device=torch.device("cpu"), limit=None):
         train_epoch(model, train_loader, optimizer, scheduler)
         history.append({"epoch": epoch, "eval_acc": evaluate(model, test_loader),
                         "seconds": time.perf_counter() - start})
-        print(f"epoch {epoch}/{epochs}  test acc {history[-1]['eval_acc']:.2f}%  {history[-1]['seconds']:.1f}s",
-              flush=True)
+        emit(f"epoch {epoch}/{epochs}  test acc {history[-1]['eval_acc']:.2f}%  {history[-1]['seconds']:.1f}s")
     return history
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=10, help="epochs to train")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the weights and the batch order")
-    parser.add_argument("--device", default="cpu", help="the device to train on")
-    parser.add_argument("--limit", type=int, help="first N training and test images only (quick checks)")
-    args = parser.parse_args()
-    dataset.prepare_mnist()
-    print(json.dumps(train(args.epochs, args.seed, torch.device(args.device), args.limit)))
+def get_args_parser():
+    parser = OneLineErrorParser(prog=PROG, description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=count(1000), default=10, help="epochs to train, from 1 to 1000")
+    parser.add_argument("--seed", type=number(int, lambda v: 0 <= v < 2**32, "from 0 to 4294967295"), default=0,
+                        help="seeds the weights and the batch order")
+    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps", "xpu"],
+                        help="the device to train on")
+    parser.add_argument("--limit", type=count(60_000),
+                        help="first N training and test images only, from 1 to 60000 (quick checks); default: all")
+    return parser
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+
+    def body():
+        device = engine.resolve_device(args.device)
+        dataset.prepare_mnist()
+        emit(json.dumps(train(args.epochs, args.seed, device, args.limit)))
+        return 0
+    return run(PROG, body, interrupted=f"{PROG}: interrupted")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

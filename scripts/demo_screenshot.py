@@ -1,18 +1,26 @@
 """Draw a "1" on demo.html in headless Chromium, move it 3 px right, and save the page as plots/demo.png, with
 what the models read into results/demo_screenshot.json, for the README.
 
-    python -m scripts.demo_screenshot    # with the report's seed-0 checkpoints in checkpoints/ (make report)
+    python -m scripts.demo_screenshot [--out PATH] [--screenshot PATH]   # with the report's seed-0 checkpoints
+                                                                         # in checkpoints/ (make report)
 
 browser() and draw() are also what tests/test_demo.py drives the page with. They need Debian's chromium and
 chromium-driver packages, and Selenium.
 """
 import math
 import shutil
+import sys
 import threading
+from pathlib import Path
 
 import demo
 import files
+from cli import OneLineErrorParser, emit, run
+from errors import UsageError
 from recipes import MODEL_NAMES, run_name
+
+PROG = "demo_screenshot"
+COMMITTED = files.ROOT / "results" / "demo_screenshot.json"
 
 # Strokes in the canvas's 280x280 pixels: a "1" and a "0".
 ONE = [[(140, 50), (140, 235)]]
@@ -79,11 +87,47 @@ def serve(models):
     return server, f"http://127.0.0.1:{server.server_port}/"
 
 
-def main():
+def get_args_parser():
+    parser = OneLineErrorParser(prog=PROG, description="Draw a 1 on the demo page in headless Chromium, move it "
+                                                       "3 px right, and save the page and what the models read.")
+    parser.add_argument("--out", type=Path, help="where what the models read goes, as JSON; default: "
+                                                 "results/demo_screenshot.json")
+    parser.add_argument("--screenshot", type=Path, metavar="PATH",
+                        help="where the screenshot goes, a PNG; default: plots/demo.png beside the committed "
+                             "results/demo_screenshot.json, else beside --out, named after it")
+    return parser
+
+
+def outputs(args):
+    """The JSON and the screenshot to write, checked before any work; the committed screenshot only beside the
+    committed JSON, so that the README's picture and its text come from the same run."""
+    out = files.check_output(args.out or COMMITTED, "--out")
+    screenshot = args.screenshot or (files.ROOT / "plots" / "demo.png" if out.resolve() == COMMITTED
+                                     else out.with_suffix(".png"))
+    files.check_output(screenshot, "--screenshot")
+    if screenshot.resolve() == out.resolve():
+        raise UsageError(f"--screenshot and --out both name {out}; give the picture and the JSON different paths")
+    return out, screenshot
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+
+    def body():
+        out, screenshot = outputs(args)
+        missing = browser_missing()
+        if missing:
+            raise UsageError(f"{missing}; the screenshot needs a browser to drive")
+        checkpoints = [files.RunPaths.of(files.ROOT, run_name(model)).checkpoint for model in MODEL_NAMES]
+        take(demo.load_models(checkpoints), out, screenshot)
+        return 0
+    return run(PROG, body, interrupted=f"{PROG}: interrupted")
+
+
+def take(models, out, screenshot):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    checkpoints = [files.RunPaths.of(files.ROOT, run_name(model)).checkpoint for model in MODEL_NAMES]
-    server, address = serve(demo.load_models(checkpoints))
+    server, address = serve(models)
     driver = browser()
     try:
         driver.get(address)
@@ -93,14 +137,14 @@ def main():
         driver.find_element(By.ID, "shift-x").send_keys(Keys.ARROW_RIGHT * SHIFT)
         shifted = predicted(driver, sent + SHIFT - 1)
         driver.execute_script("window.scrollTo(0, 0)")
-        driver.save_screenshot(str(files.ROOT / "plots" / "demo.png"))
-        files.write_json(files.ROOT / "results" / "demo_screenshot.json",
-                         {"drawn": 1, "shift": [SHIFT, 0], "centred": centred, "shifted": shifted})
-        print(f"read as {centred}, then moved {SHIFT} px right: {shifted}; wrote plots/demo.png")
+        # The PNG's bytes, not save_screenshot: that writes in place, and a full disk would leave half a picture.
+        files.save(screenshot, files.atomic_write, lambda f: f.write(driver.get_screenshot_as_png()))
+        files.save(out, files.write_json, {"drawn": 1, "shift": [SHIFT, 0], "centred": centred, "shifted": shifted})
+        emit(f"read as {centred}, then moved {SHIFT} px right: {shifted}; wrote {screenshot} and {out}")
     finally:
         driver.quit()
         server.shutdown()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -350,8 +350,35 @@ def section_errors():
             "![confusion matrix](plots/confusion_matrix.png)\n\n![misclassified test digits](plots/misclassified.png)")
 
 
-def section_time_to_accuracy():
-    bench = files.read_json(RESULTS / "bench_time_to_accuracy.json")
+def from_benchmark(*names):
+    """A section drawn from the benchmark files named as {file: the command that rebuilds it}: each is read and
+    passed to the section, in order. A missing file, or one whose fields are missing or of the wrong kind (a
+    KeyError or TypeError while the section reads it), stops the report with one line naming the file and the way
+    to rebuild or restore it, before the README is written."""
+    def wrap(section):
+        @functools.wraps(section)
+        def render():
+            benches = {}
+            for name, command in names:
+                bench = files.read_json(RESULTS / name)
+                if not isinstance(bench, dict):
+                    sys.exit(f"report: {RESULTS / name} is missing or not JSON; rebuild it with `{command}`, or "
+                             f"restore it with `git checkout results/{name}`")
+                benches[name] = bench
+            try:
+                return section(*benches.values())
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError) as e:
+                # The field that failed does not say which file it came from: each file the section reads is named.
+                sys.exit(f"report: {' or '.join(str(RESULTS / name) for name in benches)} is damaged "
+                         f"({type(e).__name__}: {e}); rebuild it with "
+                         f"{' and '.join(f'`{command}`' for _, command in names)}, or restore it with "
+                         f"`git checkout {' '.join(f'results/{name}' for name in benches)}`")
+        return render
+    return wrap
+
+
+@from_benchmark(("bench_time_to_accuracy.json", "make bench-time"))
+def section_time_to_accuracy(bench):
     summary, target, imports = bench["summary"], bench["target"], bench["import_seconds"]
     reference = summary["reference"]["wall_seconds"]
     names = {"fast": "fast recipe", "default": "default recipe, 10 epochs", "reference": "torchvision reference, 10 epochs"}
@@ -376,8 +403,8 @@ def section_time_to_accuracy():
         f"matplotlib's figure and PNG writer {imports['torch and matplotlib']:.2f} s (medians of 3).")
 
 
-def section_speed():
-    bench = files.read_json(RESULTS / "bench_pipeline.json")
+@from_benchmark(("bench_pipeline.json", "make bench"))
+def section_speed(bench):
     median = bench["median"]
     rows = [f"`python -m benchmarks.bench_pipeline` on {bench['device_name']}, torch {bench['torch']}, LeNet5, batch "
             f"size {bench['batch_size']}, median of {bench['repeats']} epochs per variant, the variants taking turns:",
@@ -702,8 +729,8 @@ def published_lenet():
             "cannot be paired, and unpaired on the same images the interval is conservative.")
 
 
-def section_predict():
-    bench = files.read_json(RESULTS / "bench_predict.json")
+@from_benchmark(("bench_predict.json", "python -m benchmarks.bench_predict"))
+def section_predict(bench):
     return (f"`python -m benchmarks.bench_predict` renders the {bench['count']:,} MNIST test digits as photos, writes "
             f"them as JPEG files and reads them back through `predict.py`'s own path, with {LABELS[bench['model']]} "
             f"(`{bench['checkpoint']}`), on {bench['device_name']}:\n\n"
@@ -715,8 +742,9 @@ def section_predict():
             f"{bench['images_per_second']:.0f} images per second.")
 
 
-def section_demo():
-    shot, bench = files.read_json(RESULTS / "demo_screenshot.json"), files.read_json(RESULTS / "bench_demo.json")
+@from_benchmark(("demo_screenshot.json", "python -m scripts.demo_screenshot"),
+                ("bench_demo.json", "python -m benchmarks.bench_demo"))
+def section_demo(shot, bench):
     readings = ", ".join(f"{LABELS[model]} as a {digit}" for model, digit in shot["shifted"].items())
     centred = sorted(set(shot["centred"].values()))
     return (f"The screenshot, taken by `python -m scripts.demo_screenshot` with the report's seed-0 models: a "
