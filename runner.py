@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -194,6 +195,7 @@ def start_ray(settings, package):
             common = dict(runtime_env=runtime_env, log_to_driver=False, logging_level="ERROR",
                           include_dashboard=False)
             if settings.address:
+                reachable(settings.address)
                 ray.init(address=settings.address, **common)
             else:
                 ray.init(address="local", num_cpus=settings.jobs * (settings.threads or 1),
@@ -206,6 +208,18 @@ def start_ray(settings, package):
                 os.environ.pop("HOME")
             else:
                 os.environ["HOME"] = home
+
+
+def reachable(address, seconds=10):
+    """UsageError unless something answers at a host:port address: Ray would wait on it for minutes."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not port.isdigit() or not host:
+        return  # ray://, auto and the like: Ray's to resolve
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=seconds).close()
+    except OSError as e:
+        raise UsageError(f"--address {address}: nothing answers there ({e.strerror or e}); start the cluster's head "
+                         f"first (ray start --head), or drop --address to run on this machine") from None
 
 
 def gpus_here(settings):

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -161,18 +162,19 @@ session() {{ ps -e -o pid=,sid= | awk -v s=$1 '$2 == s {{print $1}}'; }}
 
 
 @needs_namespace
-def test_a_sweep_on_two_nodes_completes_when_one_dies_mid_sweep(tmp_path):
+def test_a_sweep_on_two_nodes_completes_when_one_dies_mid_sweep(tmp_path, request):
     ray = shutil.which("ray", path=os.path.dirname(sys.executable))
     out = tmp_path / "sweep"
-    for node in ("head", "worker"):
-        (tmp_path / node).mkdir()
+    # Each node's own temporary folder, short: Ray's sockets live there, and a socket's path holds 107 bytes at most.
+    nodes = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    request.addfinalizer(lambda: shutil.rmtree(nodes, ignore_errors=True))
     # Token authentication, as the README asks of a cluster; the 127.0.0.1 in the namespace stays loopback only
     # because the namespace has no other interface.
     environment = f"export RAY_AUTH_MODE=token RAY_AUTH_TOKEN={'ab' * 32} RAY_USAGE_STATS_ENABLED=0; "
     script = environment + RAY_NODE.format(ray=ray, tmp=tmp_path) + f"""
-    start_node head --head --port 6390 --temp-dir {tmp_path}/head --include-dashboard false; head=$!
+    start_node head --head --port 6390 --temp-dir {nodes}/head --include-dashboard false; head=$!
     for i in $(seq 300); do grep -q "Ray runtime started" {tmp_path}/head.log && break; sleep 0.1; done
-    start_node worker --address 127.0.0.1:6390 --temp-dir {tmp_path}/worker; worker=$!
+    start_node worker --address 127.0.0.1:6390 --temp-dir {nodes}/worker; worker=$!
     for i in $(seq 300); do grep -q "Ray runtime started" {tmp_path}/worker.log && break; sleep 0.1; done
     {python("sweep.py", "--model", "lenet5", "--seed", *range(6), "--limit", "1024", "--epochs", "3",
             "--address", "127.0.0.1:6390", "--out-dir", out)} > {tmp_path}/out 2> {tmp_path}/err &
@@ -218,6 +220,11 @@ def test_bad_flags_get_one_line_before_any_run_or_ray(argv, message, tmp_path):
     status, out, err = sweep(*argv, *QUICK, "--address", "127.0.0.1:1", "--out-dir", tmp_path)
     assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "results").exists()
+
+
+def test_a_cluster_that_does_not_answer_is_one_line_not_a_long_wait(tmp_path):
+    status, _, err = sweep("--model", "lenet5", *QUICK, "--address", "127.0.0.1:1", "--out-dir", tmp_path)
+    assert status == 2 and "--address 127.0.0.1:1: nothing answers there" in err and len(err.splitlines()) == 1, err
 
 
 def test_a_finished_run_with_other_settings_is_refused(tmp_path):
