@@ -120,6 +120,23 @@ def add_recipe_flags(parser, many=False):
             parser.add_argument(flag, type=setting(key), **values)
 
 
+def add_runner_flags(parser, jobs=1):
+    """The flags that say where many runs train (runner.py): one after another here, at once on a private local Ray
+    instance, or on a Ray cluster."""
+    parser.add_argument("--jobs", type=count(4096), default=jobs,
+                        help="runs at once on a private Ray instance on this machine, reachable on loopback only; 1 "
+                             "trains them one after another in this process, without Ray")
+    parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None,
+                        help="a running Ray cluster to send the runs to, as HOST:PORT of its head; its resources "
+                             "decide how many run at once; default: $RAY_ADDRESS, else none")
+    parser.add_argument("--cpus-per-run", type=count(1024),
+                        help="CPU cores, and torch threads, that each run takes; default: 1 on Ray, torch's default "
+                             "with --jobs 1")
+    parser.add_argument("--gpus-per-run", type=number(float, lambda v: 0 < v <= 1, "above 0 and at most 1"),
+                        help="the share of a GPU each run takes on Ray, e.g. 0.1 packs ten runs onto one GPU; "
+                             "default: none")
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, as kill, timeout and job schedulers send it: handled like Ctrl-C, with its own exit status."""
 

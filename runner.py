@@ -7,18 +7,21 @@ the one atomic write, the results last, so that a results file always means its 
 between machines: the package's code and the bundled MNIST reach Ray's workers as its runtime_env working_dir.
 Ray is imported only where runs go to it.
 """
+import contextlib
+import json
 import os
 import secrets
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import files
-from cli import Terminated
+from cli import Terminated, emit
 from errors import RunFailed, UsageError
 
 ROOT = Path(__file__).resolve().parent
@@ -62,9 +65,10 @@ class Outcome:
     seconds: float
 
 
-def train(recipe, name, threads, device, resume_from=None, eval_batch_size=1000, measure=None):
-    """Train one run into a temporary folder; returns (its files' bytes by kind, its error or None, seconds). Runs
-    in this process or in a Ray worker alike: the same code makes the same files."""
+def train(recipe, name, threads, device, resume_from=None, eval_batch_size=1000, measure=None, out_dir=None):
+    """Train one run; returns (its files' bytes by kind, its error or None, seconds). Runs in this process or in a
+    Ray worker alike: the same code makes the same files. With out_dir, the run trains in place there, as main.py
+    does, and resumes from the checkpoint there; without, in a temporary folder, and its files come back as bytes."""
     import torch
 
     import checkpoints
@@ -76,23 +80,24 @@ def train(recipe, name, threads, device, resume_from=None, eval_batch_size=1000,
         torch.set_num_threads(threads)
     device = engine.resolve_device(device)
     data = dataset.load_splits(device=device, validation=recipe["validation"], limit=recipe["limit"])
-    with tempfile.TemporaryDirectory(prefix="mnist-run-") as folder:
+    with contextlib.nullcontext(out_dir) if out_dir else tempfile.TemporaryDirectory(prefix="mnist-run-") as folder:
         paths = files.RunPaths.of(folder, name)
-        checkpoint = None
-        if resume_from:
+        if resume_from and not out_dir:
             files.atomic_write(paths.checkpoint, lambda f: f.write(resume_from))
-            checkpoint = checkpoints.load_checked(paths.checkpoint, "--resume")
+        checkpoint = checkpoints.load_checked(paths.checkpoint, "--resume") if resume_from else None
         error = None
         try:
             runs.train_run(recipe, data, device, paths, checkpoint, eval_batch_size=eval_batch_size, measure=measure)
         except RunFailed as e:
             error = str(e)
-        made = {kind: getattr(paths, kind).read_bytes() for kind in KINDS if getattr(paths, kind).exists()}
+        made = {} if out_dir else {kind: getattr(paths, kind).read_bytes() for kind in KINDS
+                                   if getattr(paths, kind).exists()}
     return made, error, time.perf_counter() - start
 
 
 def install(outcome):
-    """Write a job's files where they belong, results last; the caller holds the run's lock."""
+    """Write a job's files where they belong, results last; the caller holds the run's lock. A kind without a place
+    (None) is not kept."""
     for kind in KINDS:
         target = getattr(outcome.job.paths, kind)
         if target is not None and kind in outcome.made:
@@ -103,15 +108,75 @@ def install(outcome):
 def run_all(jobs, settings, measure=lambda job: None):
     """Train every job; yields each Outcome as it finishes, once its files are written. measure(job) gives the
     job's runs.train_run measure hook. KeyboardInterrupt (cli.Terminated for SIGTERM) stops what is pending and
-    running; what finished is written whole."""
+    running; what finished is written whole, and with jobs 1, the run in flight keeps its checkpoint, as main.py's."""
     if settings.jobs == 1 and settings.address is None:
         for job in jobs:
-            outcome = Outcome(job, *train(job.recipe, job.name, settings.threads, settings.device, job.resume_from,
-                                          settings.eval_batch_size, measure(job)))
-            install(outcome)
+            in_place = job.paths.results.parent.parent
+            if job.paths != files.RunPaths.of(in_place, job.name):
+                outcome = Outcome(job, *train(job.recipe, job.name, settings.threads, settings.device,
+                                              job.resume_from, settings.eval_batch_size, measure(job)))
+                install(outcome)
+            else:
+                outcome = Outcome(job, *train(job.recipe, job.name, settings.threads, settings.device,
+                                              job.resume_from, settings.eval_batch_size, measure(job), in_place))
             yield outcome
         return
     yield from run_on_ray(jobs, settings, measure)
+
+
+def plan(named_recipes, paths_of, out_dir):
+    """Jobs for the (name, recipe) pairs still to train, and the names of those finished already: a finished run is
+    skipped, an unfinished one resumes from its checkpoint. UsageError, before any work, for a run that would
+    replace another with other settings. paths_of(name) gives where a run's files go, under out_dir."""
+    import runs
+    jobs, finished = [], []
+    for name, recipe in named_recipes:
+        paths = paths_of(name)
+        step = runs.plan_run(paths, recipe, resume=True, skip_finished=True)
+        if step.action == "done":
+            finished.append(name)
+        else:
+            jobs.append(Job(name, recipe, paths, paths.checkpoint.read_bytes() if step.action == "resume" else None))
+    files.prepare_out_dir(out_dir, [path for job in jobs for path in job.paths.outputs if path is not None])
+    return jobs, finished
+
+
+def train_all(jobs, settings, measure=lambda job: None, line=lambda outcome: None):
+    """Train the jobs under their runs' locks, with a progress bar over runs on a terminal and line(outcome)
+    printed as each finishes, so that many workers never interleave their epochs; returns {name: error} for those
+    that failed."""
+    from tqdm import tqdm
+    failed = {}
+    with contextlib.ExitStack() as locks:
+        for job in jobs:
+            locks.enter_context(files.RunLock(job.paths))
+        with tqdm(total=len(jobs), unit="run", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
+            for outcome in run_all(jobs, settings, measure):
+                if outcome.error:
+                    failed[outcome.job.name] = outcome.error
+                text = line(outcome)
+                if bar.disable:
+                    emit(text)
+                else:
+                    bar.write(text, file=sys.stdout)
+                bar.update()
+    return failed
+
+
+def describe(outcome):
+    """The line for a finished job: its name, and its final accuracy and seconds, or its error."""
+    if outcome.error:
+        return f"{outcome.job.name}: failed: {outcome.error}"
+    results = json.loads(outcome.made["results"]) if "results" in outcome.made else \
+        files.read_json(outcome.job.paths.results)
+    return (f"{outcome.job.name}: {results['evaluated_on']} accuracy {results['history'][-1]['eval_acc']:.2f}%, "
+            f"{outcome.seconds:.0f} s")
+
+
+def settings_of(args):
+    """The Settings that cli.add_runner_flags' flags ask for."""
+    return Settings(jobs=args.jobs, address=args.address, threads=args.cpus_per_run, gpus=args.gpus_per_run or 0.0,
+                    device=getattr(args, "device", "auto"), eval_batch_size=getattr(args, "eval_batch_size", 1000))
 
 
 def run_on_ray(jobs, settings, measure):

@@ -14,13 +14,12 @@ settings is refused. The table at the end compares each setting with the best on
 seed against seed (significance.py).
 """
 import itertools
-import os
 import shlex
 import statistics
 import sys
 from pathlib import Path
 
-from cli import (RECIPE_FLAGS, OneLineErrorParser, add_recipe_flags, count, emit, exit_now, number, parse_tag, run,
+from cli import (RECIPE_FLAGS, OneLineErrorParser, add_recipe_flags, add_runner_flags, emit, exit_now, parse_tag, run,
                  setting, signal_status)
 from errors import Interrupted, UsageError
 from paths import relative as shown
@@ -55,17 +54,7 @@ def get_args_parser():
     p.add_argument("--out-dir", type=Path,
                    help="where results/, plots/ and checkpoints/ go; default: runs/ beside sweep.py, as main.py's")
     p.add_argument("--tag", type=parse_tag, help="put TAG before the settings in every run's name; default: none")
-    p.add_argument("--jobs", type=count(4096), default=1,
-                   help="runs at once on a private Ray instance on this machine, reachable on loopback only; 1 trains "
-                        "them one after another in this process, without Ray")
-    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None,
-                   help="a running Ray cluster to send the runs to, e.g. ray://head:10001; its resources decide how "
-                        "many run at once; default: $RAY_ADDRESS, else none")
-    p.add_argument("--cpus-per-run", type=count(1024),
-                   help="CPU cores, and torch threads, that each run takes; default: 1 on Ray, torch's default with "
-                        "--jobs 1")
-    p.add_argument("--gpus-per-run", type=number(float, lambda v: 0 < v <= 1, "above 0 and at most 1"),
-                   help="the share of a GPU each run takes on Ray, e.g. 0.1 packs ten runs onto one GPU; default: none")
+    add_runner_flags(p)
     return p
 
 
@@ -95,62 +84,6 @@ def grid(args):
     if repeated:
         raise UsageError(f"the grid names {repeated[0]} more than once: a value is given twice; give each once")
     return runs
-
-
-def plan(args, runs_):
-    """runner.Jobs for the runs still to train, and the names of those finished already. UsageError, before any
-    work, for a run that would replace another with other settings."""
-    import files
-    import runner
-    import runs
-    out_dir = args.out_dir or files.DEFAULT_OUT_DIR
-    jobs, finished = [], []
-    for _, name, recipe in runs_:
-        paths = files.RunPaths.of(out_dir, name)
-        step = runs.plan_run(paths, recipe, resume=True, skip_finished=True)
-        if step.action == "done":
-            finished.append(name)
-        else:
-            resume_from = paths.checkpoint.read_bytes() if step.action == "resume" else None
-            jobs.append(runner.Job(name, recipe, paths, resume_from))
-    files.prepare_out_dir(out_dir, [path for job in jobs for path in job.paths.outputs])
-    return out_dir, jobs, finished
-
-
-def train(args, jobs):
-    """Train the jobs, a line for each as it finishes; returns the names of those that failed, each with its error."""
-    import contextlib
-
-    from tqdm import tqdm
-
-    import files
-    import runner
-    settings = runner.Settings(jobs=args.jobs, address=args.address, threads=args.cpus_per_run,
-                               gpus=args.gpus_per_run or 0.0, device=args.device, eval_batch_size=args.eval_batch_size)
-    failed = {}
-    with contextlib.ExitStack() as locks:
-        for job in jobs:
-            locks.enter_context(files.RunLock(job.paths))
-        bar = tqdm(total=len(jobs), unit="run", file=sys.stderr, disable=not sys.stderr.isatty())
-        with bar:
-            for outcome in runner.run_all(jobs, settings):
-                if outcome.error:
-                    failed[outcome.job.name] = outcome.error
-                    line = f"{outcome.job.name}: failed: {outcome.error}"
-                else:
-                    line = (f"{outcome.job.name}: {evaluated_on(outcome.job.recipe)} accuracy "
-                            f"{final_accuracy(outcome.made['results']):.2f}%, {outcome.seconds:.0f} s")
-                if bar.disable:
-                    emit(line)
-                else:
-                    bar.write(line, file=sys.stdout)
-                bar.update()
-    return failed
-
-
-def final_accuracy(results_bytes):
-    import json
-    return json.loads(results_bytes)["history"][-1]["eval_acc"]
 
 
 def table(args, runs_, out_dir):
@@ -223,13 +156,17 @@ def results_problem(results, recipe, images):
 
 def main(args):
     def body():
+        import files
+        import runner
         runs_ = grid(args)
-        out_dir, jobs, finished = plan(args, runs_)
+        out_dir = args.out_dir or files.DEFAULT_OUT_DIR
+        jobs, finished = runner.plan([(name, recipe) for _, name, recipe in runs_],
+                                     lambda name: files.RunPaths.of(out_dir, name), out_dir)
         emit(f"{len(runs_)} runs: {len(finished)} finished already, {len(jobs)} to train"
              + (f", {args.jobs} at once" if args.jobs > 1 and not args.address else "")
              + (f", on the Ray cluster at {args.address}" if args.address else ""))
         try:
-            failed = train(args, jobs) if jobs else {}
+            failed = runner.train_all(jobs, runner.settings_of(args), line=runner.describe) if jobs else {}
         except (KeyboardInterrupt, Interrupted) as e:
             by = e.by if isinstance(e, Interrupted) else e
             print(f"\nsweep.py: interrupted; the finished runs are written whole.\ncontinue with: "

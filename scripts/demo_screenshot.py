@@ -8,15 +8,15 @@ browser() and draw() are also what tests/test_demo.py drives the page with. They
 chromium-driver packages, and Selenium.
 """
 import math
+import re
 import shutil
+import subprocess
 import sys
-import threading
 from pathlib import Path
 
-import demo
 import files
 from cli import OneLineErrorParser, emit, run
-from errors import UsageError
+from errors import RunFailed, UsageError
 from recipes import MODEL_NAMES, run_name
 
 PROG = "demo_screenshot"
@@ -80,11 +80,18 @@ def predicted(driver, after, timeout=20):
             for box in driver.find_elements(By.CLASS_NAME, "model")}
 
 
-def serve(models):
-    """The demo server on a free port, serving in a thread; returns (server, its address)."""
-    server = demo.make_server(models, 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_port}/"
+def serve(checkpoints):
+    """demo.py itself, started as a user starts it, on a free port, reading with checkpoints: (its process, the
+    address it serves on). RunFailed, with demo.py's own line, where it does not start."""
+    process = subprocess.Popen([sys.executable, str(files.ROOT / "demo.py"), "--port", "0",
+                                *[part for path in checkpoints for part in ("--checkpoint", str(path))]],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        address = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        if address:
+            return process, address.group(0)
+    process.wait()
+    raise RunFailed(f"demo.py did not start: {process.stderr.read().strip()}")
 
 
 def get_args_parser():
@@ -119,15 +126,15 @@ def main(argv=None):
         if missing:
             raise UsageError(f"{missing}; the screenshot needs a browser to drive")
         checkpoints = [files.RunPaths.of(files.ROOT, run_name(model)).checkpoint for model in MODEL_NAMES]
-        take(demo.load_models(checkpoints), out, screenshot)
+        take(checkpoints, out, screenshot)
         return 0
     return run(PROG, body, interrupted=f"{PROG}: interrupted")
 
 
-def take(models, out, screenshot):
+def take(checkpoints, out, screenshot):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    server, address = serve(models)
+    server, address = serve(checkpoints)
     driver = browser()
     try:
         driver.get(address)
@@ -143,7 +150,8 @@ def take(models, out, screenshot):
         emit(f"read as {centred}, then moved {SHIFT} px right: {shifted}; wrote {screenshot} and {out}")
     finally:
         driver.quit()
-        server.shutdown()
+        server.terminate()
+        server.wait()
 
 
 if __name__ == "__main__":

@@ -5,11 +5,14 @@
     python -m scripts.report --rerun "batch norm only"   # first rerun just the named experiments
 
 Generated sections sit in README.md between <!-- report:NAME --> and <!-- /report:NAME -->. The runs go through
-runs.train_run, as main.py's do, into the committed results/ and plots/; their checkpoints go to checkpoints/.
+runner.py, as sweep.py's do (--jobs, --address, --cpus-per-run, --gpus-per-run run many at once), into a staging
+folder, checkpoints/report/; nothing committed changes until every run asked for is finished, and then each run's
+checkpoint, curves and results are moved into checkpoints/, plots/ and results/, the results last. An interrupted
+--rerun leaves the committed files as they were, and the same command continues it.
 """
-import argparse
 import contextlib
 import functools
+import os
 import re
 import statistics
 import subprocess
@@ -22,8 +25,11 @@ import dataset
 import engine
 import figures
 import files
+import runner
 import runs
 import significance
+from cli import OneLineErrorParser, add_runner_flags, emit, run
+from errors import RunFailed, UsageError
 from model import MODELS, count_parameters, parameter_table
 from recipes import (EPOCHS, LABELS, MODEL_NAMES, NAMED_RECIPES, RECIPES, completed, format_recipe, resolve_recipe,
                      run_name)
@@ -112,6 +118,8 @@ def measurements(recipe):
     return measure
 
 ROOT = files.ROOT
+# Where --rerun trains, so that nothing committed changes before every run is whole (git ignores checkpoints/).
+STAGING = ROOT / "checkpoints" / "report"
 RESULTS, PLOTS, README = ROOT / "results", ROOT / "plots", ROOT / "README.md"
 MODEL_LABELS = ["LeNet5", "CustomMLP", "LeNet5_Regularized"]
 ABLATION_LABELS = ["LeNet5", "weight decay only", "batch norm only", "dropout only", "augmentation only",
@@ -128,18 +136,23 @@ ROBUSTNESS_PAIRS = [("LeNet5", "CustomMLP without augmentation"), ("CustomMLP", 
 LECUN_1998_ERROR = 0.95  # % test error of LeNet-5 without distortions, LeCun et al. (1998)
 
 
-def rerun(labels):
-    data = dataset.load_splits()
-    device = torch.device("cpu")
-    for label in labels:
-        for seed in SEEDS:
-            recipe = experiment_recipe(label, seed)
-            print(f"\n=== {label}, seed {seed}\n{format_recipe(recipe)}", flush=True)
-            paths = files.RunPaths.of(ROOT, experiment_run_name(label, seed))
-            files.prepare_out_dir(ROOT, paths.outputs)
-            with files.RunLock(paths):
-                runs.train_run(recipe, data, device, paths, measure=measurements(recipe),
-                               on_epoch=lambda record: print(runs.format_epoch(record, EPOCHS), flush=True))
+def rerun(labels, settings):
+    """Rerun the experiments' runs into STAGING, then move them into place once all are finished."""
+    named = [(experiment_run_name(label, seed), experiment_recipe(label, seed)) for label in labels for seed in SEEDS]
+    try:
+        jobs, finished = runner.plan(named, lambda name: files.RunPaths.of(STAGING, name), STAGING)
+    except UsageError as e:
+        raise UsageError(f"{e} (in the report's staging folder: delete {STAGING} to start the rerun over)") from None
+    files.prepare_out_dir(ROOT, [path for name, _ in named for path in files.RunPaths.of(ROOT, name).outputs])
+    emit(f"{len(named)} runs: {len(finished)} finished already in {STAGING}, {len(jobs)} to train")
+    failed = runner.train_all(jobs, settings, measure=lambda job: measurements(job.recipe), line=runner.describe)
+    if failed:
+        raise RunFailed(f"{len(failed)} runs failed ({', '.join(failed)}); nothing committed changed")
+    for name, _ in named:
+        staged, final = files.RunPaths.of(STAGING, name), files.RunPaths.of(ROOT, name)
+        for kind in runner.KINDS:  # the results last: a results file in place means its run is whole
+            os.replace(getattr(staged, kind), getattr(final, kind))
+    emit(f"moved {len(named)} runs into {ROOT / 'results'}, {PLOTS} and {ROOT / 'checkpoints'}")
 
 
 @functools.cache
@@ -830,20 +843,32 @@ def learning_rate_sweep(steps):
     return [rate for rate, _ in scored], [accs for _, accs in scored]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def get_args_parser():
+    parser = OneLineErrorParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rerun", nargs="*", metavar="EXPERIMENT", choices=list(EXPERIMENTS),
-                        help="first rerun these experiments, or with no names every experiment and the benchmark")
-    args = parser.parse_args()
-    if args.rerun is not None:
-        rerun(args.rerun or list(EXPERIMENTS))
-    if args.rerun == []:
-        subprocess.run([sys.executable, "-m", "benchmarks.bench_pipeline"], cwd=ROOT, check=True)
-    build_figures()
-    text = render_readme(README.read_text())
-    files.atomic_write(README, lambda f: f.write(text.encode()))
-    print(f"wrote {README} and the figures in {PLOTS}")
+                        help="first rerun these experiments, or with no names every experiment and the benchmark; "
+                             "default: rerun nothing")
+    add_runner_flags(parser)
+    return parser
+
+
+def main(args):
+    def body():
+        if args.rerun is not None:
+            rerun(args.rerun or list(EXPERIMENTS), runner.settings_of(args))
+        if args.rerun == []:
+            if subprocess.run([sys.executable, "-m", "benchmarks.bench_pipeline"], cwd=ROOT).returncode:
+                raise RunFailed("benchmarks.bench_pipeline failed (above); rerun it with make bench")
+        build_figures()
+        text = render_readme(README.read_text())
+        files.atomic_write(README, lambda f: f.write(text.encode()))
+        emit(f"wrote {README} and the figures in {PLOTS}")
+        return 0
+    return run("report", body, interrupted=f"report: interrupted; the committed results are as they were, and the "
+                                           f"same command continues from {STAGING}",
+               stopped=lambda e: f"report: {e}; the committed results are as they were, and the same command "
+                                 f"continues from {STAGING}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(get_args_parser().parse_args()))

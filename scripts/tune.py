@@ -3,25 +3,24 @@
 The sweeps are those that SEARCH_SPACE and FAST_SEARCH_SPACE below declare.
 
     python -m scripts.tune                    # run what is missing, then print the choices
-    python -m scripts.tune --model lenet5
+    python -m scripts.tune --model lenet5 --jobs 2
     python -m scripts.tune --fast             # the fast recipe's sweep
 
 Every run trains on the first 50,000 training images and is scored on the last 10,000, at its final epoch; the
 test set plays no part. The default recipes' runs train for EPOCHS epochs, once per seed in TUNING_SEEDS; the fast
 recipe's for the epochs each setting names, once per seed in FAST_TUNING_SEEDS. Each run's figures go to
 results/tuning/<run>.json (the fast sweep's to results/tuning/fast/), and a run whose file is there is not run
-again, so an interrupted sweep goes on where it stopped.
+again, so an interrupted sweep goes on where it stopped. The runs go through runner.py, as sweep.py's do: each
+factor's values and seeds at once with --jobs N or on a Ray cluster with --address, one factor after another.
 """
 import statistics
-import time
+import sys
 
-import torch
-
-import dataset
-import engine
 import files
-from cli import OneLineErrorParser
-from recipes import EPOCHS, MODEL_NAMES, resolve_recipe, run_name
+import runner
+from cli import OneLineErrorParser, add_runner_flags, emit, run
+from errors import RunFailed, UsageError
+from recipes import EPOCHS, MODEL_NAMES, resolve_recipe, run_name, setting_tag
 
 # scripts/tune.py's sweep, scored on the validation split. For each model it starts from `start` and tries one
 # factor at a time, in the order given, each around the best setting found so far. Each factor's values are in
@@ -58,13 +57,13 @@ FAST_TUNING_SEEDS = (0, 1, 2)
 
 TUNING_DIR = files.ROOT / "results" / "tuning"
 FAST_DIR = TUNING_DIR / "fast"
-SHORT = {"lr": "lr", "batch_size": "bs", "weight_decay": "wd", "augment": "aug", "dropout": "do", "hidden": "h"}
+# The tuning runs' curves and checkpoints, kept for resuming and looking at, not committed (git ignores it).
+STAGING = files.ROOT / "checkpoints" / "tuning"
 
 
-def setting_tag(model, setting):
+def tuning_tag(model, setting):
     """The part of a tuning run's name that tells its setting, e.g. lr0.05_bs128."""
-    return "_".join(f"{SHORT[key]}{'-'.join(map(str, setting[key])) if isinstance(setting[key], list) else f'{setting[key]:g}'}"
-                    for key in SEARCH_SPACE[model]["factors"])
+    return setting_tag({key: setting[key] for key in SEARCH_SPACE[model]["factors"]})
 
 
 def tuning_recipe(model, setting, seed):
@@ -73,7 +72,7 @@ def tuning_recipe(model, setting, seed):
 
 
 def tuning_path(model, setting, seed):
-    return TUNING_DIR / f"{run_name(model, setting_tag(model, setting), seed)}.json"
+    return TUNING_DIR / f"{run_name(model, tuning_tag(model, setting), seed)}.json"
 
 
 def fast_setting(schedule, lr, label_smoothing):
@@ -89,7 +88,7 @@ def fast_recipe(setting, seed):
 
 
 def fast_path(setting, seed):
-    tag = f"ep{setting['epochs']}_bs{setting['batch_size']}_lr{setting['lr']:g}_ls{setting['label_smoothing']:g}"
+    tag = setting_tag({key: setting[key] for key in ("epochs", "batch_size", "lr", "label_smoothing")})
     return FAST_DIR / f"{run_name('lenet5', tag, seed, 'fast')}.json"
 
 
@@ -102,22 +101,25 @@ def choose(scored):
     return next(value for (value, _), mean in zip(scored, means) if mean >= bar)
 
 
-def sweep(model, score):
+def sweep(model, score, train=lambda pairs: None):
     """Walk the model's search space one factor at a time; score(setting, seed) gives a final validation accuracy.
+    train(pairs) is given each factor's (setting, seed) pairs, all its values and seeds, before any is scored.
 
     Returns the chosen setting and the steps: (factor, [(value, accuracies)], chosen value) for each factor.
     """
     setting = dict(SEARCH_SPACE[model]["start"])
     steps = []
     for factor, values in SEARCH_SPACE[model]["factors"].items():
+        train([({**setting, factor: value}, seed) for value in values for seed in TUNING_SEEDS])
         scored = [(value, [score({**setting, factor: value}, seed) for seed in TUNING_SEEDS]) for value in values]
         setting[factor] = choose(scored)
         steps.append((factor, scored, setting[factor]))
     return setting, steps
 
 
-def fast_sweep(score):
-    """The fast recipe's search; score(setting, seed) gives a final validation accuracy.
+def fast_sweep(score, train=lambda pairs: None):
+    """The fast recipe's search; score(setting, seed) gives a final validation accuracy, once train(pairs) has been
+    given every (setting, seed) pair of its schedule.
 
     The schedules are tried in FAST_SEARCH_SPACE's order, fastest first, each with every learning rate and label
     smoothing; the first schedule where one of those has a mean that reaches TARGET_ACCURACY wins, with the best of
@@ -126,6 +128,8 @@ def fast_sweep(score):
     """
     tried, best = [], None
     for schedule in FAST_SEARCH_SPACE["schedules"]:
+        train([(fast_setting(schedule, lr, smoothing), seed) for lr in FAST_SEARCH_SPACE["lr"]
+               for smoothing in FAST_SEARCH_SPACE["label_smoothing"] for seed in FAST_TUNING_SEEDS])
         scored = [((lr, smoothing), [score(fast_setting(schedule, lr, smoothing), seed) for seed in FAST_TUNING_SEEDS])
                   for lr in FAST_SEARCH_SPACE["lr"] for smoothing in FAST_SEARCH_SPACE["label_smoothing"]]
         tried.append((schedule, scored))
@@ -151,55 +155,67 @@ def score_of(path):
     return results["history"][-1]["eval_acc"] if results["status"] == "complete" else 0.0
 
 
-def train_and_score(path, recipe, setting, data, device):
-    """Train the recipe on the validation split and store its run at path, unless it is there already; returns its
-    final validation accuracy."""
-    if path.exists():
-        return score_of(path)
-    start = time.perf_counter()
-    network, batches, optimizer, scheduler = engine.setup(recipe, data[0], data[1], device)
-    history, status = [], "complete"
-    try:
-        for record, _ in engine.fit(network, optimizer, scheduler, batches,
-                                    dataset.TensorLoader(data[2], data[3], 1000), recipe):
-            history.append(record)
-    except engine.Diverged as e:
-        status = f"diverged: {e}"
-    files.write_json(path, {"model": recipe["model"], "setting": setting, "seed": recipe["seed"],
-                            "evaluated_on": "validation", "device_name": engine.describe_device(device),
-                            "torch": torch.__version__, "recipe": recipe, "status": status, "history": history})
-    score = score_of(path)
-    print(f"{path.name}: {status}, validation accuracy {score:.2f}% ({time.perf_counter() - start:.0f} s)", flush=True)
-    return score
+def run_paths(path):
+    """A tuning run's files: its results at path, where the sweep reads them; its curves and checkpoint in STAGING."""
+    staged = files.RunPaths.of(STAGING, path.stem)
+    return files.RunPaths(results=path, curves=staged.curves, checkpoint=staged.checkpoint, lock=staged.lock)
 
 
-def main():
+def trainer(settings, recipe_of, path_of):
+    """train(pairs): every (setting, seed) pair whose tuning file is missing or unreadable, trained at once through
+    runner.py. A run that diverges is a score of 0, kept as such; any other failure stops the sweep."""
+    def train(pairs):
+        todo = {path_of(setting, seed).stem: (path_of(setting, seed), recipe_of(setting, seed))
+                for setting, seed in pairs if files.read_json(path_of(setting, seed)) is None}
+        if not todo:
+            return
+        jobs, _ = runner.plan([(name, recipe) for name, (_, recipe) in todo.items()],
+                              lambda name: run_paths(todo[name][0]), STAGING)
+        failed = runner.train_all(jobs, settings, line=runner.describe)
+        for name, error in failed.items():
+            path, recipe = todo[name]
+            if not error.startswith("training diverged"):
+                raise RunFailed(f"{name}: {error}")
+            if files.read_json(path) is None:  # it diverged in its first epoch, before it had results to write
+                files.write_json(path, {"model": recipe["model"], "seed": recipe["seed"], "evaluated_on": "validation",
+                                        "recipe": recipe, "status": "diverged", "history": []})
+    return train
+
+
+def get_args_parser():
     parser = OneLineErrorParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=MODEL_NAMES, nargs="+", help="the models to tune; default: all")
     parser.add_argument("--fast", action="store_true", help="run the fast recipe's sweep (LeNet5's) instead; "
                                                              "default: off")
-    args = parser.parse_args()
-    if args.fast and args.model:
-        parser.error("--fast tunes LeNet5's fast recipe; drop --model")
-    device = torch.device("cpu")
-    data = dataset.load_splits(device=device, validation=True)
-    if args.fast:
-        chosen, tried = fast_sweep(lambda setting, seed: train_and_score(fast_path(setting, seed),
-                                                                         fast_recipe(setting, seed), setting, data,
-                                                                         device))
-        for schedule, scored in tried:
-            print(f"epochs, batch size {schedule}: " + ", ".join(f"lr {lr} smoothing {ls}: {statistics.mean(a):.2f}"
-                                                                  for (lr, ls), a in scored))
-        print(f"fast: chosen {chosen}", flush=True)
-        return
-    for model in args.model or MODEL_NAMES:
-        chosen, steps = sweep(model, lambda setting, seed: train_and_score(
-            tuning_path(model, setting, seed), tuning_recipe(model, setting, seed), setting, data, device))
-        for factor, scored, value in steps:
-            tried = ", ".join(f"{v}: {statistics.mean(a):.2f}" for v, a in scored)
-            print(f"{model} {factor}: {tried} -> {value}")
-        print(f"{model}: chosen {chosen}", flush=True)
+    add_runner_flags(parser)
+    return parser
+
+
+def main(args):
+    def body():
+        if args.fast and args.model:
+            raise UsageError("--fast tunes LeNet5's fast recipe; drop --model")
+        settings = runner.settings_of(args)
+        if args.fast:
+            chosen, tried = fast_sweep(lambda setting, seed: score_of(fast_path(setting, seed)),
+                                       trainer(settings, fast_recipe, fast_path))
+            for schedule, scored in tried:
+                emit(f"epochs, batch size {schedule}: " + ", ".join(f"lr {lr} smoothing {ls}: {statistics.mean(a):.2f}"
+                                                                     for (lr, ls), a in scored))
+            emit(f"fast: chosen {chosen}")
+            return 0
+        for model in args.model or MODEL_NAMES:
+            chosen, steps = sweep(model, lambda setting, seed: stored_score(model, setting, seed),
+                                  trainer(settings, lambda setting, seed: tuning_recipe(model, setting, seed),
+                                          lambda setting, seed: tuning_path(model, setting, seed)))
+            for factor, scored, value in steps:
+                tried = ", ".join(f"{v}: {statistics.mean(a):.2f}" for v, a in scored)
+                emit(f"{model} {factor}: {tried} -> {value}")
+            emit(f"{model}: chosen {chosen}")
+        return 0
+    return run("tune", body, interrupted="tune: interrupted; every finished run is stored, and the same command "
+                                         "continues the sweep")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(get_args_parser().parse_args()))

@@ -22,6 +22,7 @@ from PIL import EpsImagePlugin, Image, ImageDraw
 import demo
 import files
 from conftest import interrupted_while_starting
+from errors import RunFailed
 from scripts import demo_screenshot
 
 
@@ -48,8 +49,10 @@ def models(trained_runs):
 
 @pytest.fixture(scope="module")
 def server(models):
-    server, address = demo_screenshot.serve(models)
-    yield address
+    """The demo's server on a free port, serving in a thread: its address."""
+    server = demo.make_server(models, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/"
     server.shutdown()
     server.server_close()
 
@@ -434,3 +437,16 @@ def test_ctrl_c_while_serving_says_so_and_exits_130(trained_runs, monkeypatch, c
     assert demo.main(args) == 130
     out, err = capsys.readouterr()
     assert out.startswith("reading with lenet5") and err == "\ndemo.py: stopped\n"
+
+
+def test_the_screenshot_script_starts_demo_py_itself_and_names_why_it_did_not_start(trained_runs, tmp_path):
+    checkpoints = [trained_runs / "checkpoints" / f"{model}_seed0.pt" for model in ("lenet5", "custom_mlp")]
+    process, address = demo_screenshot.serve(checkpoints)
+    try:
+        with urllib.request.urlopen(address, timeout=30) as answer:
+            assert answer.status == 200 and b"<canvas" in answer.read()
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 143  # SIGTERM, as a job scheduler sends it: stopped in one line
+    with pytest.raises(RunFailed, match=r"demo.py did not start: demo.py: error: --checkpoint: .*does not exist"):
+        demo_screenshot.serve([tmp_path / "nosuch.pt"])

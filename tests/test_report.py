@@ -80,3 +80,36 @@ def test_robustness_without_a_shift_or_rotation_is_the_plain_accuracy():
         moved = torch.roll(padded, shifts=(2 * sy, 2 * sx), dims=(2, 3))[..., 2:30, 2:30]
         accs.append(engine.evaluate(model, dataset.TensorLoader(moved, labels, 128)).acc)
     assert sweep["shift"][2] == pytest.approx(sum(accs) / 4)
+
+
+def test_a_rerun_changes_nothing_committed_until_every_run_is_whole_and_resumes_where_it_stopped(tmp_path,
+                                                                                                  monkeypatch):
+    import runner
+    from errors import Interrupted
+    monkeypatch.setattr(report, "ROOT", tmp_path)
+    monkeypatch.setattr(report, "STAGING", tmp_path / "checkpoints" / "report")
+    monkeypatch.setattr(report, "experiment_recipe", lambda label, seed: resolve_recipe(
+        "lenet5", {}, epochs=2, seed=seed, limit=256, train_size=None, validation=False, amp=False))
+    real, calls = engine.train_one_epoch, []
+
+    def stopped_in_the_second_runs_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+    monkeypatch.setattr(engine, "train_one_epoch", stopped_in_the_second_runs_second_epoch)
+    with pytest.raises(Interrupted):
+        report.rerun(["LeNet5"], runner.Settings())
+    assert not list((tmp_path / "results").glob("*")) and not list((tmp_path / "plots").glob("*"))
+    staged = tmp_path / "checkpoints" / "report" / "results"
+    assert json.loads((staged / "lenet5_seed0.json").read_text())["status"] == "complete"
+    assert json.loads((staged / "lenet5_seed1.json").read_text())["status"] == "interrupted"
+
+    report.rerun(["LeNet5"], runner.Settings())
+    assert len(calls) == 4 + 1 + 2  # the second run resumed for its last epoch; the third ran whole
+    for seed in report.SEEDS:
+        run = json.loads((tmp_path / "results" / f"lenet5_seed{seed}.json").read_text())
+        assert run["status"] == "complete" and len(run["history"]) == 2 and "final_train_eval" in run
+        assert (tmp_path / "plots" / f"lenet5_seed{seed}_curves.png").exists()
+        assert (tmp_path / "checkpoints" / f"lenet5_seed{seed}.pt").exists()
+    assert not list(staged.glob("*.json"))

@@ -60,3 +60,25 @@ def test_the_fast_recipe_in_the_code_is_the_fast_sweeps_choice():
         run = tune.files.read_json(path)
         assert run["evaluated_on"] == "validation" and run["recipe"]["validation"] is True
         assert run["seed"] in FAST_TUNING_SEEDS
+
+
+def test_the_sweep_trains_each_factors_runs_through_the_runner_and_stores_them(tmp_path, monkeypatch, capsys):
+    from recipes import resolve_recipe
+    monkeypatch.setattr(tune, "TUNING_DIR", tmp_path / "tuning")
+    monkeypatch.setattr(tune, "STAGING", tmp_path / "staging")
+    monkeypatch.setitem(tune.SEARCH_SPACE, "lenet5", dict(start=dict(tune.SEARCH_SPACE["lenet5"]["start"]),
+                                                          factors=dict(lr=[0.1, 0.05])))
+    monkeypatch.setattr(tune, "tuning_recipe", lambda model, setting, seed: resolve_recipe(
+        model, setting, epochs=1, seed=seed, limit=256, train_size=None, validation=True, amp=False))
+    assert tune.main(tune.get_args_parser().parse_args(["--model", "lenet5"])) == 0
+    out = capsys.readouterr().out
+    stored = sorted(path.name for path in (tmp_path / "tuning").glob("*.json"))
+    assert stored == [f"lenet5_lr{lr}_seed{seed}.json" for lr in ("0.05", "0.1") for seed in TUNING_SEEDS]
+    for name in stored:
+        run = tune.files.read_json(tmp_path / "tuning" / name)
+        assert run["status"] == "complete" and run["evaluated_on"] == "validation" and run["recipe"]["validation"]
+        assert f"{name[:-5]}: validation accuracy" in out
+    assert "lenet5: chosen" in out
+    # Run again, it trains nothing: every run is stored.
+    assert tune.main(tune.get_args_parser().parse_args(["--model", "lenet5"])) == 0
+    assert "validation accuracy" not in capsys.readouterr().out
