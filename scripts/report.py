@@ -439,6 +439,20 @@ def section_speed(bench):
         f"bfloat16. Where our training step spends its time, by the profiler's self CPU time: {operators}.")
 
 
+@from_benchmark(("bench_sweep.json", "make bench-sweep"))
+def section_sweep(bench):
+    ways = bench["ways"]
+    serial = ways["main.py, one run after another"]["seconds"]
+    rows = [f"`python -m benchmarks.bench_sweep` on {bench['device_name'].rsplit(',', 1)[0]}, {bench['cores']} cores, "
+            f"torch {bench['torch']}: the same {bench['runs']} LeNet5 runs of {bench['epochs']} epochs each way, "
+            f"whole processes, wall clock, one way after another:", "",
+            "| how | seconds | runs a minute | speed-up over main.py's loop |", "|---|---:|---:|---:|"]
+    rows += [f"| {label} | {way['seconds']:.1f} | {way['runs_per_minute']:.1f} | {serial / way['seconds']:.2f}x |"
+             for label, way in ways.items()]
+    best = max(ways, key=lambda label: ways[label]["runs_per_minute"])
+    return "\n".join(rows) + f"\n\nThe most runs a minute here: {best}."
+
+
 def section_tuning_space():
     rows = ["| model | factor, in the order tried | values, in order of preference | starting value |",
             "|---|---|---|---|"]
@@ -780,11 +794,12 @@ def section_data():
 
 SECTIONS = {"quickstart": section_quickstart, "recipes": section_recipes, "models": section_models,
             "results": section_results, "versus": section_versus, "ablation": section_ablation,
-            "errors": section_errors, "speed": section_speed, "time_to_accuracy": section_time_to_accuracy, "tuning_fast": section_tuning_fast, "data": section_data, "reproduce": section_reproduce,
+            "errors": section_errors, "speed": section_speed, "time_to_accuracy": section_time_to_accuracy,
+            "tuning_fast": section_tuning_fast, "data": section_data, "reproduce": section_reproduce,
             "tuning_space": section_tuning_space, "tuning": section_tuning, "selection": section_selection,
             "robustness": section_robustness, "sample_efficiency": section_sample_efficiency,
             "significance": section_significance,
-            "predict": section_predict, "demo": section_demo}
+            "predict": section_predict, "demo": section_demo, "sweep": section_sweep}
 
 
 def marker_pattern(name):

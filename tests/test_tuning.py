@@ -82,3 +82,16 @@ def test_the_sweep_trains_each_factors_runs_through_the_runner_and_stores_them(t
     # Run again, it trains nothing: every run is stored.
     assert tune.main(tune.get_args_parser().parse_args(["--model", "lenet5"])) == 0
     assert "validation accuracy" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["-m", "scripts.tune", "--model", "lenet5"], ["-m", "scripts.report"]])
+def test_output_that_cannot_be_written_is_one_line(argv):
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, *argv], cwd=root, stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=300)
+    assert done.returncode == 1 and "cannot write the output" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
