@@ -24,6 +24,7 @@ import figures
 import files
 import runs
 import significance
+import slots
 from model import MODELS, count_parameters, parameter_table
 from recipes import (EPOCHS, LABELS, MODEL_NAMES, NAMED_RECIPES, RECIPES, completed, format_recipe, resolve_recipe,
                      run_name)
@@ -144,18 +145,24 @@ def rerun(labels):
 
 @functools.cache
 def load(label):
-    """The complete runs of one experiment, seed by seed."""
-    loaded = []
-    for seed in SEEDS:
-        path = files.RunPaths.of(ROOT, experiment_run_name(label, seed)).results
-        run = files.read_json(path)
-        if run is None:
-            sys.exit(f"report: {path} is missing or unreadable; rebuild it with `make report`")
-        if run["status"] != "complete" or len(run["history"]) != EPOCHS or run["evaluated_on"] != "test":
-            sys.exit(f"report: {path} is not a complete {EPOCHS}-epoch run scored on the test set; "
-                     f"rebuild it with `make report`")
-        loaded.append(run)
-    return loaded
+    """The runs of one experiment, seed by seed, each checked against its slot (slots.check): BadResults where one
+    does not fill it."""
+    return [slots.load(path, f"restore it with `git checkout -- {path}`, or rebuild it with `make report`",
+                       recipe=experiment_recipe(label, seed), labels=test_labels(), train_eval=True,
+                       robustness=None if EXPERIMENTS[label][1].get("train_size") else
+                       {"shift": SHIFTS, "rotation": ROTATIONS})
+            for seed, path in ((seed, RESULTS / f"{experiment_run_name(label, seed)}.json") for seed in SEEDS)]
+
+
+def check_all():
+    """Read every file the README draws on through its slot check, so that a bad one stops the report before
+    anything is drawn or written."""
+    for label in EXPERIMENTS:
+        load(label)
+    sweeps()
+    fast_sweep()
+    tuning_runs(tune.TUNING_DIR)
+    tuning_runs(tune.FAST_DIR)
 
 
 def final(loaded, key):
@@ -216,9 +223,15 @@ def test_split():
 
 
 @functools.cache
+def test_labels():
+    """The test labels, as numpy, read once: every run's predictions are checked against them."""
+    return test_split()[1].numpy()
+
+
+@functools.cache
 def correct(label):
     """Per seed and test image, whether the experiment's final model got the image right: (seeds, images) booleans."""
-    truth = test_split()[1].numpy()
+    truth = test_labels()
     return np.stack([np.frombuffer(run["predictions"].encode(), np.uint8) - ord("0") == truth for run in load(label)])
 
 
@@ -456,16 +469,21 @@ def section_tuning():
                 seeds = " / ".join("diverged" if a == 0 else f"{a:.2f}" for a in accs)
                 rows.append(f"| {LABELS[model]} | {factor} | {show(value)} | {mean_std(accs)} | {seeds} | "
                             f"{'**yes**' if value == chosen else ''} |")
-    runs_total = len(list(tune.TUNING_DIR.glob("*.json")))
-    minutes = sum(h["seconds"] for path in tune.TUNING_DIR.glob("*.json")
-                  for h in files.read_json(path)["history"]) / 60
+    stored = tuning_runs(tune.TUNING_DIR)
+    runs_total, minutes = len(stored), sum(h["seconds"] for run in stored for h in run["history"]) / 60
     return "\n".join(rows) + (f"\n\n{runs_total} runs of {EPOCHS} epochs, {minutes:.0f} minutes of training in all. "
                               "A run that diverged counts as 0%.")
 
 
 def fast_sweep():
     """The fast recipe's sweep as scripts/tune.py --fast walked it, from results/tuning/fast/."""
-    return tune.fast_sweep(lambda setting, seed: tune.score_of(tune.fast_path(setting, seed)))
+    return tune.fast_sweep(tune.fast_score)
+
+
+def tuning_runs(folder):
+    """Every tuning run stored in folder, each checked in form: the sweeps check those they score against their
+    slots, and the report also counts and times any others."""
+    return [tune.read_run(path) for path in sorted(folder.glob("*.json"))]
 
 
 def section_tuning_fast():
@@ -479,7 +497,7 @@ def section_tuning_fast():
             rows.append(f"| {schedule[0]} | {schedule[1]} | {show(lr)} | {show(smoothing)} | {mean_std(accs)} | "
                         f"{seeds} | {'**yes**' if chosen_here else ''} |")
     recipe = NAMED_RECIPES["fast"]["lenet5"]
-    runs_total = len(list(tune.FAST_DIR.glob("*.json")))
+    runs_total = len(tuning_runs(tune.FAST_DIR))
     one_epoch = max(statistics.mean(accs) for schedule, scored in tried if schedule[0] == 1 for _, accs in scored)
     return "\n".join(rows) + (
         f"\n\n{runs_total} runs. The fast recipe: {recipe['epochs']} epochs in batches of {recipe['batch_size']}, a "
@@ -839,8 +857,13 @@ def main():
         rerun(args.rerun or list(EXPERIMENTS))
     if args.rerun == []:
         subprocess.run([sys.executable, "-m", "benchmarks.bench_pipeline"], cwd=ROOT, check=True)
+    try:
+        check_all()
+        text = render_readme(README.read_text())
+    except slots.BadResults as e:
+        sys.exit(f"report: {e}")
+    # Only now, with every file checked and all the text rendered, is anything drawn or written.
     build_figures()
-    text = render_readme(README.read_text())
     files.atomic_write(README, lambda f: f.write(text.encode()))
     print(f"wrote {README} and the figures in {PLOTS}")
 

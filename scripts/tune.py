@@ -20,6 +20,7 @@ import torch
 import dataset
 import engine
 import files
+import slots
 from cli import OneLineErrorParser
 from recipes import EPOCHS, MODEL_NAMES, resolve_recipe, run_name
 
@@ -139,23 +140,39 @@ def fast_sweep(score):
 
 
 def stored_score(model, setting, seed):
-    """The final validation accuracy of a tuning run from its file, 0 for one that diverged; KeyError where it has
-    not been run."""
-    return score_of(tuning_path(model, setting, seed))
+    """The final validation accuracy of a tuning run from its file, 0 for one that diverged; slots.BadResults where
+    its file is missing or does not fill its slot."""
+    return score_of(tuning_path(model, setting, seed), tuning_recipe(model, setting, seed))
 
 
-def score_of(path):
-    results = files.read_json(path)
-    if results is None:
-        raise KeyError(f"{path} is missing; run `make tune`")
+def fast_score(setting, seed):
+    """stored_score for the fast sweep's runs."""
+    return score_of(fast_path(setting, seed), fast_recipe(setting, seed))
+
+
+def advice(path):
+    rerun = "make tune-fast" if path.parent == FAST_DIR else "make tune"
+    return f"rerun it with `{rerun}`, or restore it with `git checkout -- {path}`"
+
+
+def score_of(path, recipe):
+    """The final validation accuracy of the run stored at path, checked against the recipe of its slot; 0 where it
+    diverged."""
+    results = slots.load(path, advice(path), recipe=recipe, diverged=True)
     return results["history"][-1]["eval_acc"] if results["status"] == "complete" else 0.0
+
+
+def read_run(path):
+    """A stored tuning run, checked in form alone, for the report to count and time: any that the sweeps do not
+    score too."""
+    return slots.load(path, advice(path), diverged=True)
 
 
 def train_and_score(path, recipe, setting, data, device):
     """Train the recipe on the validation split and store its run at path, unless it is there already; returns its
     final validation accuracy."""
     if path.exists():
-        return score_of(path)
+        return score_of(path, recipe)
     start = time.perf_counter()
     network, batches, optimizer, scheduler = engine.setup(recipe, data[0], data[1], device)
     history, status = [], "complete"
@@ -168,7 +185,7 @@ def train_and_score(path, recipe, setting, data, device):
     files.write_json(path, {"model": recipe["model"], "setting": setting, "seed": recipe["seed"],
                             "evaluated_on": "validation", "device_name": engine.describe_device(device),
                             "torch": torch.__version__, "recipe": recipe, "status": status, "history": history})
-    score = score_of(path)
+    score = score_of(path, recipe)
     print(f"{path.name}: {status}, validation accuracy {score:.2f}% ({time.perf_counter() - start:.0f} s)", flush=True)
     return score
 
