@@ -9,8 +9,8 @@ The sweeps are those that SEARCH_SPACE and FAST_SEARCH_SPACE below declare.
 Every run trains on the first 50,000 training images and is scored on the last 10,000, at its final epoch; the
 test set plays no part. The default recipes' runs train for EPOCHS epochs, once per seed in TUNING_SEEDS; the fast
 recipe's for the epochs each setting names, once per seed in FAST_TUNING_SEEDS. Each run's figures go to
-results/tuning/<run>.json (the fast sweep's to results/tuning/fast/), and a run whose file is there is not run
-again, so an interrupted sweep goes on where it stopped.
+results/tuning/<run>.json (the fast sweep's to results/tuning/fast/), and a run whose file is there and whole is
+not run again, so an interrupted sweep goes on where it stopped; one whose file is damaged is run again.
 """
 import statistics
 import time
@@ -168,11 +168,24 @@ def read_run(path):
     return slots.load(path, advice(path), diverged=True)
 
 
+def stored_or_none(path, recipe):
+    """The score of the run stored at path, or None where it must be trained: missing, or unreadable or damaged,
+    which is said in one line, so that `make tune` repairs such a file rather than skip it forever."""
+    try:
+        return score_of(path, recipe)
+    except slots.Missing:
+        return None
+    except slots.BadResults as e:
+        print(f"tune: {e.path} {e.problem}; training it again", flush=True)
+        return None
+
+
 def train_and_score(path, recipe, setting, data, device):
     """Train the recipe on the validation split and store its run at path, unless it is there already; returns its
     final validation accuracy."""
-    if path.exists():
-        return score_of(path, recipe)
+    stored = stored_or_none(path, recipe)
+    if stored is not None:
+        return stored
     start = time.perf_counter()
     network, batches, optimizer, scheduler = engine.setup(recipe, data[0], data[1], device)
     history, status = [], "complete"

@@ -273,3 +273,40 @@ def test_a_diverged_tuning_run_scores_zero_and_must_have_stopped_short(copy):
     change(path, lambda r: r.update(history=r["history"] * 5))  # 10 epochs: it did not diverge
     with pytest.raises(slots.BadResults, match="10 epochs of history, but its slot's run diverged before epoch 10"):
         tune.stored_score(run["model"], run["setting"], run["seed"])
+
+
+def tiny_data():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(64, 1, 28, 28, generator=generator)
+    labels = torch.randint(0, 10, (64,), generator=generator)
+    return images, labels, images[:32], labels[:32]
+
+
+def tiny_recipe():
+    return resolve_recipe("lenet5", {"batch_size": 32}, epochs=1, seed=0, limit=None, train_size=None,
+                          validation=True, amp=False)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda path: path.write_text("{"),
+    lambda path: change(path, lambda r: r.update(history=[])),
+    lambda path: change(path, lambda r: r.update(evaluated_on="test")),
+])
+def test_make_tune_trains_a_damaged_run_again_instead_of_skipping_it(tmp_path, capsys, damage):
+    path, recipe = tmp_path / "lenet5_tiny_seed0.json", tiny_recipe()
+    first = tune.train_and_score(path, recipe, {}, tiny_data(), torch.device("cpu"))
+    damage(path)
+    capsys.readouterr()
+    again = tune.train_and_score(path, recipe, {}, tiny_data(), torch.device("cpu"))
+    out = capsys.readouterr().out
+    assert out.startswith(f"tune: {path} ") and "training it again" in out.splitlines()[0]
+    assert again == first and tune.score_of(path, recipe) == first  # repaired: the same seeded run
+
+
+def test_make_tune_skips_a_whole_run(tmp_path, monkeypatch):
+    path, recipe = tmp_path / "lenet5_tiny_seed0.json", tiny_recipe()
+    first = tune.train_and_score(path, recipe, {}, tiny_data(), torch.device("cpu"))
+    stored = path.read_bytes()
+    monkeypatch.setattr(tune.engine, "setup", lambda *a: pytest.fail("trained a run that was whole"))
+    assert tune.train_and_score(path, recipe, {}, tiny_data(), torch.device("cpu")) == first
+    assert path.read_bytes() == stored
