@@ -61,8 +61,14 @@ def refused(copy, monkeypatch, path, *problem):
     return message
 
 
-def test_the_committed_results_fill_their_slots(copy):
-    report.check_all()  # the copy, untouched, passes: every refusal below is the damage's doing
+def test_the_committed_results_fill_their_slots(copy, monkeypatch, capsys):
+    # The copy, untouched, passes, and make readme writes the README it holds: every refusal below is the damage's.
+    readme = (copy.parent / "README.md").read_bytes()
+    monkeypatch.setattr(sys, "argv", ["report"])
+    report.main()
+    assert (copy.parent / "README.md").read_bytes() == readme
+    assert {path.name for path in (copy.parent / "plots").iterdir()} >= {"confusion_matrix.png", "ablation.png"}
+    assert capsys.readouterr().out.startswith("wrote ")
 
 
 # ---------------------------------------------------------------- the reproductions (item 4)
