@@ -28,6 +28,7 @@ import files
 import runner
 import runs
 import significance
+import slots
 from cli import OneLineErrorParser, add_runner_flags, emit, run
 from errors import RunFailed, UsageError
 from model import MODELS, count_parameters, parameter_table
@@ -157,18 +158,24 @@ def rerun(labels, settings):
 
 @functools.cache
 def load(label):
-    """The complete runs of one experiment, seed by seed."""
-    loaded = []
-    for seed in SEEDS:
-        path = files.RunPaths.of(ROOT, experiment_run_name(label, seed)).results
-        run = files.read_json(path)
-        if run is None:
-            sys.exit(f"report: {path} is missing or unreadable; rebuild it with `make report`")
-        if run["status"] != "complete" or len(run["history"]) != EPOCHS or run["evaluated_on"] != "test":
-            sys.exit(f"report: {path} is not a complete {EPOCHS}-epoch run scored on the test set; "
-                     f"rebuild it with `make report`")
-        loaded.append(run)
-    return loaded
+    """The runs of one experiment, seed by seed, each checked against its slot (slots.check): BadResults where one
+    does not fill it."""
+    return [slots.load(path, f"restore it with `git checkout -- {path}`, or rebuild it with `make report`",
+                       recipe=experiment_recipe(label, seed), labels=test_labels(), train_eval=True,
+                       robustness=None if EXPERIMENTS[label][1].get("train_size") else
+                       {"shift": SHIFTS, "rotation": ROTATIONS})
+            for seed, path in ((seed, RESULTS / f"{experiment_run_name(label, seed)}.json") for seed in SEEDS)]
+
+
+def check_all():
+    """Read every file the README draws on through its slot check, so that a bad one stops the report before
+    anything is drawn or written."""
+    for label in EXPERIMENTS:
+        load(label)
+    sweeps()
+    fast_sweep()
+    tuning_runs(tune.TUNING_DIR)
+    tuning_runs(tune.FAST_DIR)
 
 
 def final(loaded, key):
@@ -229,9 +236,15 @@ def test_split():
 
 
 @functools.cache
+def test_labels():
+    """The test labels, as numpy, read once: every run's predictions are checked against them."""
+    return test_split()[1].numpy()
+
+
+@functools.cache
 def correct(label):
     """Per seed and test image, whether the experiment's final model got the image right: (seeds, images) booleans."""
-    truth = test_split()[1].numpy()
+    truth = test_labels()
     return np.stack([np.frombuffer(run["predictions"].encode(), np.uint8) - ord("0") == truth for run in load(label)])
 
 
@@ -375,17 +388,17 @@ def from_benchmark(*names):
             for name, command in names:
                 bench = files.read_json(RESULTS / name)
                 if not isinstance(bench, dict):
-                    sys.exit(f"report: {RESULTS / name} is missing or not JSON; rebuild it with `{command}`, or "
-                             f"restore it with `git checkout results/{name}`")
+                    raise UsageError(f"{RESULTS / name} is missing or not JSON; rebuild it with `{command}`, or "
+                                     f"restore it with `git checkout results/{name}`")
                 benches[name] = bench
             try:
                 return section(*benches.values())
             except (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError) as e:
                 # The field that failed does not say which file it came from: each file the section reads is named.
-                sys.exit(f"report: {' or '.join(str(RESULTS / name) for name in benches)} is damaged "
-                         f"({type(e).__name__}: {e}); rebuild it with "
-                         f"{' and '.join(f'`{command}`' for _, command in names)}, or restore it with "
-                         f"`git checkout {' '.join(f'results/{name}' for name in benches)}`")
+                raise UsageError(f"{' or '.join(str(RESULTS / name) for name in benches)} is damaged "
+                                 f"({type(e).__name__}: {e}); rebuild it with "
+                                 f"{' and '.join(f'`{command}`' for _, command in names)}, or restore it with "
+                                 f"`git checkout {' '.join(f'results/{name}' for name in benches)}`") from None
         return render
     return wrap
 
@@ -483,16 +496,21 @@ def section_tuning():
                 seeds = " / ".join("diverged" if a == 0 else f"{a:.2f}" for a in accs)
                 rows.append(f"| {LABELS[model]} | {factor} | {show(value)} | {mean_std(accs)} | {seeds} | "
                             f"{'**yes**' if value == chosen else ''} |")
-    runs_total = len(list(tune.TUNING_DIR.glob("*.json")))
-    minutes = sum(h["seconds"] for path in tune.TUNING_DIR.glob("*.json")
-                  for h in files.read_json(path)["history"]) / 60
+    stored = tuning_runs(tune.TUNING_DIR)
+    runs_total, minutes = len(stored), sum(h["seconds"] for run in stored for h in run["history"]) / 60
     return "\n".join(rows) + (f"\n\n{runs_total} runs of {EPOCHS} epochs, {minutes:.0f} minutes of training in all. "
                               "A run that diverged counts as 0%.")
 
 
 def fast_sweep():
     """The fast recipe's sweep as scripts/tune.py --fast walked it, from results/tuning/fast/."""
-    return tune.fast_sweep(lambda setting, seed: tune.score_of(tune.fast_path(setting, seed)))
+    return tune.fast_sweep(tune.fast_score)
+
+
+def tuning_runs(folder):
+    """Every tuning run stored in folder, each checked in form: the sweeps check those they score against their
+    slots, and the report also counts and times any others."""
+    return [tune.read_run(path) for path in sorted(folder.glob("*.json"))]
 
 
 def section_tuning_fast():
@@ -506,7 +524,7 @@ def section_tuning_fast():
             rows.append(f"| {schedule[0]} | {schedule[1]} | {show(lr)} | {show(smoothing)} | {mean_std(accs)} | "
                         f"{seeds} | {'**yes**' if chosen_here else ''} |")
     recipe = NAMED_RECIPES["fast"]["lenet5"]
-    runs_total = len(list(tune.FAST_DIR.glob("*.json")))
+    runs_total = len(tuning_runs(tune.FAST_DIR))
     one_epoch = max(statistics.mean(accs) for schedule, scored in tried if schedule[0] == 1 for _, accs in scored)
     return "\n".join(rows) + (
         f"\n\n{runs_total} runs. The fast recipe: {recipe['epochs']} epochs in batches of {recipe['batch_size']}, a "
@@ -819,7 +837,7 @@ def render_readme(text):
     for name, render in SECTIONS.items():
         pattern = marker_pattern(name)
         if not pattern.search(text):
-            sys.exit(f"report: README.md has no <!-- report:{name} --> section")
+            raise UsageError(f"README.md has no <!-- report:{name} --> section; restore it with git checkout -- README.md")
         content = render()
         text = pattern.sub(lambda m: f"{m.group(1)}\n{content}\n{m.group(3)}", text)
     return text
@@ -874,8 +892,10 @@ def main(args):
         if args.rerun == []:
             if subprocess.run([sys.executable, "-m", "benchmarks.bench_pipeline"], cwd=ROOT).returncode:
                 raise RunFailed("benchmarks.bench_pipeline failed (above); rerun it with make bench")
-        build_figures()
+        check_all()  # slots.BadResults is a UsageError: one line, exit 2
         text = render_readme(README.read_text())
+        # Only now, with every file checked and all the text rendered, is anything drawn or written.
+        build_figures()
         files.atomic_write(README, lambda f: f.write(text.encode()))
         emit(f"wrote {README} and the figures in {PLOTS}")
         return 0

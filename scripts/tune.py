@@ -9,15 +9,17 @@ The sweeps are those that SEARCH_SPACE and FAST_SEARCH_SPACE below declare.
 Every run trains on the first 50,000 training images and is scored on the last 10,000, at its final epoch; the
 test set plays no part. The default recipes' runs train for EPOCHS epochs, once per seed in TUNING_SEEDS; the fast
 recipe's for the epochs each setting names, once per seed in FAST_TUNING_SEEDS. Each run's figures go to
-results/tuning/<run>.json (the fast sweep's to results/tuning/fast/), and a run whose file is there is not run
-again, so an interrupted sweep goes on where it stopped. The runs go through runner.py, as sweep.py's do: each
-factor's values and seeds at once with --jobs N or on a Ray cluster with --address, one factor after another.
+results/tuning/<run>.json (the fast sweep's to results/tuning/fast/), and a run whose file is there and whole is
+not run again, so an interrupted sweep goes on where it stopped; one whose file is damaged is run again. The runs
+go through runner.py, as sweep.py's do: each factor's values and seeds at once with --jobs N or on a Ray cluster
+with --address, one factor after another.
 """
 import statistics
 import sys
 
 import files
 import runner
+import slots
 from cli import OneLineErrorParser, add_runner_flags, emit, run
 from errors import RunFailed, UsageError
 from recipes import EPOCHS, MODEL_NAMES, resolve_recipe, run_name, setting_tag
@@ -143,16 +145,44 @@ def fast_sweep(score, train=lambda pairs: None):
 
 
 def stored_score(model, setting, seed):
-    """The final validation accuracy of a tuning run from its file, 0 for one that diverged; KeyError where it has
-    not been run."""
-    return score_of(tuning_path(model, setting, seed))
+    """The final validation accuracy of a tuning run from its file, 0 for one that diverged; slots.BadResults where
+    its file is missing or does not fill its slot."""
+    return score_of(tuning_path(model, setting, seed), tuning_recipe(model, setting, seed))
 
 
-def score_of(path):
-    results = files.read_json(path)
-    if results is None:
-        raise KeyError(f"{path} is missing; run `make tune`")
+def fast_score(setting, seed):
+    """stored_score for the fast sweep's runs."""
+    return score_of(fast_path(setting, seed), fast_recipe(setting, seed))
+
+
+def advice(path):
+    rerun = "make tune-fast" if path.parent == FAST_DIR else "make tune"
+    return f"rerun it with `{rerun}`, or restore it with `git checkout -- {path}`"
+
+
+def score_of(path, recipe):
+    """The final validation accuracy of the run stored at path, checked against the recipe of its slot; 0 where it
+    diverged."""
+    results = slots.load(path, advice(path), recipe=recipe, diverged=True)
     return results["history"][-1]["eval_acc"] if results["status"] == "complete" else 0.0
+
+
+def read_run(path):
+    """A stored tuning run, checked in form alone, for the report to count and time: any that the sweeps do not
+    score too."""
+    return slots.load(path, advice(path), diverged=True)
+
+
+def stored_or_none(path, recipe):
+    """The score of the run stored at path, or None where it must be trained: missing, or unreadable or damaged,
+    which is said in one line, so that `make tune` repairs such a file rather than skip it forever."""
+    try:
+        return score_of(path, recipe)
+    except slots.Missing:
+        return None
+    except slots.BadResults as e:
+        emit(f"tune: {e.path} {e.problem}; training it again")
+        return None
 
 
 def run_paths(path):
@@ -166,7 +196,7 @@ def trainer(settings, recipe_of, path_of):
     runner.py. A run that diverges is a score of 0, kept as such; any other failure stops the sweep."""
     def train(pairs):
         todo = {path_of(setting, seed).stem: (path_of(setting, seed), recipe_of(setting, seed))
-                for setting, seed in pairs if files.read_json(path_of(setting, seed)) is None}
+                for setting, seed in pairs if stored_or_none(path_of(setting, seed), recipe_of(setting, seed)) is None}
         if not todo:
             return
         jobs, _ = runner.plan([(name, recipe) for name, (_, recipe) in todo.items()],
@@ -197,8 +227,7 @@ def main(args):
             raise UsageError("--fast tunes LeNet5's fast recipe; drop --model")
         settings = runner.settings_of(args)
         if args.fast:
-            chosen, tried = fast_sweep(lambda setting, seed: score_of(fast_path(setting, seed)),
-                                       trainer(settings, fast_recipe, fast_path))
+            chosen, tried = fast_sweep(fast_score, trainer(settings, fast_recipe, fast_path))
             for schedule, scored in tried:
                 emit(f"epochs, batch size {schedule}: " + ", ".join(f"lr {lr} smoothing {ls}: {statistics.mean(a):.2f}"
                                                                      for (lr, ls), a in scored))

@@ -332,9 +332,9 @@ def test_a_damaged_benchmark_file_stops_the_report_in_one_line(case, monkeypatch
         shutil.copy(ROOT / "results" / name, tmp_path / name)
     (tmp_path / file).write_text(json.dumps(damaged(json.loads((tmp_path / file).read_text()), damage)))
     monkeypatch.setattr(report, "RESULTS", tmp_path)
-    with pytest.raises(SystemExit) as stopped:
+    with pytest.raises(UsageError) as stopped:
         report.SECTIONS[section]()
-    message = str(stopped.value.code)
+    message = str(stopped.value)
     assert "\n" not in message and str(tmp_path / file) in message
     assert f"rebuild it with `{command}`" in message and f"git checkout results/{file}" in message
 
@@ -344,7 +344,7 @@ def test_a_missing_or_unreadable_benchmark_file_stops_the_report_in_one_line(con
     if content is not None:
         (tmp_path / "bench_pipeline.json").write_text(content)
     monkeypatch.setattr(report, "RESULTS", tmp_path)
-    with pytest.raises(SystemExit) as stopped:
+    with pytest.raises(UsageError) as stopped:
         report.section_speed()
-    assert stopped.value.code == (f"report: {tmp_path}/bench_pipeline.json is missing or not JSON; rebuild it with "
+    assert str(stopped.value) == (f"{tmp_path}/bench_pipeline.json is missing or not JSON; rebuild it with "
                                   f"`make bench`, or restore it with `git checkout results/bench_pipeline.json`")

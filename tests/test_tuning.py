@@ -54,7 +54,7 @@ def test_the_fast_sweep_takes_the_first_schedule_whose_best_rate_reaches_the_tar
 
 
 def test_the_fast_recipe_in_the_code_is_the_fast_sweeps_choice():
-    chosen, _ = tune.fast_sweep(lambda setting, seed: tune.score_of(tune.fast_path(setting, seed)))
+    chosen, _ = tune.fast_sweep(tune.fast_score)
     assert {key: NAMED_RECIPES["fast"]["lenet5"][key] for key in chosen} == chosen
     for path in tune.FAST_DIR.glob("*.json"):
         run = tune.files.read_json(path)

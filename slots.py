@@ -1,0 +1,169 @@
+"""The one check of a committed results file against the slot it fills, before anything is drawn from it.
+
+The report, its significance tables and the tuning sweeps read runs from results/ by name; the name says which
+experiment, recipe and seed the slot wants, and the file says what it holds. A file that was damaged, cut short, or
+copied into another run's slot would otherwise become a claim, so each file is read through load() here: it holds
+the slot's recipe and seed, was scored on the split and the number of images the recipe gives, keeps one digit per
+image, has percentages for accuracies that agree with its predictions, and a whole history. What is wrong is a
+BadResults, one line naming the file, what is wrong, and advice that destroys nothing.
+
+No torch here: the checks run on JSON and, for the predictions, numpy.
+"""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from errors import UsageError
+from recipes import completed, evaluated_on, shown_value
+
+# What each epoch of a history holds (engine.fit's record); the report draws curves from all of them.
+HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "eval_loss", "eval_acc", "seconds")
+# Two accuracies computed from the same predictions differ only by float rounding; one image of 10,000 is 1e-4.
+AGREEMENT = 1e-6
+
+
+class BadResults(UsageError):
+    """A results file that cannot fill its slot: path, what is wrong with it (problem), and the way on (advice)."""
+
+    def __init__(self, path, problem, advice):
+        self.path, self.problem = path, problem
+        super().__init__(f"{path} {problem}; {advice}")
+
+
+class Missing(BadResults):
+    """No file in the slot: a run not made yet, which a sweep makes rather than reports."""
+
+
+def load(path, advice, **slot):
+    """The results at path, checked against the slot (see check); BadResults where they are missing, unreadable,
+    not JSON, or do not fill it."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise Missing(path, "is missing", advice) from None
+    except OSError as e:
+        raise BadResults(path, f"is not readable ({e.strerror or e})", advice) from None
+    except ValueError:  # bytes that are not UTF-8
+        raise BadResults(path, "is not JSON", advice) from None
+    try:
+        results = json.loads(text)
+    except ValueError as e:
+        raise BadResults(path, f"is not JSON ({e})", advice) from None
+    return check(results, path=path, advice=advice, **slot)
+
+
+def check(results, *, path, advice, recipe=None, labels=None, diverged=False, train_eval=False, robustness=None):
+    """results, where they fill the slot; BadResults naming path, what is wrong, and advice otherwise.
+
+    recipe: the recipe the slot's run trains with, which gives its seed, the split it is scored on (evaluated_on),
+    its epochs, and where it sets train_size, its training images; None checks the file's form alone.
+    labels: the true labels of the split (a sequence of ints) where the run keeps predictions: then it must hold one
+    digit per label, in eval_images too, and its final accuracy must be theirs against the labels.
+    diverged: whether a run that diverged fills the slot (the sweeps count it as 0%); its history may be short.
+    train_eval: whether it must hold the report's clean pass over the training set, final_train_eval.
+    robustness: {"shift": pixels, "rotation": degrees} that its robustness sweep must hold, or None for none.
+    """
+    def bad(problem):
+        return BadResults(path, problem, advice)
+
+    if not isinstance(results, dict):
+        raise bad(f"holds a JSON {type(results).__name__}, not a run's results")
+    status = results.get("status")
+    if status != "complete" and not (diverged and isinstance(status, str) and status.startswith("diverged")):
+        raise bad(f"is not a complete run (its status is {shown_value(status)})")
+    if recipe is not None:
+        held = results.get("recipe")
+        if not isinstance(held, dict) or completed(held) != completed(recipe):
+            # completed(): runs saved before a setting existed trained with its LATER_SETTINGS value.
+            raise bad("holds another run's recipe" + recipe_difference(held, recipe))
+        if results.get("seed") != recipe["seed"] or type(results.get("seed")) is not int:
+            raise bad(f"says seed {shown_value(results.get('seed'))}, but fills seed {recipe['seed']}'s slot")
+        if results.get("evaluated_on") != evaluated_on(recipe):
+            raise bad(f"was scored on {shown_value(results.get('evaluated_on'))}, but its slot is scored on the "
+                      f"{evaluated_on(recipe)} set")
+        if recipe.get("train_size") is not None and results.get("train_images") != recipe["train_size"]:
+            raise bad(f"says it trained on {shown_value(results.get('train_images'))} images, but its slot trains "
+                      f"on {recipe['train_size']:,}")
+    check_history(results.get("history"), recipe, status == "complete", bad)
+    if labels is not None:
+        check_predictions(results, labels, bad)
+    if train_eval:
+        clean = results.get("final_train_eval")
+        if not isinstance(clean, dict) or not is_loss(clean.get("loss")) or not is_percentage(clean.get("acc")):
+            raise bad("has no clean pass over the training set (final_train_eval) with a loss and a percentage")
+    if robustness is not None:
+        check_robustness(results.get("robustness"), robustness, bad)
+    return results
+
+
+def recipe_difference(held, recipe):
+    """Where a file's recipe differs from the slot's, for the message: the first setting that does, or nothing."""
+    if not isinstance(held, dict):
+        return ""
+    held, recipe = completed(held), completed(recipe)
+    key = next((key for key in sorted(held.keys() | recipe.keys()) if held.get(key) != recipe.get(key)), None)
+    return f" ({key} {shown_value(held.get(key))}, not {shown_value(recipe.get(key))})" if key else ""
+
+
+def check_history(history, recipe, complete, bad):
+    """A history is a list of epoch records of finite numbers, accuracies in percent; a complete run's has every
+    epoch of its recipe, a diverged one's fewer."""
+    if not isinstance(history, list):
+        raise bad("has no history of epochs")
+    if complete and not history:
+        raise bad("is complete but its history is empty")
+    if recipe is not None:
+        epochs = recipe["epochs"]
+        if complete and len(history) != epochs or not complete and len(history) >= epochs:
+            wanted = f"trains {epochs}" if complete else f"diverged before epoch {epochs}"
+            raise bad(f"has {len(history)} epochs of history, but its slot's run {wanted}")
+    for number, record in enumerate(history, 1):
+        if not isinstance(record, dict) or not all(is_number(record.get(key)) for key in HISTORY_KEYS):
+            raise bad(f"has an epoch {number} without finite {', '.join(HISTORY_KEYS)}")
+        if record["epoch"] != number:
+            raise bad(f"has epoch {shown_value(record['epoch'])} where epoch {number} belongs")
+        for key in ("train_acc", "eval_acc"):
+            if not is_percentage(record[key]):
+                raise bad(f"has a {key} of {shown_value(record[key])} in epoch {number}, not a percentage")
+        if not (is_loss(record["train_loss"]) and is_loss(record["eval_loss"]) and record["seconds"] >= 0):
+            raise bad(f"has a negative loss or time in epoch {number}")
+
+
+def check_predictions(results, labels, bad):
+    """One ASCII digit per label, as many as eval_images says; the final accuracy theirs against the labels."""
+    images = len(labels)
+    if results.get("eval_images") != images:
+        raise bad(f"was scored on {shown_value(results.get('eval_images'))} images, but its slot is scored on "
+                  f"{images:,}")
+    predictions = results.get("predictions")
+    if not isinstance(predictions, str) or len(predictions) != images:
+        size = f"{len(predictions):,} characters" if isinstance(predictions, str) else shown_value(predictions)
+        raise bad(f"has predictions of {size}, not one digit for each of its {images:,} images")
+    if not (predictions.isascii() and predictions.isdigit()):
+        raise bad("has predictions that are not all digits 0 to 9")
+    right = np.frombuffer(predictions.encode(), np.uint8) - ord("0") == np.asarray(labels)
+    accuracy, said = 100 * float(right.mean()), results["history"][-1]["eval_acc"]
+    if not math.isclose(accuracy, said, rel_tol=AGREEMENT):
+        raise bad(f"says a final eval_acc of {said}, but its predictions score {accuracy:.2f}")
+
+
+def check_robustness(sweep, wanted, bad):
+    """The report's robustness sweep: the wanted shifts and rotations, each a percentage."""
+    for kind, magnitudes in wanted.items():
+        measured = sweep.get(kind) if isinstance(sweep, dict) else None
+        if not isinstance(measured, dict) or not all(is_percentage(measured.get(str(m))) for m in magnitudes):
+            raise bad(f"has no robustness {kind} sweep of percentages at {', '.join(map(str, magnitudes))}")
+
+
+def is_number(value):
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def is_percentage(value):
+    return is_number(value) and 0 <= value <= 100
+
+
+def is_loss(value):
+    return is_number(value) and value >= 0
