@@ -92,15 +92,17 @@ def table(args, runs_, out_dir):
     import files
     import numpy as np
     import significance
+    import slots
     labels = dataset.load_splits(validation=args.validation, limit=args.limit)[3].numpy()
     correct, accuracy, missing = {}, {}, {}
     for label, name, recipe in runs_:
-        results = files.read_json(files.RunPaths.of(out_dir, name).results)
         correct.setdefault(label, {})
         accuracy.setdefault(label, [])
-        problem = results_problem(results, recipe, len(labels))
-        if problem:
-            missing.setdefault(label, []).append(f"seed {recipe['seed']} {problem}")
+        try:
+            results = slots.load(files.RunPaths.of(out_dir, name).results, "train it again with this command",
+                                 recipe=recipe, labels=labels)
+        except slots.BadResults as e:
+            missing.setdefault(label, []).append(f"seed {recipe['seed']} ({e.problem})")
             continue
         predictions = np.frombuffer(results["predictions"].encode(), np.uint8) - ord("0")
         correct[label][recipe["seed"]] = predictions == labels
@@ -139,19 +141,6 @@ def verdict(comparison):
         return "real"
     needed = comparison.detectable
     return "not measurable" + (f" ({needed:.2f} needed)" if needed is not None else "")
-
-
-def results_problem(results, recipe, images):
-    """Why a run's results file cannot be counted, or None where it is a finished run of this recipe."""
-    if results is None:
-        return "has no results"
-    if not isinstance(results, dict) or results.get("status") != "complete":
-        return f"is {results.get('status', 'damaged') if isinstance(results, dict) else 'damaged'}"
-    predictions = results.get("predictions")
-    if results.get("recipe") != recipe or not isinstance(predictions, str) or len(predictions) != images \
-            or not predictions.isdigit():
-        return "has results that are not this run's"
-    return None
 
 
 def main(args):
