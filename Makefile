@@ -6,44 +6,52 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 # Written last, a copy of the requirements the environment was built from: without it .venv is not ready.
 READY := $(VENV)/requirements.txt
+# Written first, as soon as make has made the environment: a .venv without it is someone else's.
+OWNED := $(VENV)/.made-by-make
 ARGS ?=
 # Runs at once for the report's and the tuning's sweeps (sweep.py --jobs); 1 runs them one after another.
 JOBS ?= 1
 
 .PHONY: train test tune tune-fast report readme bench bench-time bench-sweep venv
 
-venv: $(READY)  ## build .venv from requirements.txt, unless it is built from these requirements already
-
-$(READY): requirements.txt
-	@if cmp -s requirements.txt $(READY) 2>/dev/null; then touch $(READY); exit 0; fi; \
+# Runs before every target: .venv is used only where it was built by make from these very requirements and its
+# Python still runs; otherwise it is rebuilt. A .venv that make did not build is the user's: it is left alone.
+# A failed build puts back the environment there was, or leaves none.
+venv:
+	@if cmp -s requirements.txt $(READY) 2>/dev/null && $(PYTHON) -c "" 2>/dev/null; then exit 0; fi; \
+	if [ -e $(VENV) ] && [ ! -e $(OWNED) ] && [ ! -e $(READY) ]; then \
+	  echo "make: $(VENV) was not built by make from requirements.txt; move it away (make builds its own there), or use it with the plain pip route in the README" >&2; exit 1; fi; \
 	echo "make: building $(VENV) from requirements.txt (a few minutes the first time)"; \
-	rm -rf $(VENV) && python3 -m venv $(VENV) && $(PYTHON) -m pip install --quiet -r requirements.txt \
-	  && cp requirements.txt $(READY) \
-	  || { rm -rf $(VENV); echo "make: could not build $(VENV) from requirements.txt (pip's output above says why); fix that and run make again" >&2; exit 1; }
+	rm -rf $(VENV).old; if [ -e $(VENV) ]; then mv $(VENV) $(VENV).old; fi; \
+	if python3 -m venv $(VENV) && touch $(OWNED) && $(PYTHON) -m pip install --quiet -r requirements.txt; then \
+	  cp requirements.txt $(READY) && rm -rf $(VENV).old; \
+	else \
+	  rm -rf $(VENV); if [ -e $(VENV).old ]; then mv $(VENV).old $(VENV); fi; \
+	  echo "make: could not build $(VENV) from requirements.txt (the output above says why); fix that and run make again" >&2; exit 1; fi
 
-train: $(READY)  ## python main.py --model lenet5 --epochs 10, or the flags in ARGS
+train: venv  ## python main.py --model lenet5 --epochs 10, or the flags in ARGS
 	$(PYTHON) main.py $(if $(ARGS),$(ARGS),--model lenet5 --epochs 10)
 
-test: $(READY)  ## the tests, CPU only, a few minutes
+test: venv  ## the tests, CPU only, a few minutes
 	$(PYTHON) -m pytest $(ARGS)
 
-tune: $(READY)  ## choose each model's recipe on the validation split (~55 min on 2 CPU cores); reruns only what is missing
+tune: venv  ## choose each model's recipe on the validation split (~55 min on 2 CPU cores); reruns only what is missing
 	$(PYTHON) -m scripts.tune --jobs $(JOBS) $(ARGS)
 
-tune-fast: $(READY)  ## choose the fast recipe on the validation split; reruns only what is missing
+tune-fast: venv  ## choose the fast recipe on the validation split; reruns only what is missing
 	$(PYTHON) -m scripts.tune --fast --jobs $(JOBS) $(ARGS)
 
-report: $(READY)  ## rerun every experiment and the benchmarks, then rebuild results/, plots/ and the README (~35 min on 2 CPU cores)
+report: venv  ## rerun every experiment and the benchmarks, then rebuild results/, plots/ and the README (~35 min on 2 CPU cores)
 	$(PYTHON) -m scripts.report --rerun --jobs $(JOBS) $(ARGS)
 
-readme: $(READY)  ## rebuild the README's generated sections and the report figures from the committed results/
+readme: venv  ## rebuild the README's generated sections and the report figures from the committed results/
 	$(PYTHON) -m scripts.report
 
-bench: $(READY)  ## time our data pipeline against the plain torchvision one
+bench: venv  ## time our data pipeline against the plain torchvision one
 	$(PYTHON) -m benchmarks.bench_pipeline $(ARGS)
 
-bench-time: $(READY)  ## time to 99% and whole processes: the fast and default recipes against the torchvision script
+bench-time: venv  ## time to 99% and whole processes: the fast and default recipes against the torchvision script
 	$(PYTHON) -m benchmarks.bench_time_to_accuracy $(ARGS)
 
-bench-sweep: $(READY)  ## runs per minute: one run at a time through main.py against sweep.py's runs at once
+bench-sweep: venv  ## runs per minute: one run at a time through main.py against sweep.py's runs at once
 	$(PYTHON) -m benchmarks.bench_sweep $(ARGS)

@@ -18,6 +18,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         hidden = action.default is None or action.default is False  # not `in`: 0 == False, and --seed 0 shows
+        if isinstance(action.default, list):  # the values of a flag that takes several, as they are typed
+            return f"{action.help} (default: {' '.join(map(str, action.default))})"
         return action.help if hidden else super()._get_help_string(action)
 
 
@@ -118,6 +120,17 @@ def add_recipe_flags(parser, many=False):
                                 help="same as --augment 0")
         else:
             parser.add_argument(flag, type=setting(key), **values)
+
+
+def add_data_flags(parser):
+    """The flags that say what a run trains and scores on, and how: main.py's and sweep.py's alike."""
+    parser.add_argument("--validation", action="store_true",
+                        help="train on the first 50,000 training images and evaluate on the last 10,000 instead of the "
+                             "test set, to compare recipes without looking at the test set; default: off")
+    parser.add_argument("--limit", type=setting("limit"),
+                        help="use only the first N training and N evaluation images, for quick checks; default: all")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast, meant for GPUs; default: off")
+    parser.add_argument("--eval-batch-size", type=setting("batch_size"), default=1000, help="batch size for evaluation")
 
 
 def add_runner_flags(parser, jobs=1):

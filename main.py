@@ -12,7 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from cli import OneLineErrorParser, add_recipe_flags, emit, exit_now, parse_tag, run, setting
+from cli import OneLineErrorParser, add_data_flags, add_recipe_flags, emit, exit_now, parse_tag, run, setting
 from errors import Interrupted, UsageError
 from paths import relative as shown
 from recipes import MODEL_NAMES, RECIPE_NAMES, check_run_name, evaluated_on, format_recipe, resolve_recipe, run_name
@@ -30,15 +30,8 @@ def get_args_parser():
                    help="random seed for weights, batch order, dropout and augmentation")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps", "xpu"],
                    help="auto picks the accelerator that torch.accelerator finds (CUDA, MPS, XPU, ...), else the CPU")
-    p.add_argument("--amp", action="store_true", help="bfloat16 autocast, meant for GPUs; default: off")
     p.add_argument("--compile", action="store_true", help="torch.compile the model; default: off")
-    p.add_argument("--eval-batch-size", type=setting("batch_size"), default=1000,
-                   help="batch size for evaluation")
-    p.add_argument("--validation", action="store_true",
-                   help="train on the first 50,000 training images and evaluate on the last 10,000 instead of the "
-                        "test set, to compare recipes without looking at the test set; default: off")
-    p.add_argument("--limit", type=setting("limit"),
-                   help="use only the first N training and N evaluation images, for quick checks; default: all")
+    add_data_flags(p)
     p.add_argument("--train-size", type=setting("train_size"),
                    help="train on a class-stratified subset of N training images, repeated to fill each epoch so "
                         "the number of steps stays the same; the test set stays whole; default: all")

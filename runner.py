@@ -255,7 +255,11 @@ def start_ray(settings, package):
         # Set before Ray is first imported, which reads some of them, and kept: the driver talks to Ray until it ends.
         os.environ.update(environment, HOME=boot_home)
         try:
-            import ray
+            try:
+                import ray
+            except ImportError:
+                raise UsageError("Ray is not installed here, and runs at once need it: pip install -r "
+                                 "requirements.txt, or run them one after another with --jobs 1") from None
             runtime_env = {"working_dir": package, "env_vars": {"HOME": home or ""}}
             common = dict(runtime_env=runtime_env, log_to_driver=False, logging_level="ERROR",
                           include_dashboard=False)

@@ -19,7 +19,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from cli import (RECIPE_FLAGS, OneLineErrorParser, add_recipe_flags, add_runner_flags, emit, exit_now, parse_tag, run,
+from cli import (RECIPE_FLAGS, OneLineErrorParser, add_data_flags, add_recipe_flags, add_runner_flags, emit, exit_now, parse_tag, run,
                  setting, signal_status)
 from errors import Interrupted, UsageError
 from paths import relative as shown
@@ -41,13 +41,7 @@ def get_args_parser():
                    help="one or more sizes of a class-stratified training subset, as main.py's; default: all")
     p.add_argument("--seed", nargs="+", type=setting("seed"), default=[0],
                    help="one or more seeds; each setting's runs are compared seed against seed")
-    p.add_argument("--validation", action="store_true",
-                   help="train on the first 50,000 training images and score on the last 10,000, to compare "
-                        "settings without looking at the test set; default: off")
-    p.add_argument("--limit", type=setting("limit"), help="use only the first N training and N evaluation images, "
-                                                          "for quick checks; default: all")
-    p.add_argument("--amp", action="store_true", help="bfloat16 autocast, meant for GPUs; default: off")
-    p.add_argument("--eval-batch-size", type=setting("batch_size"), default=1000, help="batch size for evaluation")
+    add_data_flags(p)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps", "xpu"],
                    help="with --jobs 1, as main.py's --device; on Ray, runs with --gpus-per-run use a GPU, others the "
                         "CPU")

@@ -458,12 +458,25 @@ def section_sweep(bench):
     serial = ways["main.py, one run after another"]["seconds"]
     rows = [f"`python -m benchmarks.bench_sweep` on {bench['device_name'].rsplit(',', 1)[0]}, {bench['cores']} cores, "
             f"torch {bench['torch']}: the same {bench['runs']} LeNet5 runs of {bench['epochs']} epochs each way, "
-            f"whole processes, wall clock, one way after another:", "",
-            "| how | seconds | runs a minute | speed-up over main.py's loop |", "|---|---:|---:|---:|"]
-    rows += [f"| {label} | {way['seconds']:.1f} | {way['runs_per_minute']:.1f} | {serial / way['seconds']:.2f}x |"
-             for label, way in ways.items()]
+            f"whole processes, wall clock, the ways taking turns {bench['repeats']} times:", "",
+            "| how | seconds, median | range | runs a minute | speed-up over main.py's loop |", "|---|---:|---:|---:|---:|"]
+    rows += [f"| {label} | {way['seconds']:.1f} | {min(way['all_seconds']):.1f} to {max(way['all_seconds']):.1f} | "
+             f"{way['runs_per_minute']:.1f} | {serial / way['seconds']:.2f}x |" for label, way in ways.items()]
     best = max(ways, key=lambda label: ways[label]["runs_per_minute"])
-    return "\n".join(rows) + f"\n\nThe most runs a minute here: {best}."
+    one_process = ways["sweep.py --jobs 1"]
+    at_once = ways[f"sweep.py --jobs {bench['cores']}"]
+    overlap = max(one_process["all_seconds"]) >= min(at_once["all_seconds"]) and \
+        max(at_once["all_seconds"]) >= min(one_process["all_seconds"])
+    return "\n".join(rows) + (
+        f"\n\nThe most runs a minute here: `{best}`, {serial / ways[best]['seconds']:.2f}x main.py's loop. Part of "
+        f"any sweep's gain is start-up: `sweep.py --jobs 1` trains the same runs in one process, "
+        f"{serial / one_process['seconds']:.2f}x, without paying a process's imports per run. The rest is runs at "
+        f"once: `--jobs {bench['cores']}`, one core each, against `--jobs 1` on every core, "
+        f"{one_process['seconds'] / at_once['seconds']:.2f}x, Ray's few seconds of start-up included"
+        + (", within the spread of the repeats on this machine: not a gain to count on." if overlap else ".")
+        + (" On a machine with C cores, from this measurement: `--jobs C` with one core each (`--cpus-per-run 1`, the "
+           "default on Ray)" if ways[best] is at_once else f" From this measurement: `{best}`")
+        + (", though this machine has too few cores to try two each against it." if bench["cores"] < 4 else "."))
 
 
 def section_tuning_space():
