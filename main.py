@@ -8,7 +8,9 @@ default), where <run> is the model's name, then _<recipe> for a named recipe (fa
 given, then _seed<seed>.
 """
 import contextlib
+import os
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -198,6 +200,10 @@ def interrupted(e, args):
     return "".join(f"{model} finished; " for model in e.done) + f"{saved}.\nresume with: {command}"
 
 
+# What torch.compile's inductor calls to build CPU kernels: $CXX where set, else the usual names.
+COMPILERS = tuple(dict.fromkeys([*filter(None, [os.environ.get("CXX")]), "g++", "c++", "clang++"]))
+
+
 def main(args):
     """Run what the command line asks for; returns the exit status.
 
@@ -207,6 +213,9 @@ def main(args):
     def body():
         check_verb(args)
         recipes = recipes_of(args)
+        if args.compile and not any(map(shutil.which, COMPILERS)):
+            raise UsageError("--compile: torch.compile builds its kernels with a C++ compiler, and none is on PATH "
+                             f"({', '.join(COMPILERS)}); install one (apt-get install g++), or drop --compile")
         import engine
         device = engine.resolve_device(args.device)
         if args.evaluate:

@@ -401,3 +401,11 @@ def test_every_option_in_the_help_gives_its_default(program):
     silent = [o.split()[0] for o in options if "default" not in o and not o.startswith("-h") and "same as" not in o]
     assert options and silent == []
     assert "(default: None)" not in text and "(default: False)" not in text
+
+
+def test_compile_without_a_cpp_compiler_is_one_line_before_any_work(tmp_path, cli, monkeypatch):
+    import shutil
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    status, out, err = cli(["--compile", *QUICK, "--out-dir", tmp_path])
+    assert status == 2 and err.count("\n") == 1 and "--compile: torch.compile builds its kernels with a C++" in err
+    assert not (tmp_path / "results").exists()
