@@ -139,9 +139,9 @@ def add_runner_flags(parser, jobs=1):
     parser.add_argument("--jobs", type=count(4096), default=jobs,
                         help="runs at once on a private Ray instance on this machine, reachable on loopback only; 1 "
                              "trains them one after another in this process, without Ray")
-    parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None,
+    parser.add_argument("--address",
                         help="a running Ray cluster to send the runs to, as HOST:PORT of its head; its resources "
-                             "decide how many run at once; default: $RAY_ADDRESS, else none")
+                             "decide how many run at once; default: $RAY_ADDRESS where --jobs is above 1, else none")
     parser.add_argument("--cpus-per-run", type=count(1024),
                         help="CPU cores, and torch threads, that each run takes; default: 1 on Ray, torch's default "
                              "with --jobs 1")
@@ -200,7 +200,8 @@ def lose_output():
 def run(prog, body, interrupted="interrupted", stopped=str):
     """body()'s exit status, with the package's errors as one line on standard error and their exit statuses:
     2 bad input (UsageError), 1 a run that failed (RunFailed) or output that cannot be written, 130 Ctrl-C and
-    143 SIGTERM, 141 a reader that went away. interrupted is the line for a signal before anything was saved;
+    143 SIGTERM, 141 a reader that went away. interrupted is the line for a signal before anything was saved (or
+    the function that gives it, as things stand then);
     stopped(e) the one for an errors.Interrupted run, which says what was saved and how to go on."""
     if threading.current_thread() is threading.main_thread():  # only there can Python handle a signal
         signal.signal(signal.SIGTERM, terminate)
@@ -216,7 +217,7 @@ def run(prog, body, interrupted="interrupted", stopped=str):
         print(f"\n{stopped(e)}", file=sys.stderr)
         return signal_status(e.by)
     except KeyboardInterrupt as e:
-        print(f"\n{interrupted}", file=sys.stderr)
+        print(f"\n{interrupted() if callable(interrupted) else interrupted}", file=sys.stderr)
         return signal_status(e)
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly. Files are as the last finished step left them.

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from cli import OneLineErrorParser, number, run, signal_status, stop_on_ctrl_c
+from cli import OneLineErrorParser, exit_now, number, run, signal_status, stop_on_ctrl_c
 from errors import UsageError
 from recipes import LABELS, evaluated_on
 
@@ -359,4 +359,5 @@ def main(args, started=lambda: None):
 
 if __name__ == "__main__":
     args = get_args_parser().parse_args()
-    sys.exit(main(args, started=stop_on_ctrl_c("demo.py: interrupted while starting; nothing served")))
+    # exit_now: no Python shutdown, which a second Ctrl-C could catch half done, waiting on the serving threads.
+    exit_now(main(args, started=stop_on_ctrl_c("demo.py: interrupted while starting; nothing served")))

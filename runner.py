@@ -8,6 +8,7 @@ between machines: the package's code and the bundled MNIST reach Ray's workers a
 Ray is imported only where runs go to it.
 """
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -129,16 +130,48 @@ def plan(named_recipes, paths_of, out_dir):
     skipped, an unfinished one resumes from its checkpoint. UsageError, before any work, for a run that would
     replace another with other settings. paths_of(name) gives where a run's files go, under out_dir."""
     import runs
+    import slots
     jobs, finished = [], []
     for name, recipe in named_recipes:
         paths = paths_of(name)
         step = runs.plan_run(paths, recipe, resume=True, skip_finished=True)
         if step.action == "done":
-            finished.append(name)
+            try:  # finished, but is its results file whole? A damaged one is trained again, not skipped forever
+                slots.load(paths.results, "training it again", recipe=recipe, labels=labels_of(recipe))
+                finished.append(name)
+                continue
+            except slots.BadResults as e:
+                emit(f"{name}: {e}")
+            jobs.append(Job(name, recipe, paths))
         else:
             jobs.append(Job(name, recipe, paths, paths.checkpoint.read_bytes() if step.action == "resume" else None))
     files.prepare_out_dir(out_dir, [path for job in jobs for path in job.paths.outputs if path is not None])
     return jobs, finished
+
+
+@functools.cache
+def labels_for(validation, limit):
+    import dataset
+    return dataset.load_splits(validation=validation, limit=limit)[3].tolist()
+
+
+def labels_of(recipe):
+    """The true labels of the images a recipe's run is scored on."""
+    return labels_for(recipe["validation"], recipe["limit"])
+
+
+def open_files_for(count):
+    """Let this process hold count more files open, a lock for each run of a sweep; UsageError where the
+    machine's hard limit will not allow it."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = count + 256  # what the program needs besides
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        raise UsageError(f"{count:,} runs need {wanted:,} open files, over this machine's limit of {hard:,} (ulimit "
+                         f"-Hn); split the sweep")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def train_all(jobs, settings, measure=lambda job: None, line=lambda outcome: None):
@@ -147,6 +180,7 @@ def train_all(jobs, settings, measure=lambda job: None, line=lambda outcome: Non
     that failed."""
     from tqdm import tqdm
     failed = {}
+    open_files_for(len(jobs))
     with contextlib.ExitStack() as locks:
         for job in jobs:
             locks.enter_context(files.RunLock(job.paths))
@@ -174,23 +208,51 @@ def describe(outcome):
 
 
 def settings_of(args):
-    """The Settings that cli.add_runner_flags' flags ask for."""
-    return Settings(jobs=args.jobs, address=args.address, threads=args.cpus_per_run, gpus=args.gpus_per_run or 0.0,
+    """The Settings that cli.add_runner_flags' flags ask for; UsageError for a combination that cannot run. RAY_ADDRESS
+    stands in for --address only where runs are asked to go at once (--jobs above 1): --jobs 1 never needs Ray."""
+    address = args.address or (os.environ.get("RAY_ADDRESS") or None if args.jobs > 1 else None)
+    if args.gpus_per_run and args.jobs == 1 and not address:
+        raise UsageError("--gpus-per-run shares a GPU among runs at once on Ray; add --jobs N or --address, or drop "
+                         "it (with --jobs 1, --device picks the device)")
+    return Settings(jobs=args.jobs, address=address, threads=args.cpus_per_run, gpus=args.gpus_per_run or 0.0,
                     device=getattr(args, "device", "auto"), eval_batch_size=getattr(args, "eval_batch_size", 1000))
 
 
 def run_on_ray(jobs, settings, measure):
-    with tempfile.TemporaryDirectory(prefix="mnist-package-") as package:
-        stage_package(Path(package))
-        start_ray(settings, package)
-        import ray  # only now: start_ray sets the environment Ray reads on import
-        stop, handlers = [], {}
-        try:
-            # Ray takes SIGTERM for itself in ray.init. Signals only raise a flag here, read between waits: raised
-            # inside ray.wait, an exception comes out wrapped in another.
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(signum) is not signal.SIG_IGN:
-                    handlers[signum] = signal.signal(signum, lambda number, frame: stop.append(number))
+    stop, handlers = [], {}
+
+    def flag(signum, frame):
+        stop.append(signum)
+
+    def listen():
+        # Signals only raise a flag, read between waits: raised inside ray.init or ray.wait, an exception comes out
+        # wrapped in another, or leaves Ray half started. Installed before Ray starts, and again after ray.init,
+        # which takes SIGTERM for itself.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                handlers.setdefault(signum, signal.getsignal(signum))
+                signal.signal(signum, flag)
+
+    def stopped():
+        if stop:
+            raise Terminated if stop[0] == signal.SIGTERM else KeyboardInterrupt
+
+    listen()
+    # Ray's own folder for this instance, removed with it: each session leaves tens of MB in /tmp/ray otherwise.
+    # Short, since Ray's sockets live in it and a socket's path holds 107 bytes at most.
+    scratch = None if settings.address else tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    token = None if settings.address else secrets.token_hex(32)  # the private instance's, and only its
+    try:
+        with tempfile.TemporaryDirectory(prefix="mnist-package-") as package:
+            stage_package(Path(package))
+            try:
+                start_ray(settings, package, scratch, token)
+            except SystemExit:  # Ray's own SIGTERM handler, installed during ray.init, went off first
+                raise Terminated from None
+            finally:
+                listen()
+            import ray  # only now: start_ray sets the environment Ray reads on import
+            stopped()
             task = ray.remote(train).options(num_cpus=settings.threads or 1, num_gpus=settings.gpus,
                                              max_retries=RETRIES, retry_exceptions=False)
             device = "cuda" if settings.gpus else "cpu"
@@ -198,8 +260,7 @@ def run_on_ray(jobs, settings, measure):
                                    settings.eval_batch_size, measure(job)): job for job in jobs}
             try:
                 while pending:
-                    if stop:
-                        raise Terminated if stop[0] == signal.SIGTERM else KeyboardInterrupt
+                    stopped()
                     done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
                     for ref in done:
                         job = pending.pop(ref)
@@ -212,10 +273,31 @@ def run_on_ray(jobs, settings, measure):
             finally:
                 for ref in pending:
                     ray.cancel(ref, force=True)
-        finally:
-            ray.shutdown()
-            for signum, handler in handlers.items():
-                signal.signal(signum, handler)
+    finally:
+        if "ray" in sys.modules:
+            sys.modules["ray"].shutdown()
+        if scratch:
+            # A signal in the middle of ray.init can leave a private instance's agents behind, orphaned, even after
+            # ray.shutdown. Each of its processes carries this sweep's own token in its environment: that says
+            # which are ours.
+            reap(token)
+            shutil.rmtree(scratch, ignore_errors=True)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+def reap(token):
+    """SIGKILL every other process whose environment holds RAY_AUTH_TOKEN=token: the private Ray instance's."""
+    if not token:
+        return
+    mark = f"RAY_AUTH_TOKEN={token}".encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if mark in (entry / "environ").read_bytes().split(b"\0"):
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except OSError:  # gone already, or not ours to read
+                continue
 
 
 def one_line(error):
@@ -241,13 +323,13 @@ RAY_ENVIRONMENT = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_USAGE_STATS_REPORT_URL":
 PRIVATE_ENVIRONMENT = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
 
 
-def start_ray(settings, package):
+def start_ray(settings, package, scratch=None, token=None):
     """Connect to the cluster at settings.address, or start a private Ray instance on this machine, reachable on
     loopback only: Ray's processes run code for anyone who can reach them."""
     home = os.environ.get("HOME")
     environment = dict(RAY_ENVIRONMENT)
     if not settings.address:
-        environment.update(PRIVATE_ENVIRONMENT, RAY_AUTH_TOKEN=secrets.token_hex(32))
+        environment.update(PRIVATE_ENVIRONMENT, RAY_AUTH_TOKEN=token)
     with tempfile.TemporaryDirectory(prefix="mnist-ray-home-") as boot_home:
         # Ray's head looks for cloud metadata at 169.254.169.254 unless it finds this file in its home; the tasks
         # get the user's home back through their runtime_env.
@@ -267,8 +349,12 @@ def start_ray(settings, package):
                 reachable(settings.address)
                 ray.init(address=settings.address, **common)
             else:
-                ray.init(address="local", num_cpus=settings.jobs * (settings.threads or 1),
-                         num_gpus=gpus_here(settings), _node_ip_address="127.0.0.1", **common)
+                gpus = gpus_here(settings)
+                if settings.gpus and not gpus:
+                    raise UsageError("--gpus-per-run: this machine has no CUDA GPU for the runs to share; drop it, or "
+                                     "send the runs to a cluster with GPUs (--address)")
+                ray.init(address="local", num_cpus=settings.jobs * (settings.threads or 1), num_gpus=gpus,
+                         _node_ip_address="127.0.0.1", _temp_dir=scratch, **common)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise UsageError(f"cannot start Ray{f' at {settings.address}' if settings.address else ''} "
                              f"({one_line(e)}); check --address, or run with --jobs 1") from None

@@ -26,6 +26,9 @@ from paths import relative as shown
 from recipes import MODEL_NAMES, RECIPE_NAMES, check_run_name, check_tag, evaluated_on, resolve_recipe, run_name, \
     setting_tag
 
+# The most runs one sweep takes: each holds its lock file open while the sweep runs, and a grid past this is more
+# likely a typo than a plan.
+MAX_RUNS = 1000
 # The grid's axes besides the model, the named recipe and the seed: every recipe flag, and the training-set size.
 AXES = [key for key, _ in RECIPE_FLAGS] + ["train_size"]
 
@@ -80,8 +83,8 @@ def grid(args):
     return runs
 
 
-def table(args, runs_, out_dir):
-    """The comparison of every setting with the best one, as lines of text."""
+def table(args, runs_, out_dir, failed=()):
+    """The comparison of every setting with the best one, as lines of text; failed names the runs that failed now."""
     import dataset
     import files
     import numpy as np
@@ -96,7 +99,7 @@ def table(args, runs_, out_dir):
             results = slots.load(files.RunPaths.of(out_dir, name).results, "train it again with this command",
                                  recipe=recipe, labels=labels)
         except slots.BadResults as e:
-            missing.setdefault(label, []).append(f"seed {recipe['seed']} ({e.problem})")
+            missing.setdefault(label, []).append(f"seed {recipe['seed']} ({'failed' if name in failed else e.problem})")
             continue
         predictions = np.frombuffer(results["predictions"].encode(), np.uint8) - ord("0")
         correct[label][recipe["seed"]] = predictions == labels
@@ -124,13 +127,17 @@ def table(args, runs_, out_dir):
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     lines.append(f"Final epoch, mean ± std over seeds. Each setting against the best, paired seed against seed on "
                  f"the same {len(labels):,} images: real where McNemar's exact test gives p < "
-                 f"{significance.ALPHA} and the paired bootstrap interval leaves out zero.")
+                 f"{significance.ALPHA} and the paired bootstrap interval leaves out zero, with two seeds or more.")
     lines += [f"not counted: {label}, {', '.join(problems)}" for label, problems in missing.items()]
     return lines
 
 
 def verdict(comparison):
-    """The README's verdict on a difference: real, or not measurable with the smallest difference that would be."""
+    """The README's verdict on a difference: real, or not measurable with the smallest difference that would be.
+    One seed pair says nothing of how much runs vary from seed to seed, which McNemar's test over images cannot see:
+    a verdict takes two seeds at least."""
+    if len(comparison.discordant) < 2:
+        return "not measurable (one seed; give --seed two values or more)"
     if comparison.real:
         return "real"
     needed = comparison.detectable
@@ -141,21 +148,25 @@ def main(args):
     def body():
         import files
         import runner
+        settings = runner.settings_of(args)
         runs_ = grid(args)
+        if len(runs_) > MAX_RUNS:
+            raise UsageError(f"the grid holds {len(runs_):,} runs, more than the {MAX_RUNS:,} one sweep takes; split it "
+                             f"into several sweeps")
         out_dir = args.out_dir or files.DEFAULT_OUT_DIR
         jobs, finished = runner.plan([(name, recipe) for _, name, recipe in runs_],
                                      lambda name: files.RunPaths.of(out_dir, name), out_dir)
         emit(f"{len(runs_)} runs: {len(finished)} finished already, {len(jobs)} to train"
-             + (f", {args.jobs} at once" if args.jobs > 1 and not args.address else "")
-             + (f", on the Ray cluster at {args.address}" if args.address else ""))
+             + (f", {args.jobs} at once" if args.jobs > 1 and not settings.address else "")
+             + (f", on the Ray cluster at {settings.address}" if settings.address else ""))
         try:
-            failed = runner.train_all(jobs, runner.settings_of(args), line=runner.describe) if jobs else {}
+            failed = runner.train_all(jobs, settings, line=runner.describe) if jobs else {}
         except (KeyboardInterrupt, Interrupted) as e:
             by = e.by if isinstance(e, Interrupted) else e
             print(f"\nsweep.py: interrupted; the finished runs are written whole.\ncontinue with: "
                   f"{shlex.join(['python', *sys.argv])}", file=sys.stderr)
             return signal_status(by)
-        emit("\n" + "\n".join(table(args, runs_, out_dir)))
+        emit("\n" + "\n".join(table(args, runs_, out_dir, failed)))
         if failed:
             print(f"sweep.py: {len(failed)} of {len(jobs)} runs failed: " +
                   "; ".join(f"{name} ({error})" for name, error in failed.items()), file=sys.stderr)

@@ -14,6 +14,7 @@ import contextlib
 import functools
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -137,6 +138,36 @@ ROBUSTNESS_PAIRS = [("LeNet5", "CustomMLP without augmentation"), ("CustomMLP", 
 LECUN_1998_ERROR = 0.95  # % test error of LeNet-5 without distortions, LeCun et al. (1998)
 
 
+# How far the command got, for the line that a signal prints.
+PROGRESS = {"rerun": False, "moved": False}
+
+
+@contextlib.contextmanager
+def deferred_signals():
+    """Ctrl-C and SIGTERM held back until the block is done, then delivered."""
+    held, handlers = [], {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            handlers[signum] = signal.signal(signum, lambda number, frame: held.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        for signum in held[:1]:
+            signal.raise_signal(signum)
+
+
+def stopped_line():
+    if PROGRESS["moved"]:
+        return ("report: interrupted after the rerun's runs were moved into results/, plots/ and checkpoints/; "
+                "make readme redraws the figures and the README from them")
+    if PROGRESS["rerun"]:
+        return (f"report: interrupted; the committed results are as they were, and the same command continues from "
+                f"{STAGING}")
+    return "report: interrupted; the README and the figures are as they were, or whole and new"
+
+
 def rerun(labels, settings):
     """Rerun the experiments' runs into STAGING, then move them into place once all are finished."""
     named = [(experiment_run_name(label, seed), experiment_recipe(label, seed)) for label in labels for seed in SEEDS]
@@ -149,10 +180,13 @@ def rerun(labels, settings):
     failed = runner.train_all(jobs, settings, measure=lambda job: measurements(job.recipe), line=runner.describe)
     if failed:
         raise RunFailed(f"{len(failed)} runs failed ({', '.join(failed)}); nothing committed changed")
-    for name, _ in named:
-        staged, final = files.RunPaths.of(STAGING, name), files.RunPaths.of(ROOT, name)
-        for kind in runner.KINDS:  # the results last: a results file in place means its run is whole
-            os.replace(getattr(staged, kind), getattr(final, kind))
+    # The moves take milliseconds; a signal waits for them, so that no run is left half moved.
+    with deferred_signals():
+        for name, _ in named:
+            staged, final = files.RunPaths.of(STAGING, name), files.RunPaths.of(ROOT, name)
+            for kind in runner.KINDS:  # the results last: a results file in place means its run is whole
+                os.replace(getattr(staged, kind), getattr(final, kind))
+        PROGRESS["moved"] = True
     emit(f"moved {len(named)} runs into {ROOT / 'results'}, {PLOTS} and {ROOT / 'checkpoints'}")
 
 
@@ -900,7 +934,14 @@ def get_args_parser():
 
 def main(args):
     def body():
+        for folder in (README.parent, PLOTS):  # checked before any work: the README and every figure go there
+            try:
+                files.make_writable(folder)
+            except OSError as e:
+                raise UsageError(f"{folder} cannot be written ({e.strerror or e}), and the report writes there; fix "
+                                 f"its permissions") from None
         if args.rerun is not None:
+            PROGRESS["rerun"] = True
             rerun(args.rerun or list(EXPERIMENTS), runner.settings_of(args))
         if args.rerun == []:
             if subprocess.run([sys.executable, "-m", "benchmarks.bench_pipeline"], cwd=ROOT).returncode:
@@ -912,8 +953,7 @@ def main(args):
         files.atomic_write(README, lambda f: f.write(text.encode()))
         emit(f"wrote {README} and the figures in {PLOTS}")
         return 0
-    return run("report", body, interrupted=f"report: interrupted; the committed results are as they were, and the "
-                                           f"same command continues from {STAGING}",
+    return run("report", body, interrupted=stopped_line,
                stopped=lambda e: f"report: {e}; the committed results are as they were, and the same command "
                                  f"continues from {STAGING}")
 

@@ -113,3 +113,28 @@ def test_a_rerun_changes_nothing_committed_until_every_run_is_whole_and_resumes_
         assert (tmp_path / "plots" / f"lenet5_seed{seed}_curves.png").exists()
         assert (tmp_path / "checkpoints" / f"lenet5_seed{seed}.pt").exists()
     assert not list(staged.glob("*.json"))
+
+
+def test_an_unwritable_plots_folder_is_one_line_before_any_work(tmp_path, monkeypatch, capsys):
+    import errno
+    import files
+    monkeypatch.setattr(report, "PLOTS", tmp_path / "plots")
+    real = files.make_writable
+
+    def read_only(folder):
+        if folder == tmp_path / "plots":
+            raise OSError(errno.EACCES, "Permission denied")
+        return real(folder)
+    monkeypatch.setattr(files, "make_writable", read_only)
+    assert report.main(report.get_args_parser().parse_args([])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 'plots'} cannot be written (Permission denied)" in err
+
+
+def test_signals_wait_for_the_moves_then_arrive(monkeypatch):
+    import signal
+    with pytest.raises(KeyboardInterrupt):
+        with report.deferred_signals():
+            signal.raise_signal(signal.SIGINT)
+            moved = True  # the block runs to its end first
+    assert moved

@@ -119,6 +119,25 @@ def test_a_local_sweep_makes_main_pys_runs_listens_on_loopback_only_and_leaves_n
 
 @needs_namespace
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_sweep_stopped_while_ray_starts_leaves_no_process(signum, status, tmp_path):
+    script = f"""
+    setsid {python("sweep.py", "--model", "lenet5", "--seed", "0", "1", *QUICK, "--jobs", "2", "--out-dir",
+                   tmp_path / "sweep")} > {tmp_path}/out 2> {tmp_path}/err &
+    sweep=$!
+    for i in $(seq 600); do grep -q "to train" {tmp_path}/out && break; sleep 0.1; done
+    sleep 1.5; kill -{signum.name[3:]} -- -$sweep
+    wait $sweep; echo "status $?"
+    sleep 2; ps -e -o pid=,args= | grep -v -e 'ps -e' -e grep -e ' bash' || true
+    """
+    _, log, err = in_namespace(script)
+    stderr = (tmp_path / "err").read_text()
+    assert f"status {status}" in log, (log, err, stderr)
+    assert log.split(f"status {status}", 1)[1].strip() == "", "processes left after the sweep"
+    assert "continue with: " in stderr and "Traceback" not in stderr, stderr
+
+
+@needs_namespace
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_stopped_sweep_keeps_its_finished_runs_and_the_same_command_runs_only_the_rest(signum, status, tmp_path):
     out = tmp_path / "sweep"
     argv = ["sweep.py", "--model", "lenet5", "--seed", "0", "1", "2", "3", "--limit", "1024", "--epochs", "4",
@@ -225,6 +244,48 @@ def test_bad_flags_get_one_line_before_any_run_or_ray(argv, message, tmp_path):
 def test_a_cluster_that_does_not_answer_is_one_line_not_a_long_wait(tmp_path):
     status, _, err = sweep("--model", "lenet5", *QUICK, "--address", "127.0.0.1:1", "--out-dir", tmp_path)
     assert status == 2 and "--address 127.0.0.1:1: nothing answers there" in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_a_share_of_a_gpu_that_is_not_there_is_one_line_not_a_sweep_that_never_starts(tmp_path):
+    status, _, err = sweep("--model", "lenet5", *QUICK, "--jobs", "2", "--gpus-per-run", "0.5", "--out-dir", tmp_path)
+    assert status == 2 and "--gpus-per-run: this machine has no CUDA GPU" in err and len(err.splitlines()) == 1, err
+
+
+def test_a_share_of_a_gpu_needs_runs_at_once(tmp_path):
+    status, _, err = sweep("--model", "lenet5", *QUICK, "--gpus-per-run", "0.5", "--out-dir", tmp_path)
+    assert status == 2 and "--gpus-per-run shares a GPU among runs at once on Ray; add --jobs N" in err, err
+
+
+def test_ray_address_in_the_environment_does_not_send_jobs_1_to_ray(tmp_path):
+    status, out, err = sweep("--model", "lenet5", *QUICK, "--out-dir", tmp_path,
+                             env={**os.environ, "RAY_ADDRESS": "garbage"})
+    assert status == 0 and "cluster" not in out and "Ray" not in err, (out, err)
+
+
+def test_a_grid_past_the_cap_is_refused(tmp_path):
+    status, _, err = sweep("--model", "lenet5", "--seed", *range(1001), *QUICK, "--out-dir", tmp_path)
+    assert status == 2 and "the grid holds 1,001 runs, more than the 1,000 one sweep takes" in err, err
+
+
+def test_a_finished_run_whose_results_are_damaged_is_trained_again(tmp_path):
+    argv = ["--model", "lenet5", "--seed", "0", "1", *QUICK, "--out-dir", tmp_path]
+    assert sweep(*argv)[0] == 0
+    damaged = tmp_path / "results" / "lenet5_seed1.json"
+    run = json.loads(damaged.read_text())
+    damaged.write_text(json.dumps({**run, "predictions": run["predictions"][:-5]}))
+    status, out, _ = sweep(*argv)
+    assert status == 0 and "1 finished already, 1 to train" in out, out
+    assert re.search(r"^lenet5_seed1: .*lenet5_seed1.json has predictions of 251 characters.*training it again", out,
+                     re.MULTILINE), out
+    assert results(tmp_path, "lenet5_seed1") == {**run, "history": results(tmp_path, "lenet5_seed1")["history"]}
+    assert "not counted" not in out
+
+
+def test_one_seed_gets_no_verdict(tmp_path):
+    status, out, _ = sweep("--model", "lenet5", "custom_mlp", *QUICK, "--out-dir", tmp_path)
+    assert status == 0 and "not measurable (one seed; give --seed two values or more)" in out, out
+    assert all(cells[-1] != "real" for cells in table_rows(out).values())
 
 
 def test_a_finished_run_with_other_settings_is_refused(tmp_path):
