@@ -10,6 +10,10 @@ folder, checkpoints/report/; nothing committed changes until every run asked for
 checkpoint, curves and results are moved into checkpoints/, plots/ and results/, the results last. An interrupted
 --rerun leaves the committed files as they were, and the same command continues it.
 """
+if __name__ == "__main__":  # Ctrl-C while torch and matplotlib import, below: one line, not a traceback
+    from cli import stop_on_ctrl_c
+    allow_ctrl_c = stop_on_ctrl_c("report: interrupted while starting; nothing written")
+
 import contextlib
 import functools
 import os
@@ -959,4 +963,5 @@ def main(args):
 
 
 if __name__ == "__main__":
+    allow_ctrl_c()
     sys.exit(main(get_args_parser().parse_args()))
