@@ -7,6 +7,10 @@ painted black on a white 280x280 canvas, as PNGs like the page sends. One client
 the single client got for the same drawing. Prints and writes to results/bench_demo.json the median and 95th
 percentile of the time per request, from sending to the parsed answer.
 """
+if __name__ == "__main__":  # Ctrl-C while torch imports, below: one line, not a traceback
+    from cli import stop_on_ctrl_c
+    allow_ctrl_c = stop_on_ctrl_c("bench_demo: interrupted while starting; nothing written")
+
 import io
 import statistics
 import subprocess
@@ -129,4 +133,5 @@ def measure(checkpoints):
 
 
 if __name__ == "__main__":
+    allow_ctrl_c()
     sys.exit(main())

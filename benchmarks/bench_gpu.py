@@ -12,6 +12,10 @@ pass), training seconds for all epochs, wall seconds of the whole process, final
 training until the test accuracy first reaches 99.0%. Writes results/bench_gpu.json; a quick run (other
 --epochs, a --limit, or the CPU) writes runs/bench_gpu.json unless --out says otherwise.
 """
+if __name__ == "__main__":  # Ctrl-C while torch imports, below: one line, not a traceback
+    from cli import stop_on_ctrl_c
+    allow_ctrl_c = stop_on_ctrl_c("bench_gpu: interrupted while starting; nothing written")
+
 import json
 import statistics
 import subprocess
@@ -114,4 +118,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    allow_ctrl_c()
     sys.exit(main())

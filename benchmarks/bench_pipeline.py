@@ -13,6 +13,10 @@ over a few steps against float32; and it profiles our training step. Epochs alte
 figures are medians. Writes results/bench_pipeline.json; a quick run (other --repeats or --batch-size) writes
 runs/bench_pipeline.json unless --out says otherwise.
 """
+if __name__ == "__main__":  # Ctrl-C while torch imports, below: one line, not a traceback
+    from cli import stop_on_ctrl_c
+    allow_ctrl_c = stop_on_ctrl_c("bench_pipeline: interrupted while starting; nothing written")
+
 import statistics
 import sys
 import time
@@ -181,4 +185,5 @@ def report(args, result, out):
 
 
 if __name__ == "__main__":
+    allow_ctrl_c()
     sys.exit(main())

@@ -10,6 +10,10 @@ resized to 28x28 and normalized), and images per second end to end, decoding inc
 files. Writes results/bench_predict.json and plots/predict_preview.png; a quick run (any other --count or
 --checkpoint) writes runs/bench_predict.json and runs/bench_predict_preview.png unless --out says otherwise.
 """
+if __name__ == "__main__":  # Ctrl-C while torch imports, below: one line, not a traceback
+    from cli import stop_on_ctrl_c
+    allow_ctrl_c = stop_on_ctrl_c("bench_predict: interrupted while starting; nothing written")
+
 import sys
 import tempfile
 import time
@@ -176,4 +180,5 @@ def preview(model, paths, truth, count=6):
 
 
 if __name__ == "__main__":
+    allow_ctrl_c()
     sys.exit(main())

@@ -17,6 +17,10 @@ that only import torch, torchvision or matplotlib: the floor under any run's sta
 results/bench_time_to_accuracy.json, from which scripts/report.py builds the README's table; a quick run (fewer
 or more seeds) writes runs/bench_time_to_accuracy.json unless --out says otherwise.
 """
+if __name__ == "__main__":  # Ctrl-C while torch imports, below: one line, not a traceback
+    from cli import stop_on_ctrl_c
+    allow_ctrl_c = stop_on_ctrl_c("bench_time_to_accuracy: interrupted while starting; nothing written")
+
 import json
 import statistics
 import subprocess
@@ -166,4 +170,5 @@ def measure_all(args, out):
 
 
 if __name__ == "__main__":
+    allow_ctrl_c()
     sys.exit(main())

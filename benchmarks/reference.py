@@ -8,6 +8,10 @@ checks the data files' SHA-256s (extracting them where missing). It prints a lin
 history as JSON on the last line. It draws no figures and writes no files, which only makes it faster than a
 script that does. The benchmarks run it as a whole process, and import its pieces.
 """
+if __name__ == "__main__":  # Ctrl-C while torch imports, below: one line, not a traceback
+    from cli import stop_on_ctrl_c
+    allow_ctrl_c = stop_on_ctrl_c("reference: interrupted while starting; nothing written")
+
 import json
 import sys
 import time
@@ -101,4 +105,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    allow_ctrl_c()
     sys.exit(main())

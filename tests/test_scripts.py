@@ -348,3 +348,22 @@ def test_a_missing_or_unreadable_benchmark_file_stops_the_report_in_one_line(con
         report.section_speed()
     assert str(stopped.value) == (f"{tmp_path}/bench_pipeline.json is missing or not JSON; rebuild it with "
                                   f"`make bench`, or restore it with `git checkout results/bench_pipeline.json`")
+
+
+@pytest.mark.parametrize("name", ["scripts.report", "benchmarks.bench_pipeline", "benchmarks.bench_gpu",
+                                  "benchmarks.bench_predict", "benchmarks.bench_demo",
+                                  "benchmarks.bench_time_to_accuracy", "benchmarks.reference"])
+def test_ctrl_c_while_a_script_starts_is_one_line(name):
+    process = subprocess.Popen([sys.executable, "-m", name, "--help"], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        time.sleep(0.5)  # past start-up, while torch is still importing
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+    short = name.rsplit(".", 1)[1]
+    assert process.returncode == 130 and err.strip() == f"{short}: interrupted while starting; nothing written", err
+    assert out == ""
