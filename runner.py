@@ -278,25 +278,28 @@ def run_on_ray(jobs, settings, measure):
             sys.modules["ray"].shutdown()
         if scratch:
             # A signal in the middle of ray.init can leave a private instance's agents behind, orphaned, even after
-            # ray.shutdown. Each of its processes carries this sweep's own token in its environment: that says
-            # which are ours.
-            reap(token)
+            # ray.shutdown.
+            reap(scratch)
             shutil.rmtree(scratch, ignore_errors=True)
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
 
 
-def reap(token):
-    """SIGKILL every other process whose environment holds RAY_AUTH_TOKEN=token: the private Ray instance's."""
-    if not token:
-        return
-    mark = f"RAY_AUTH_TOKEN={token}".encode()
+def reap(scratch):
+    """SIGKILL every other process that holds a file open under scratch: the private Ray instance's, whose every
+    process logs into its own folder there. (Its agents overwrite their environment with their names, so that
+    cannot tell them.)"""
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            held = [os.readlink(fd) for fd in (entry / "fd").iterdir()]
+        except OSError:  # gone already, or not ours to look at
+            continue
+        if any(path.startswith(f"{scratch}/") for path in held):
             try:
-                if mark in (entry / "environ").read_bytes().split(b"\0"):
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except OSError:  # gone already, or not ours to read
+                os.kill(int(entry.name), signal.SIGKILL)
+            except OSError:
                 continue
 
 
