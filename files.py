@@ -143,6 +143,16 @@ def bench_output(given, name, quick, flag="--out"):
     return check_output(given or default, flag)
 
 
+def figure_beside(out, given, committed_json, committed_figure, beside, flag, what="figure"):
+    """The figure that goes with the JSON at out, checked as check_output does: the one given; else the committed
+    figure where out is the committed JSON, so that the README's figure and its numbers come from the same run;
+    else beside, next to out. UsageError where it would be out itself."""
+    figure = check_output(given or (committed_figure if out.resolve() == committed_json else beside), flag)
+    if figure.resolve() == out.resolve():
+        raise UsageError(f"{flag} and --out both name {out}; give the {what} and the JSON different paths")
+    return figure
+
+
 class RunLock:
     """Holds a run's lock file while the run is alive, so a second process of the same run refuses to start.
 

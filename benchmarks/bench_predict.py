@@ -31,7 +31,6 @@ import files
 import checkpoints
 import preprocess
 from cli import OneLineErrorParser, count, emit, run
-from errors import UsageError
 from recipes import run_name
 
 PROG = "bench_predict"
@@ -112,12 +111,8 @@ def outputs(args):
     committed JSON, so that the README's figure and its numbers always come from the same run."""
     out = files.bench_output(args.out, "bench_predict.json",
                              quick=args.count != COUNT or args.checkpoint.resolve() != CHECKPOINT)
-    committed = out.resolve() == files.ROOT / "results" / "bench_predict.json"
-    preview = args.preview or (COMMITTED_PREVIEW if committed else out.with_name(f"{out.stem}_preview.png"))
-    files.check_output(preview, "--preview")
-    if preview.resolve() == out.resolve():
-        raise UsageError(f"--preview and --out both name {out}; give the figure and the JSON different paths")
-    return out, preview
+    return out, files.figure_beside(out, args.preview, files.ROOT / "results" / "bench_predict.json",
+                                    COMMITTED_PREVIEW, out.with_name(f"{out.stem}_preview.png"), "--preview")
 
 
 def main(argv=None):

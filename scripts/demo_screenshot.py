@@ -109,12 +109,8 @@ def outputs(args):
     """The JSON and the screenshot to write, checked before any work; the committed screenshot only beside the
     committed JSON, so that the README's picture and its text come from the same run."""
     out = files.check_output(args.out or COMMITTED, "--out")
-    screenshot = args.screenshot or (files.ROOT / "plots" / "demo.png" if out.resolve() == COMMITTED
-                                     else out.with_suffix(".png"))
-    files.check_output(screenshot, "--screenshot")
-    if screenshot.resolve() == out.resolve():
-        raise UsageError(f"--screenshot and --out both name {out}; give the picture and the JSON different paths")
-    return out, screenshot
+    return out, files.figure_beside(out, args.screenshot, COMMITTED, files.ROOT / "plots" / "demo.png",
+                                    out.with_suffix(".png"), "--screenshot", "picture")
 
 
 def main(argv=None):
