@@ -112,14 +112,12 @@ def run_all(jobs, settings, measure=lambda job: None):
     running; what finished is written whole, and with jobs 1, the run in flight keeps its checkpoint, as main.py's."""
     if settings.jobs == 1 and settings.address is None:
         for job in jobs:
-            in_place = job.paths.results.parent.parent
-            if job.paths != files.RunPaths.of(in_place, job.name):
-                outcome = Outcome(job, *train(job.recipe, job.name, settings.threads, settings.device,
-                                              job.resume_from, settings.eval_batch_size, measure(job)))
-                install(outcome)
-            else:
-                outcome = Outcome(job, *train(job.recipe, job.name, settings.threads, settings.device,
-                                              job.resume_from, settings.eval_batch_size, measure(job), in_place))
+            # A run laid out as main.py lays it out trains in place; any other (the tuning's) in a temporary folder.
+            folder = job.paths.results.parent.parent
+            in_place = folder if job.paths == files.RunPaths.of(folder, job.name) else None
+            outcome = Outcome(job, *train(job.recipe, job.name, settings.threads, settings.device, job.resume_from,
+                                          settings.eval_batch_size, measure(job), in_place))
+            install(outcome)  # nothing to write for a run trained in place
             yield outcome
         return
     yield from run_on_ray(jobs, settings, measure)
@@ -152,7 +150,7 @@ def plan(named_recipes, paths_of, out_dir):
 @functools.cache
 def labels_for(validation, limit):
     import dataset
-    return dataset.load_splits(validation=validation, limit=limit)[3].tolist()
+    return dataset.load_splits(validation=validation, limit=limit)[3].numpy()
 
 
 def labels_of(recipe):

@@ -85,12 +85,12 @@ def grid(args):
 
 def table(args, runs_, out_dir, failed=()):
     """The comparison of every setting with the best one, as lines of text; failed names the runs that failed now."""
-    import dataset
     import files
     import numpy as np
+    import runner
     import significance
     import slots
-    labels = dataset.load_splits(validation=args.validation, limit=args.limit)[3].numpy()
+    labels = runner.labels_of(runs_[0][2])  # every run of a sweep is scored on the same images
     correct, accuracy, missing = {}, {}, {}
     for label, name, recipe in runs_:
         correct.setdefault(label, {})
