@@ -12,7 +12,7 @@ ARGS ?=
 # Runs at once for the report's and the tuning's sweeps (sweep.py --jobs); 1 runs them one after another.
 JOBS ?= 1
 
-.PHONY: train test tune tune-fast report readme bench bench-time bench-sweep venv
+.PHONY: train test defences tune tune-fast report readme bench bench-time bench-sweep venv
 
 # Runs before every target: .venv is used only where it was built by make from these very requirements and its
 # Python still runs; otherwise it is rebuilt. A .venv that make did not build is the user's: it is left alone.
@@ -34,6 +34,9 @@ train: venv  ## python main.py --model lenet5 --epochs 10, or the flags in ARGS
 
 test: venv  ## the tests, CPU only, a few minutes
 	$(PYTHON) -m pytest $(ARGS)
+
+defences: venv  ## delete each defence in turn (in a scratch copy) and check that its test fails (~20 min)
+	$(PYTHON) tests/mutants.py $(ARGS)
 
 tune: venv  ## choose each model's recipe on the validation split (~55 min on 2 CPU cores); reruns only what is missing
 	$(PYTHON) -m scripts.tune --jobs $(JOBS) $(ARGS)
