@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ENTRY_POINTS = {"main", "predict", "demo", "sweep"}
 OWN_TESTS = {"tests/conftest.py", "tests/test_main.py", "tests/test_predict.py", "tests/test_demo.py",
              "tests/test_checkpoints.py", "tests/test_reliability.py", "tests/test_sweep.py",
-             "tests/test_defences.py"}
+             "tests/test_defences.py", "tests/test_defences_runs.py", "tests/test_defences_tools.py"}
 
 
 def imported_modules(source):
