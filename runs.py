@@ -13,7 +13,7 @@ import figures
 import files
 from errors import Interrupted, UsageError
 from model import count_parameters
-from recipes import RECIPE_KEYS, completed, evaluated_on
+from recipes import RECIPE_KEYS, completed, evaluated_on, shown_value
 
 
 @dataclass
@@ -27,6 +27,9 @@ class Plan:
 def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
     """Check a run's folder against what the command asks for; a conflict is a UsageError naming the way out.
 
+    With overwrite, any run there is replaced, unless its results hold more than a run writes (RESULT_KEYS): the
+    report's measurements are never stripped.
+
     Without resume, a run there is replaced only where overwrite says so: an unfinished run is refused, since
     forgetting --resume must not throw progress away; a finished run with other settings, since a quick experiment
     must not silently replace a good model; and a finished run with the same settings too, since rerunning it only
@@ -36,6 +39,14 @@ def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
     """
     exists = paths.checkpoint.exists()
     if not resume:
+        held = files.read_json(paths.results)
+        extra = sorted(set(held) - set(RESULT_KEYS)) if isinstance(held, dict) else []
+        # --overwrite replaces a run, never strips what another program measured on it.
+        replace = "" if extra else ", or --overwrite to replace it"
+        if overwrite and extra:
+            raise UsageError(f"{paths.results} holds measurements that this run does not make "
+                             f"({', '.join(map(shown_value, extra))}), which --overwrite would throw away; pass "
+                             f"--tag NAME or another --out-dir to train beside it")
         if overwrite:
             return Plan("fresh")
         if exists:
@@ -53,8 +64,7 @@ def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
                                  f"start over")
             saved = checkpoint["recipe"]
         else:  # the checkpoint may be gone while the results it produced remain
-            results = files.read_json(paths.results)
-            saved = results.get("recipe") if isinstance(results, dict) and results.get("status") == "complete" else None
+            saved = held.get("recipe") if isinstance(held, dict) and held.get("status") == "complete" else None
         if not isinstance(saved, dict):
             return Plan("fresh")
         changed = differing(saved, recipe)
@@ -62,9 +72,9 @@ def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
                     f"{settings(completed(saved), changed) if changed else 'the same settings'}")
         if changed:
             raise UsageError(f"{finished}, where this run has {settings(recipe, changed)}; pass --tag NAME to keep "
-                             f"both, or --overwrite to replace it")
+                             f"both{replace}")
         raise UsageError(f"{finished}; {'pass --resume to skip it, ' if skip_finished else ''}pass --tag NAME or "
-                         f"another --out-dir to train it again beside it, or --overwrite to replace it")
+                         f"another --out-dir to train it again beside it{replace}")
     if not exists and skip_finished:
         return Plan("fresh")
     if not exists:
@@ -120,6 +130,11 @@ def format_epoch(record, epochs, scored_on="test"):
     """The line main.py prints for a finished epoch."""
     return (f"epoch {record['epoch']:2d}/{epochs}  train loss {record['train_loss']:.4f} acc {record['train_acc']:6.2f}%"
             f"  {scored_on} loss {record['eval_loss']:.4f} acc {record['eval_acc']:6.2f}%  {record['seconds']:5.1f}s")
+
+
+# What train_run writes in a run's results; a caller's measure adds its own keys beside them.
+RESULT_KEYS = ("model", "params", "seed", "epochs", "device", "device_name", "torch", "evaluated_on", "train_images",
+               "eval_images", "recipe", "status", "history", "predictions")
 
 
 def train_run(recipe, data, device, paths, checkpoint=None, *, eval_batch_size=1000, compile=False, progress=False,

@@ -17,6 +17,7 @@ import torch
 import checkpoints
 import engine
 import files
+import runs
 from conftest import QUICK, ROOT, files_under, start, without_seconds
 
 RUN = "lenet5_seed0"
@@ -166,13 +167,25 @@ def test_a_rerun_never_strips_a_finished_runs_results(checkpoint, finished, tmp_
     before = outputs_of(tmp_path) if checkpoint == "kept" else (tmp_path / "results" / f"{RUN}.json").read_bytes()
     status, out, err = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])
     assert_one_line_error(err, status, 2, f"already holds a finished {RUN} with the same settings; pass --tag NAME "
-                                          f"or another --out-dir to train it again beside it, or --overwrite to "
-                                          f"replace it")
+                                          f"or another --out-dir to train it again beside it\n")
+    assert out == "" and "--overwrite" not in err
+    assert (outputs_of(tmp_path) if checkpoint == "kept" else (tmp_path / "results" / f"{RUN}.json").read_bytes()) \
+        == before
+    # Not even --overwrite strips them (`main.py --overwrite --out-dir .` over the report's runs).
+    status, out, err = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path, "--overwrite"])
+    assert_one_line_error(err, status, 2, f"{tmp_path}/results/{RUN}.json holds measurements that this run does not "
+                                          f"make ('final_train_eval', 'robustness'), which --overwrite would throw "
+                                          f"away; pass --tag NAME or another --out-dir to train beside it\n")
     assert out == ""
     assert (outputs_of(tmp_path) if checkpoint == "kept" else (tmp_path / "results" / f"{RUN}.json").read_bytes()) \
         == before
-    assert cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path, "--overwrite"])[0] == 0
-    assert "robustness" not in results_of(tmp_path)  # replaced, as asked
+
+
+def test_a_run_writes_exactly_the_keys_that_overwrite_may_replace(finished):
+    # RESULT_KEYS is what --overwrite may throw away; a key train_run writes but RESULT_KEYS misses would make every
+    # finished run look as if it held the report's measurements, and a key listed but never written would let
+    # --overwrite strip one.
+    assert set(results_of(finished)) == set(runs.RESULT_KEYS)
 
 
 def test_model_all_offers_resume_to_skip_a_finished_run(finished, tmp_path, cli):
