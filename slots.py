@@ -11,6 +11,7 @@ No torch here: the checks run on JSON and, for the predictions, numpy.
 """
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,11 @@ from recipes import completed, evaluated_on, shown_value
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "eval_loss", "eval_acc", "seconds")
 # Two accuracies computed from the same predictions differ only by float rounding; one image of 10,000 is 1e-4.
 AGREEMENT = 1e-6
+# Text that a file puts into the README as it is (a device's name, a torch version, a command): a short line with
+# nothing that markdown or the README's section markers would read as markup, e.g. "AMD EPYC 7B13, 2 threads".
+PLAIN_TEXT = re.compile(r"[A-Za-z0-9 _.,:;()+/@#%=~-]{0,200}")
+# The fields of a run that the README quotes as text.
+DESCRIBED = ("device", "device_name", "torch")
 
 
 class BadResults(UsageError):
@@ -54,7 +60,8 @@ def load(path, advice, **slot):
     return check(results, path=path, advice=advice, **slot)
 
 
-def check(results, *, path, advice, recipe=None, labels=None, diverged=False, train_eval=False, robustness=None):
+def check(results, *, path, advice, recipe=None, labels=None, diverged=False, train_eval=False, robustness=None,
+          params=None):
     """results, where they fill the slot; BadResults naming path, what is wrong, and advice otherwise.
 
     recipe: the recipe the slot's run trains with, which gives its seed, the split it is scored on (evaluated_on),
@@ -64,6 +71,8 @@ def check(results, *, path, advice, recipe=None, labels=None, diverged=False, tr
     diverged: whether a run that diverged fills the slot (the sweeps count it as 0%); its history may be short.
     train_eval: whether it must hold the report's clean pass over the training set, final_train_eval.
     robustness: {"shift": pixels, "rotation": degrees} that its robustness sweep must hold, or None for none.
+    params: the parameter count of the slot's model, where the README states the file's; then it must also name,
+    as plain text, the device it ran on, the device's name and its torch version (DESCRIBED).
     """
     def bad(problem):
         return BadResults(path, problem, advice)
@@ -95,6 +104,14 @@ def check(results, *, path, advice, recipe=None, labels=None, diverged=False, tr
             raise bad("has no clean pass over the training set (final_train_eval) with a loss and a percentage")
     if robustness is not None:
         check_robustness(results.get("robustness"), robustness, bad)
+    if params is not None:
+        if results.get("params") != params or type(results.get("params")) is not int:
+            raise bad(f"says its model has {shown_value(results.get('params'))} parameters, but its slot's model has "
+                      f"{params:,}")
+        for key in DESCRIBED:
+            if not is_plain_text(results.get(key)):
+                raise bad(f"has no {key} in plain text (at most 200 letters, digits, spaces and .,:;()+/@#%=~_-), "
+                          f"which the README quotes")
     return results
 
 
@@ -155,6 +172,10 @@ def check_robustness(sweep, wanted, bad):
         measured = sweep.get(kind) if isinstance(sweep, dict) else None
         if not isinstance(measured, dict) or not all(is_percentage(measured.get(str(m))) for m in magnitudes):
             raise bad(f"has no robustness {kind} sweep of percentages at {', '.join(map(str, magnitudes))}")
+
+
+def is_plain_text(value):
+    return isinstance(value, str) and PLAIN_TEXT.fullmatch(value) is not None
 
 
 def is_number(value):

@@ -16,6 +16,7 @@ if __name__ == "__main__":  # Ctrl-C while torch and matplotlib import, below: o
 
 import contextlib
 import functools
+import math
 import os
 import re
 import signal
@@ -38,7 +39,7 @@ from cli import OneLineErrorParser, add_runner_flags, emit, run
 from errors import RunFailed, UsageError
 from model import MODELS, count_parameters, parameter_table
 from recipes import (EPOCHS, LABELS, MODEL_NAMES, NAMED_RECIPES, RECIPES, completed, format_recipe, resolve_recipe,
-                     run_name)
+                     run_name, shown_value)
 from scripts import tune
 from scripts.tune import FAST_TUNING_SEEDS, SEARCH_SPACE, TARGET_ACCURACY, TUNING_SEEDS
 
@@ -201,8 +202,14 @@ def load(label):
     return [slots.load(path, f"restore it with `git checkout -- {path}`, or rebuild it with `make report`",
                        recipe=experiment_recipe(label, seed), labels=test_labels(), train_eval=True,
                        robustness=None if EXPERIMENTS[label][1].get("train_size") else
-                       {"shift": SHIFTS, "rotation": ROTATIONS})
+                       {"shift": SHIFTS, "rotation": ROTATIONS}, params=params_of(label))
             for seed, path in ((seed, RESULTS / f"{experiment_run_name(label, seed)}.json") for seed in SEEDS)]
+
+
+@functools.cache
+def params_of(label):
+    """The parameter count of an experiment's model, counted here rather than taken from its files."""
+    return count_parameters(engine.build_model(experiment_recipe(label, 0), "cpu"))
 
 
 def check_all():
@@ -210,10 +217,9 @@ def check_all():
     anything is drawn or written."""
     for label in EXPERIMENTS:
         load(label)
-    sweeps()
-    fast_sweep()
-    tuning_runs(tune.TUNING_DIR)
-    tuning_runs(tune.FAST_DIR)
+    check_choices()
+    for path in left_out():
+        emit(f"report: leaves out {path}: no sweep of scripts/tune.py scores it (move it away to quiet this line)")
 
 
 def final(loaded, key):
@@ -430,6 +436,8 @@ def from_benchmark(*names):
                                      f"restore it with `git checkout results/{name}`")
                 benches[name] = bench
             try:
+                for bench in benches.values():
+                    check_plain(bench)
                 return section(*benches.values())
             except (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError) as e:
                 # The field that failed does not say which file it came from: each file the section reads is named.
@@ -439,6 +447,22 @@ def from_benchmark(*names):
                                  f"`git checkout {' '.join(f'results/{name}' for name in benches)}`") from None
         return render
     return wrap
+
+
+def check_plain(value, where="the file"):
+    """A benchmark's JSON holds plain text (slots.PLAIN_TEXT), which the README quotes as it is, and finite
+    numbers (Python's JSON reads NaN and Infinity); ValueError naming the field otherwise."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_plain(key, f"a key in {where}")
+            check_plain(item, f"{where}[{key!r}]")
+    elif isinstance(value, list):
+        for item in value:
+            check_plain(item, f"an item of {where}")
+    elif isinstance(value, str) and not slots.is_plain_text(value):
+        raise ValueError(f"{where} holds {shown_value(value)}, not plain text")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} holds {value}, not a finite number")
 
 
 @from_benchmark(("bench_time_to_accuracy.json", "make bench-time"))
@@ -532,10 +556,16 @@ def show(value):
     return "-".join(map(str, value)) if isinstance(value, list) else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def sweeps():
-    """For each model, its sweep as scripts/tune.py walked it, from results/tuning/."""
-    return {model: tune.sweep(model, lambda setting, seed, m=model: tune.stored_score(m, setting, seed))
-            for model in MODEL_NAMES}
+def sweeps(seen=None):
+    """For each model, its sweep as scripts/tune.py walked it, from results/tuning/; seen collects the paths of the
+    files it scored."""
+    def score(model):
+        def stored(setting, seed):
+            if seen is not None:
+                seen.add(tune.tuning_path(model, setting, seed))
+            return tune.stored_score(model, setting, seed)
+        return stored
+    return {model: tune.sweep(model, score(model)) for model in MODEL_NAMES}
 
 
 def section_tuning():
@@ -547,21 +577,53 @@ def section_tuning():
                 seeds = " / ".join("diverged" if a == 0 else f"{a:.2f}" for a in accs)
                 rows.append(f"| {LABELS[model]} | {factor} | {show(value)} | {mean_std(accs)} | {seeds} | "
                             f"{'**yes**' if value == chosen else ''} |")
-    stored = tuning_runs(tune.TUNING_DIR)
+    stored = tuning_runs()
     runs_total, minutes = len(stored), sum(h["seconds"] for run in stored for h in run["history"]) / 60
     return "\n".join(rows) + (f"\n\n{runs_total} runs of {EPOCHS} epochs, {minutes:.0f} minutes of training in all. "
                               "A run that diverged counts as 0%.")
 
 
-def fast_sweep():
-    """The fast recipe's sweep as scripts/tune.py --fast walked it, from results/tuning/fast/."""
-    return tune.fast_sweep(tune.fast_score)
+def fast_sweep(seen=None):
+    """The fast recipe's sweep as scripts/tune.py --fast walked it, from results/tuning/fast/; seen collects the
+    paths of the files it scored."""
+    def stored(setting, seed):
+        if seen is not None:
+            seen.add(tune.fast_path(setting, seed))
+        return tune.fast_score(setting, seed)
+    return tune.fast_sweep(stored)
 
 
-def tuning_runs(folder):
-    """Every tuning run stored in folder, each checked in form: the sweeps check those they score against their
-    slots, and the report also counts and times any others."""
-    return [tune.read_run(path) for path in sorted(folder.glob("*.json"))]
+def tuning_runs(fast=False):
+    """The tuning runs the sweep scored, each checked against its slot: those the README counts and times."""
+    seen = set()
+    (fast_sweep if fast else sweeps)(seen)
+    return [tune.read_run(path) for path in sorted(seen)]
+
+
+def left_out():
+    """Files in results/tuning/ that no sweep of scripts/tune.py scores (another search space's, a copy): not
+    read, not counted."""
+    seen = set()
+    sweeps(seen)
+    fast_sweep(seen)
+    return sorted(path for folder in (tune.TUNING_DIR, tune.FAST_DIR) for path in folder.glob("*.json")
+                  if path not in seen)
+
+
+def check_choices():
+    """The recipes in recipes.py are those the committed sweeps choose: the README marks the sweeps' choices in
+    their tables and describes recipes.py's recipes, so the two must be the same."""
+    for model, (chosen, _) in sweeps().items():
+        check_choice(chosen, RECIPES[model], f'RECIPES["{model}"]', "make tune")
+    check_choice(fast_sweep()[0], NAMED_RECIPES["fast"]["lenet5"], 'NAMED_RECIPES["fast"]["lenet5"]', "make tune-fast")
+
+
+def check_choice(chosen, recipe, name, command):
+    key = next((key for key in chosen if recipe.get(key) != chosen[key]), None)
+    if key is not None:
+        raise UsageError(f"the sweep in {tune.TUNING_DIR} chooses {key} {show(chosen[key])}, but recipes.py's {name} "
+                         f"has {key} {show(recipe.get(key))}; copy the choice into recipes.py, or rerun the sweep "
+                         f"with `{command}`")
 
 
 def section_tuning_fast():
@@ -575,7 +637,7 @@ def section_tuning_fast():
             rows.append(f"| {schedule[0]} | {schedule[1]} | {show(lr)} | {show(smoothing)} | {mean_std(accs)} | "
                         f"{seeds} | {'**yes**' if chosen_here else ''} |")
     recipe = NAMED_RECIPES["fast"]["lenet5"]
-    runs_total = len(tuning_runs(tune.FAST_DIR))
+    runs_total = len(tuning_runs(fast=True))
     one_epoch = max(statistics.mean(accs) for schedule, scored in tried if schedule[0] == 1 for _, accs in scored)
     return "\n".join(rows) + (
         f"\n\n{runs_total} runs. The fast recipe: {recipe['epochs']} epochs in batches of {recipe['batch_size']}, a "

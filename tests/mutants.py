@@ -33,6 +33,42 @@ class Defence:
     test: str  # the pytest node that must fail without it
 
 
+# What the report quotes and counts, and what --overwrite may replace (issue 26's last three cases).
+QUOTED = [
+    Defence("slots.py", "a report run's parameter count is the model's, counted afresh",
+            'if results.get("params") != params or type(results.get("params")) is not int:',
+            'if type(results.get("params")) is not int:',
+            "tests/test_slots.py::test_the_parameter_count_is_counted_not_taken_from_the_file"),
+    Defence("slots.py", "a report run's device, device name and torch version are plain text",
+            "            if not is_plain_text(results.get(key)):", "            if not isinstance(results.get(key), str):",
+            "tests/test_slots.py::test_text_the_readme_quotes_from_a_run_is_plain"),
+    Defence("scripts/report.py", "a benchmark file's text is plain and its numbers finite",
+            "                for bench in benches.values():\n                    check_plain(bench)\n", "",
+            "tests/test_scripts.py::test_a_damaged_benchmark_file_stops_the_report_in_one_line"),
+    Defence("scripts/report.py", "a benchmark file's numbers are finite",
+            "    elif isinstance(value, float) and not math.isfinite(value):", "    elif False:",
+            "tests/test_scripts.py::test_a_damaged_benchmark_file_stops_the_report_in_one_line"),
+    Defence("scripts/report.py", "the fast sweep's choice is recipes.py's fast recipe",
+            "    check_choice(fast_sweep()[0],", "    (fast_sweep()[0],",
+            "tests/test_slots.py::test_a_believable_score_that_chooses_another_fast_recipe_than_recipes_py_is_refused"),
+    Defence("scripts/report.py", "each default sweep's choice is recipes.py's recipe",
+            '        check_choice(chosen, RECIPES[model], f\'RECIPES["{model}"]\', "make tune")',
+            "        pass",
+            "tests/test_slots.py::test_a_default_recipe_other_than_the_sweeps_choice_is_refused"),
+    Defence("scripts/report.py", "only the runs a sweep scores are read and counted",
+            "    return [tune.read_run(path) for path in sorted(seen)]",
+            "    return [tune.read_run(path) for path in sorted((tune.FAST_DIR if fast else tune.TUNING_DIR)"
+            '.glob("*.json"))]',
+            "tests/test_slots.py::test_a_tuning_file_no_sweep_scores_is_named_and_neither_read_nor_counted"),
+    Defence("runs.py", "--overwrite never strips the report's measurements from a results file",
+            "        if overwrite and extra:", "        if False:",
+            "tests/test_reliability.py::test_a_rerun_never_strips_a_finished_runs_results"),
+    Defence("runs.py", "no --overwrite advice where it would strip measurements",
+            '        replace = "" if extra else ", or --overwrite to replace it"',
+            '        replace = ", or --overwrite to replace it"',
+            "tests/test_reliability.py::test_a_rerun_never_strips_a_finished_runs_results"),
+]
+
 # The demo, the images it reads and the predictions: demo.py, images.py, preprocess.py, predict.py, paths.py.
 SERVING = [
     Defence("demo.py", "two Content-Length headers refused",
@@ -52,7 +88,7 @@ RUNS = [
 TOOLS = [
 ]
 
-DEFENCES = SERVING + RUNS + TOOLS
+DEFENCES = QUOTED + SERVING + RUNS + TOOLS
 
 
 def tracked_files():

@@ -321,6 +321,15 @@ DAMAGES = {
                              lambda b: b.update(shifted=[1])),
     "an unknown model": ("bench_predict.json", "predict", "python -m benchmarks.bench_predict",
                          lambda b: b.update(model="resnet")),
+    # Text the README quotes as it is: markup in it would end a section early or break a table.
+    "a section marker in a name": ("bench_pipeline.json", "speed", "make bench",
+                                   lambda b: b.update(device_name="CPU <!-- /report:speed --> ha")),
+    "a cell break in a label": ("bench_sweep.json", "sweep", "make bench-sweep",
+                                lambda b: b["ways"].update({"a | b": b["ways"]["sweep.py --jobs 1"]})),
+    "a second line in a command": ("bench_time_to_accuracy.json", "time_to_accuracy", "make bench-time",
+                                   lambda b: b["commands"].update(fast="python main.py\n\n# Pwned")),
+    "not a number": ("bench_time_to_accuracy.json", "time_to_accuracy", "make bench-time",
+                     lambda b: b.update(default_speedup=float("nan"))),
 }
 
 
@@ -328,7 +337,7 @@ DAMAGES = {
 def test_a_damaged_benchmark_file_stops_the_report_in_one_line(case, monkeypatch, tmp_path):
     file, section, command, damage = DAMAGES[case]
     for name in ("bench_time_to_accuracy.json", "bench_pipeline.json", "bench_predict.json", "bench_demo.json",
-                 "demo_screenshot.json"):
+                 "demo_screenshot.json", "bench_sweep.json"):
         shutil.copy(ROOT / "results" / name, tmp_path / name)
     (tmp_path / file).write_text(json.dumps(damaged(json.loads((tmp_path / file).read_text()), damage)))
     monkeypatch.setattr(report, "RESULTS", tmp_path)

@@ -11,6 +11,7 @@ import pytest
 
 import runner
 import slots
+from errors import UsageError
 from recipes import resolve_recipe
 from scripts import report, tune
 
@@ -241,16 +242,70 @@ def test_a_history_is_a_list(copy, monkeypatch, history):
 
 @pytest.mark.parametrize("name", ["custom_mlp_noaug_n30000_seed2.json",
                                   "tuning/custom_mlp_h78_lr0.1_wd0.001_aug1_seed1.json",
-                                  "tuning/fast/lenet5_fast_ep2_bs64_lr0.05_ls0.1_seed2.json",
-                                  "tuning/lenet5_lr0.3_bs128_seed0.json"])
+                                  "tuning/fast/lenet5_fast_ep2_bs64_lr0.05_ls0.1_seed2.json"])
 def test_every_file_the_report_uses_is_checked_before_any_section(copy, name):
-    # The last is a tuning run that no sweep scores: the report still counts and times it, so it is checked too.
-    path = copy / name
-    if not path.exists():
-        shutil.copy(copy / "tuning" / LENET5_RUN, path)
-    change(path, lambda r: r["history"][-1].update(seconds=-1))
+    change(copy / name, lambda r: r["history"][-1].update(seconds=-1))
     with pytest.raises(slots.BadResults, match="negative loss or time"):
         report.check_all()
+
+
+def test_a_tuning_file_no_sweep_scores_is_named_and_neither_read_nor_counted(copy, capsys):
+    # A whole run under a name outside the search space (a copy, another space's run) and a damaged stray file: the
+    # README is the committed one, so its count and minutes of tuning runs are those of the sweep's own files.
+    readme = (copy.parent / "README.md").read_bytes()
+    strays = [copy / "tuning" / "lenet5_lr0.3_bs128_seed0.json", copy / "tuning" / "fast" / "notes.json"]
+    shutil.copy(copy / "tuning" / LENET5_RUN, strays[0])
+    strays[1].write_text("not a run")
+    assert report.main(report.get_args_parser().parse_args([])) == 0
+    assert (copy.parent / "README.md").read_bytes() == readme
+    out = capsys.readouterr().out
+    for path in strays:
+        assert f"report: leaves out {path}: no sweep of scripts/tune.py scores it" in out
+
+
+def test_the_readme_counts_the_sweeps_runs(copy):
+    scored = len(list((copy / "tuning").glob("*.json")))  # every committed file is a run the sweeps score
+    assert f"\n\n{scored} runs of 10 epochs" in report.section_tuning()
+    assert report.section_tuning_fast().split("\n\n")[1].startswith(f"{len(list((copy / 'tuning' / 'fast').glob('*.json')))} runs.")
+
+
+def test_a_believable_score_that_chooses_another_fast_recipe_than_recipes_py_is_refused(copy, monkeypatch, capsys):
+    # Within the percentages every slot allows, three 1-epoch runs at 99.5% make the sweep choose one epoch, while
+    # recipes.py's fast recipe, which the README describes, trains two.
+    for seed in tune.FAST_TUNING_SEEDS:
+        change(copy / "tuning" / "fast" / f"lenet5_fast_ep1_bs128_lr0.1_ls0.1_seed{seed}.json",
+               lambda r: r["history"][-1].update(eval_acc=99.5))
+    readme = (copy.parent / "README.md").read_bytes()
+    assert report.main(report.get_args_parser().parse_args([])) == 2
+    assert capsys.readouterr().err == (
+        f"report: error: the sweep in {copy / 'tuning'} chooses epochs 1, but recipes.py's "
+        f'NAMED_RECIPES["fast"]["lenet5"] has epochs 2; copy the choice into recipes.py, or rerun the sweep with '
+        f"`make tune-fast`\n")
+    assert (copy.parent / "README.md").read_bytes() == readme and not list((copy.parent / "plots").iterdir())
+
+
+def test_a_default_recipe_other_than_the_sweeps_choice_is_refused(copy, monkeypatch):
+    # (the report's own runs would be refused too, as runs of another recipe: check_choices alone is tried here)
+    monkeypatch.setitem(report.RECIPES, "custom_mlp", {**report.RECIPES["custom_mlp"], "hidden": [72, 64]})
+    with pytest.raises(UsageError, match=r'chooses hidden 75-32, but recipes.py\'s RECIPES\["custom_mlp"\] has '
+                                         r"hidden 72-64; .*`make tune`$"):
+        report.check_choices()
+
+
+def test_the_parameter_count_is_counted_not_taken_from_the_file(copy, monkeypatch):
+    path = copy / "lenet5_seed1.json"
+    params = json.loads(path.read_text())["params"]
+    change(path, lambda r: r.update(params=params + 1))
+    refused(copy, monkeypatch, path, f"says its model has {params + 1} parameters, but its slot's model has "
+                                     f"{params:,}")
+
+
+@pytest.mark.parametrize("key, value", [("device_name", "CPU | 99.99 | <!-- /report:results -->"),
+                                        ("torch", "2.4\n\n# injected"), ("device", None)])
+def test_text_the_readme_quotes_from_a_run_is_plain(copy, monkeypatch, key, value):
+    path = copy / "lenet5_regularized_seed2.json"
+    change(path, lambda r: r.update({key: value}))
+    refused(copy, monkeypatch, path, f"has no {key} in plain text")
 
 
 # ---------------------------------------------------------------- tuning files (item 7)
