@@ -265,9 +265,11 @@ def run_on_ray(jobs, settings, measure):
                         try:
                             outcome = Outcome(job, *ray.get(ref))
                         except ray.exceptions.RayError as e:
+                            stopped()  # a task killed by the signal that stops the sweep is not a failed run
                             outcome = Outcome(job, {}, one_line(e), 0.0)
                         install(outcome)
                         yield outcome
+                stopped()  # the signal that killed the last tasks, which ended the loop
             finally:
                 for ref in pending:
                     ray.cancel(ref, force=True)
@@ -344,6 +346,8 @@ def start_ray(settings, package, scratch=None, token=None):
                 raise UsageError("Ray is not installed here, and runs at once need it: pip install -r "
                                  "requirements.txt, or run them one after another with --jobs 1") from None
             runtime_env = {"working_dir": package, "env_vars": {"HOME": home or ""}}
+            if scratch:  # the runs' temporary folders too, removed with it: a cancelled task is killed uncleaned
+                runtime_env["env_vars"]["TMPDIR"] = scratch
             common = dict(runtime_env=runtime_env, log_to_driver=False, logging_level="ERROR",
                           include_dashboard=False)
             if settings.address:

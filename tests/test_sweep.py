@@ -145,8 +145,10 @@ def test_a_stopped_sweep_keeps_its_finished_runs_and_the_same_command_runs_only_
     out = tmp_path / "sweep"
     argv = ["sweep.py", "--model", "lenet5", "--seed", "0", "1", "2", "3", "--limit", "1024", "--epochs", "4",
             "--jobs", "2", "--out-dir", out]
+    temporary = tmp_path / "tmp"  # where the sweep and, unless it says otherwise, Ray's tasks make temporary files
+    temporary.mkdir()
     script = f"""
-    setsid {python(*argv)} > {tmp_path}/out 2> {tmp_path}/err &
+    TMPDIR={temporary} setsid {python(*argv)} > {tmp_path}/out 2> {tmp_path}/err &
     sweep=$!
     for i in $(seq 600); do grep -q accuracy {tmp_path}/out && break; sleep 0.1; done
     kill -{signum.name[3:]} -- -$sweep   # the whole process group, as a terminal's Ctrl-C reaches it
@@ -163,6 +165,7 @@ def test_a_stopped_sweep_keeps_its_finished_runs_and_the_same_command_runs_only_
     for name in finished:
         assert results(out, name)["status"] == "complete"
     assert not list(out.rglob("*.tmp"))
+    assert not list(temporary.iterdir())  # nor a cancelled run's temporary folder, killed before it cleaned up
     kept = {name: (out / "results" / f"{name}.json").read_bytes() for name in finished}
 
     status, printed, _ = sweep(*argv[1:], "--jobs", "1")
