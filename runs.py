@@ -27,26 +27,34 @@ class Plan:
 def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
     """Check a run's folder against what the command asks for; a conflict is a UsageError naming the way out.
 
-    With overwrite, any run there is replaced, unless its results hold more than a run writes (RESULT_KEYS): the
-    report's measurements are never stripped.
+    Results that hold more than a run writes (RESULT_KEYS: the report's measurements) are never stripped: no
+    plan trains over them, whatever the flags. Otherwise, with overwrite, any run there is replaced.
 
     Without resume, a run there is replaced only where overwrite says so: an unfinished run is refused, since
     forgetting --resume must not throw progress away; a finished run with other settings, since a quick experiment
     must not silently replace a good model; and a finished run with the same settings too, since rerunning it only
     reproduces what is there, and would strip its results of what another program added (the report's
     measurements) and leave nothing whole where it is stopped. With resume, skip_finished makes a finished run
-    "done" instead of an error, and a run never begun "fresh" (for --model all).
+    "done" instead of an error, its checkpoint there or not, and a run never begun "fresh" (for --model all and
+    many runs at once).
     """
+    held = files.read_json(paths.results)
+    extra = sorted(set(held) - set(RESULT_KEYS)) if isinstance(held, dict) else []
+    plan = _plan(paths, recipe, held, resume, overwrite, skip_finished, replace="" if extra else
+                 ", or --overwrite to replace it")
+    if extra and plan.action != "done":
+        raise UsageError(f"{paths.results} holds measurements that this run does not make "
+                         f"({', '.join(map(shown_value, extra))}), which training it would throw away; pass "
+                         f"--tag NAME or another --out-dir to train beside it")
+    return plan
+
+
+def _plan(paths, recipe, held, resume, overwrite, skip_finished, replace):
+    """plan_run's plan, before its check of the measurements in held, the results there; replace is the advice to
+    pass --overwrite, where it may be given."""
     exists = paths.checkpoint.exists()
+    saved = held.get("recipe") if isinstance(held, dict) and held.get("status") == "complete" else None
     if not resume:
-        held = files.read_json(paths.results)
-        extra = sorted(set(held) - set(RESULT_KEYS)) if isinstance(held, dict) else []
-        # --overwrite replaces a run, never strips what another program measured on it.
-        replace = "" if extra else ", or --overwrite to replace it"
-        if overwrite and extra:
-            raise UsageError(f"{paths.results} holds measurements that this run does not make "
-                             f"({', '.join(map(shown_value, extra))}), which --overwrite would throw away; pass "
-                             f"--tag NAME or another --out-dir to train beside it")
         if overwrite:
             return Plan("fresh")
         if exists:
@@ -63,8 +71,7 @@ def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
                                  f"{checkpoint['recipe']['epochs']}); add --resume to continue it, or --overwrite to "
                                  f"start over")
             saved = checkpoint["recipe"]
-        else:  # the checkpoint may be gone while the results it produced remain
-            saved = held.get("recipe") if isinstance(held, dict) and held.get("status") == "complete" else None
+        # else the checkpoint may be gone while the results it produced remain
         if not isinstance(saved, dict):
             return Plan("fresh")
         changed = differing(saved, recipe)
@@ -76,7 +83,14 @@ def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
         raise UsageError(f"{finished}; {'pass --resume to skip it, ' if skip_finished else ''}pass --tag NAME or "
                          f"another --out-dir to train it again beside it{replace}")
     if not exists and skip_finished:
-        return Plan("fresh")
+        if not isinstance(saved, dict):
+            return Plan("fresh")
+        changed = differing(saved, recipe)  # finished, and its checkpoint gone (the report commits no checkpoints)
+        if changed:
+            raise UsageError(f"{paths.results} holds a finished run with {settings(completed(saved), changed)}, where "
+                             f"this one has {settings(recipe, changed)}; pass --tag NAME to keep both, or another "
+                             f"--out-dir")
+        return Plan("done", results=held)
     if not exists:
         raise UsageError(f"--resume: no checkpoint at {paths.checkpoint}; run without --resume to start from "
                          f"scratch")

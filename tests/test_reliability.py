@@ -174,11 +174,38 @@ def test_a_rerun_never_strips_a_finished_runs_results(checkpoint, finished, tmp_
     # Not even --overwrite strips them (`main.py --overwrite --out-dir .` over the report's runs).
     status, out, err = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path, "--overwrite"])
     assert_one_line_error(err, status, 2, f"{tmp_path}/results/{RUN}.json holds measurements that this run does not "
-                                          f"make ('final_train_eval', 'robustness'), which --overwrite would throw "
+                                          f"make ('final_train_eval', 'robustness'), which training it would throw "
                                           f"away; pass --tag NAME or another --out-dir to train beside it\n")
     assert out == ""
     assert (outputs_of(tmp_path) if checkpoint == "kept" else (tmp_path / "results" / f"{RUN}.json").read_bytes()) \
         == before
+
+
+def with_measurements_and_no_checkpoint(finished, tmp_path):
+    """A copy of the finished run as the report commits its runs: results with measurements, no checkpoint."""
+    shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "results" / f"{RUN}.json").write_text(json.dumps(
+        {**results_of(tmp_path), "final_train_eval": {"acc": 99.1}, "robustness": {"rotation": [98.0]}}))
+    (tmp_path / "checkpoints" / f"{RUN}.pt").unlink()
+    return (tmp_path / "results" / f"{RUN}.json").read_bytes()
+
+
+def test_model_all_resume_skips_a_finished_run_whose_checkpoint_is_gone(finished, tmp_path, cli):
+    # `main.py --model all --resume --out-dir .`: the report commits results, not checkpoints.
+    kept = with_measurements_and_no_checkpoint(finished, tmp_path)
+    status, out, _ = cli(["--model", "all", *QUICK, "--out-dir", tmp_path, "--resume"])
+    assert status == 0 and f"lenet5: finished already, in {tmp_path}/results/{RUN}.json" in out
+    assert (tmp_path / "results" / f"{RUN}.json").read_bytes() == kept
+
+
+def test_model_all_resume_with_other_settings_never_trains_over_a_finished_run(finished, tmp_path, cli):
+    kept = with_measurements_and_no_checkpoint(finished, tmp_path)
+    status, out, err = cli(["--model", "all", *QUICK[:-2], "--epochs", "1", "--out-dir", tmp_path, "--resume"])
+    assert_one_line_error(err, status, 2, f"{tmp_path}/results/{RUN}.json holds a finished run with --epochs 2, "
+                                          f"where this one has --epochs 1; pass --tag NAME to keep both, or another "
+                                          f"--out-dir\n")
+    assert out == "" and (tmp_path / "results" / f"{RUN}.json").read_bytes() == kept
+    assert not list((tmp_path / "checkpoints").glob("*.pt"))  # no model of the three trained
 
 
 def test_a_run_writes_exactly_the_keys_that_overwrite_may_replace(finished):

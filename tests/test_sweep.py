@@ -308,3 +308,18 @@ def test_a_finished_sweep_trains_nothing_again(tmp_path):
     status, out, _ = sweep(*argv)
     assert status == 0 and "2 runs: 2 finished already, 0 to train" in out
     assert {p: p.stat().st_mtime_ns for p in written} == written
+
+
+def test_a_finished_run_whose_checkpoint_is_gone_is_never_trained_over(tmp_path):
+    # `sweep.py --out-dir .`: the report commits its runs' results, with its measurements, and no checkpoints.
+    assert sweep("--model", "lenet5", *QUICK, "--out-dir", tmp_path)[0] == 0
+    path = tmp_path / "results" / "lenet5_seed0.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "robustness": {"rotation": {"0": 98.0}}}))
+    (tmp_path / "checkpoints" / "lenet5_seed0.pt").unlink()
+    kept = path.read_bytes()
+    status, out, _ = sweep("--model", "lenet5", *QUICK, "--out-dir", tmp_path)
+    assert status == 0 and "1 runs: 1 finished already, 0 to train" in out, out
+    status, out, err = sweep("--model", "lenet5", "--limit", "256", "--epochs", "2", "--out-dir", tmp_path)
+    assert status == 2 and err.count("\n") == 1 and (
+        f"{path} holds a finished run with --epochs 1, where this one has --epochs 2; pass --tag NAME" in err), err
+    assert path.read_bytes() == kept and not (tmp_path / "checkpoints" / "lenet5_seed0.pt").exists()
