@@ -36,7 +36,7 @@ test: venv  ## the tests, CPU only, a few minutes
 	$(PYTHON) -m pytest $(ARGS)
 
 defences: venv  ## delete each defence in turn (in a scratch copy) and check that its test fails (~20 min)
-	$(PYTHON) tests/mutants.py $(ARGS)
+	$(PYTHON) -m tests.mutants $(ARGS)
 
 tune: venv  ## choose each model's recipe on the validation split (~55 min on 2 CPU cores); reruns only what is missing
 	$(PYTHON) -m scripts.tune --jobs $(JOBS) $(ARGS)

@@ -59,7 +59,7 @@ def read_json(path):
     """The JSON at path, or None where it is missing or unreadable."""
     try:
         return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         return None
 
 

@@ -23,9 +23,10 @@ from recipes import completed, evaluated_on, shown_value
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "eval_loss", "eval_acc", "seconds")
 # Two accuracies computed from the same predictions differ only by float rounding; one image of 10,000 is 1e-4.
 AGREEMENT = 1e-6
-# Text that a file puts into the README as it is (a device's name, a torch version, a command): a short line with
-# nothing that markdown or the README's section markers would read as markup, e.g. "AMD EPYC 7B13, 2 threads".
-PLAIN_TEXT = re.compile(r"[A-Za-z0-9 _.,:;()+/@#%=~-]{0,200}")
+# Text that a file puts into the README as it is (a device's name, a torch version, a command): one short line
+# with nothing that markdown or the README's section markers would read as markup (no <, |, `, *, [, ~, \, no
+# __bold__ and no :emoji:), e.g. "AMD EPYC 7B13, 2 threads".
+PLAIN_TEXT = re.compile(r"(?!.*__)(?!.*:[\w+-]+:)[A-Za-z0-9 _.,:;()+/@#%='\"?-]{1,200}")
 # The fields of a run that the README quotes as text.
 DESCRIBED = ("device", "device_name", "torch")
 
@@ -57,6 +58,8 @@ def load(path, advice, **slot):
         results = json.loads(text)
     except ValueError as e:
         raise BadResults(path, f"is not JSON ({e})", advice) from None
+    except RecursionError:
+        raise BadResults(path, "is not a run's results (JSON nested too deep to read)", advice) from None
     return check(results, path=path, advice=advice, **slot)
 
 
@@ -110,7 +113,7 @@ def check(results, *, path, advice, recipe=None, labels=None, diverged=False, tr
                       f"{params:,}")
         for key in DESCRIBED:
             if not is_plain_text(results.get(key)):
-                raise bad(f"has no {key} in plain text (at most 200 letters, digits, spaces and .,:;()+/@#%=~_-), "
+                raise bad(f"has no {key} in plain text (1 to 200 letters, digits, spaces and .,:;()+/@#%='\"?_-), "
                           f"which the README quotes")
     return results
 

@@ -16,7 +16,6 @@ if __name__ == "__main__":  # Ctrl-C while torch and matplotlib import, below: o
 
 import contextlib
 import functools
-import math
 import os
 import re
 import signal
@@ -31,6 +30,7 @@ import dataset
 import engine
 import figures
 import files
+import paths
 import runner
 import runs
 import significance
@@ -219,7 +219,8 @@ def check_all():
         load(label)
     check_choices()
     for path in left_out():
-        emit(f"report: leaves out {path}: no sweep of scripts/tune.py scores it (move it away to quiet this line)")
+        emit(f"report: leaves out {paths.shown(path)}: no sweep of scripts/tune.py scores it (move it away to quiet "
+             f"this line)")
 
 
 def final(loaded, key):
@@ -301,11 +302,11 @@ def validation_images():
 
 def section_quickstart():
     run = load("LeNet5")[0]
-    paths = files.RunPaths.of("runs", "lenet5_seed0")
+    written = files.RunPaths.of("runs", "lenet5_seed0")
     lines = [f"device {run['device']} ({run['device_name']}), torch {run['torch']}", "",
              f"lenet5: {run['params']:,} parameters", parameter_table(MODELS["lenet5"]()),
              format_recipe(completed(run["recipe"])), *(runs.format_epoch(h, run["epochs"]) for h in run["history"]),
-             f"wrote {paths.results}, {paths.curves} and {paths.checkpoint}"]
+             f"wrote {written.results}, {written.curves} and {written.checkpoint}"]
     return ("What it prints: the run behind `results/lenet5_seed0.json`, which `make report` trained with the same "
             "recipe:\n\n```text\n" + "\n".join(lines) + "\n```")
 
@@ -450,8 +451,9 @@ def from_benchmark(*names):
 
 
 def check_plain(value, where="the file"):
-    """A benchmark's JSON holds plain text (slots.PLAIN_TEXT), which the README quotes as it is, and finite
-    numbers (Python's JSON reads NaN and Infinity); ValueError naming the field otherwise."""
+    """A benchmark's JSON holds plain text (slots.PLAIN_TEXT), which the README quotes as it is, and figures:
+    numbers from 0 to MAX_FIGURE, finite (Python's JSON reads NaN, Infinity and integers of any length), never
+    true or false. ValueError naming the field otherwise."""
     if isinstance(value, dict):
         for key, item in value.items():
             check_plain(key, f"a key in {where}")
@@ -459,10 +461,15 @@ def check_plain(value, where="the file"):
     elif isinstance(value, list):
         for item in value:
             check_plain(item, f"an item of {where}")
-    elif isinstance(value, str) and not slots.is_plain_text(value):
-        raise ValueError(f"{where} holds {shown_value(value)}, not plain text")
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{where} holds {value}, not a finite number")
+    elif isinstance(value, str):
+        if not slots.is_plain_text(value):
+            raise ValueError(f"{where} holds {shown_value(value)}, not plain text")
+    elif type(value) not in (int, float) or not 0 <= value <= MAX_FIGURE:  # not math.isfinite: a huge int overflows
+        raise ValueError(f"{where} holds {shown_value(value)}, not a figure from 0 to {MAX_FIGURE:g}")
+
+
+# The largest figure a benchmark may report: counts, seconds and ratios are all far below it.
+MAX_FIGURE = 1e12
 
 
 @from_benchmark(("bench_time_to_accuracy.json", "make bench-time"))
@@ -614,16 +621,18 @@ def check_choices():
     """The recipes in recipes.py are those the committed sweeps choose: the README marks the sweeps' choices in
     their tables and describes recipes.py's recipes, so the two must be the same."""
     for model, (chosen, _) in sweeps().items():
-        check_choice(chosen, RECIPES[model], f'RECIPES["{model}"]', "make tune")
-    check_choice(fast_sweep()[0], NAMED_RECIPES["fast"]["lenet5"], 'NAMED_RECIPES["fast"]["lenet5"]', "make tune-fast")
+        check_choice(chosen, RECIPES[model], f'RECIPES["{model}"]', tune.TUNING_DIR)
+    check_choice(fast_sweep()[0], NAMED_RECIPES["fast"]["lenet5"], 'NAMED_RECIPES["fast"]["lenet5"]', tune.FAST_DIR)
 
 
-def check_choice(chosen, recipe, name, command):
+def check_choice(chosen, recipe, name, folder):
     key = next((key for key in chosen if recipe.get(key) != chosen[key]), None)
     if key is not None:
-        raise UsageError(f"the sweep in {tune.TUNING_DIR} chooses {key} {show(chosen[key])}, but recipes.py's {name} "
-                         f"has {key} {show(recipe.get(key))}; copy the choice into recipes.py, or rerun the sweep "
-                         f"with `{command}`")
+        # Rerunning the sweep would change nothing (it trains only what is missing), and copying the choice into
+        # recipes.py would leave every committed run trained with another recipe.
+        raise UsageError(f"the sweep in {folder} chooses {key} {show(chosen[key])}, but recipes.py's {name} has "
+                         f"{key} {show(recipe.get(key))}; restore the committed sweep with `git checkout -- {folder}`, "
+                         f"or, to adopt its choice, copy it into recipes.py and rebuild the report with `make report`")
 
 
 def section_tuning_fast():
@@ -917,6 +926,22 @@ def section_demo(shot, bench):
             f"second, and {bench['mismatches']} answers that differed from the single client's.")
 
 
+@from_benchmark(("defences.json", "make defences"))
+def section_defences(table):
+    if table["complete"] is not True:
+        raise ValueError("it holds some of the defences only (a run with --only), not the whole list")
+    rows = ["| file | defence | its test | without the defence |", "|---|---|---|---|"]
+    rows += [f"| `{row['file']}` | {row['defence']} | `{row['test'].split('::', 1)[1]}` | {row['outcome']} |"
+             for row in table["defences"]]
+    return (f"`tests/mutants.py` lists {table['entries']} defences, the refusals, caps, timeouts and checks of the "
+            f"package, scripts and benchmarks, each as its code and that code with the defence deleted or loosened; "
+            f"`make defences` makes each change in turn, in a scratch copy of the repository, and runs the test that "
+            f"guards it. At its last run, {table['red']} of the {table['entries']} tests failed without their "
+            f"defence (`results/defences.json`), and `make test` fails where that table is not the list in "
+            f"`tests/mutants.py`.\n\n<details><summary>Each defence and its test</summary>\n\n" + "\n".join(rows)
+            + "\n\n</details>")
+
+
 def section_data():
     rows = ["| file | SHA-256 (decompressed) |", "|---|---|"]
     rows += [f"| `{name}` | `{digest}` |" for name, digest in dataset.SHA256.items()]
@@ -930,7 +955,7 @@ SECTIONS = {"quickstart": section_quickstart, "recipes": section_recipes, "model
             "tuning_space": section_tuning_space, "tuning": section_tuning, "selection": section_selection,
             "robustness": section_robustness, "sample_efficiency": section_sample_efficiency,
             "significance": section_significance,
-            "predict": section_predict, "demo": section_demo, "sweep": section_sweep}
+            "predict": section_predict, "demo": section_demo, "sweep": section_sweep, "defences": section_defences}
 
 
 def marker_pattern(name):

@@ -1,9 +1,11 @@
 """The table of defences in tests/mutants.py still describes the code: each defence reads as listed, exactly once,
 and its test exists. Whether each test fails without its defence is `make defences` (minutes, not for every run)."""
 import ast
+import json
 
 import pytest
 
+import slots
 from mutants import DEFENCES, ROOT
 
 
@@ -18,3 +20,17 @@ def test_each_defence_reads_as_listed_and_its_test_exists(defence):
 
 def test_no_defence_is_listed_twice():
     assert len({(d.file, d.old) for d in DEFENCES}) == len(DEFENCES)
+
+
+def test_each_defence_is_described_in_text_the_readme_can_quote():
+    assert all(slots.is_plain_text(d.what) and slots.is_plain_text(d.test) for d in DEFENCES)
+
+
+def test_the_committed_table_is_this_list_and_every_test_failed_without_its_defence():
+    # results/defences.json is what `make defences` found; the README states it. A defence added, changed or
+    # removed here without running it again leaves the README describing another list.
+    table = json.loads((ROOT / "results" / "defences.json").read_text())
+    assert [(row["file"], row["defence"], row["test"]) for row in table["defences"]] == \
+        [(d.file, d.what, d.test) for d in DEFENCES], "run `make defences` again"
+    assert table["red"] == table["entries"] == len(DEFENCES)
+    assert {row["outcome"] for row in table["defences"]} == {"red"}

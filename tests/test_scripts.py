@@ -330,6 +330,18 @@ DAMAGES = {
                                    lambda b: b["commands"].update(fast="python main.py\n\n# Pwned")),
     "not a number": ("bench_time_to_accuracy.json", "time_to_accuracy", "make bench-time",
                      lambda b: b.update(default_speedup=float("nan"))),
+    "true for a number": ("bench_predict.json", "predict", "python -m benchmarks.bench_predict",
+                          lambda b: b.update(photo_acc=True)),
+    "a negative count": ("bench_predict.json", "predict", "python -m benchmarks.bench_predict",
+                         lambda b: b.update(count=-1)),
+    "a 400-digit count": ("bench_predict.json", "predict", "python -m benchmarks.bench_predict",
+                          lambda b: b.update(count=10 ** 400)),
+    "an empty name": ("bench_predict.json", "predict", "python -m benchmarks.bench_predict",
+                      lambda b: b.update(device_name="")),
+    "bold": ("bench_pipeline.json", "speed", "make bench", lambda b: b.update(device_name="__init__ bold__")),
+    "an emoji": ("bench_pipeline.json", "speed", "make bench", lambda b: b.update(device_name="CPU :warning:")),
+    "struck through": ("bench_pipeline.json", "speed", "make bench", lambda b: b.update(device_name="~~AMD~~")),
+    "a partial table of defences": ("defences.json", "defences", "make defences", lambda b: b.update(complete=False)),
 }
 
 
@@ -337,7 +349,7 @@ DAMAGES = {
 def test_a_damaged_benchmark_file_stops_the_report_in_one_line(case, monkeypatch, tmp_path):
     file, section, command, damage = DAMAGES[case]
     for name in ("bench_time_to_accuracy.json", "bench_pipeline.json", "bench_predict.json", "bench_demo.json",
-                 "demo_screenshot.json", "bench_sweep.json"):
+                 "demo_screenshot.json", "bench_sweep.json", "defences.json"):
         shutil.copy(ROOT / "results" / name, tmp_path / name)
     (tmp_path / file).write_text(json.dumps(damaged(json.loads((tmp_path / file).read_text()), damage)))
     monkeypatch.setattr(report, "RESULTS", tmp_path)
@@ -348,7 +360,7 @@ def test_a_damaged_benchmark_file_stops_the_report_in_one_line(case, monkeypatch
     assert f"rebuild it with `{command}`" in message and f"git checkout results/{file}" in message
 
 
-@pytest.mark.parametrize("content", [None, "not json", "[1, 2]"])
+@pytest.mark.parametrize("content", [None, "not json", "[1, 2]", "[" * 100_000 + "]" * 100_000])
 def test_a_missing_or_unreadable_benchmark_file_stops_the_report_in_one_line(content, monkeypatch, tmp_path):
     if content is not None:
         (tmp_path / "bench_pipeline.json").write_text(content)

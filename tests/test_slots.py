@@ -216,6 +216,7 @@ def test_a_file_that_is_not_a_runs_results_is_one_line(copy, monkeypatch):
 
 
 @pytest.mark.parametrize("damage, problem", [
+    (lambda path: path.write_text("[" * 100_000 + "]" * 100_000), "nested too deep"),
     (lambda path: path.unlink(), "is missing"),
     (lambda path: path.write_text('{"status": "compl'), "is not JSON"),
     (lambda path: path.write_bytes(b"\xff\xfe{}"), "is not JSON"),
@@ -253,14 +254,18 @@ def test_a_tuning_file_no_sweep_scores_is_named_and_neither_read_nor_counted(cop
     # A whole run under a name outside the search space (a copy, another space's run) and a damaged stray file: the
     # README is the committed one, so its count and minutes of tuning runs are those of the sweep's own files.
     readme = (copy.parent / "README.md").read_bytes()
-    strays = [copy / "tuning" / "lenet5_lr0.3_bs128_seed0.json", copy / "tuning" / "fast" / "notes.json"]
+    strays = [copy / "tuning" / "lenet5_lr0.3_bs128_seed0.json", copy / "tuning" / "fast" / "notes.json",
+              copy / "tuning" / "two\nlines.json"]
     shutil.copy(copy / "tuning" / LENET5_RUN, strays[0])
     strays[1].write_text("not a run")
+    strays[2].write_text("{}")
     assert report.main(report.get_args_parser().parse_args([])) == 0
     assert (copy.parent / "README.md").read_bytes() == readme
-    out = capsys.readouterr().out
-    for path in strays:
-        assert f"report: leaves out {path}: no sweep of scripts/tune.py scores it" in out
+    lines = capsys.readouterr().out.splitlines()
+    for path in strays:  # each on one line, a newline in its name shown as \n
+        shown = str(path).replace("\n", "\\n")
+        assert (f"report: leaves out {shown}: no sweep of scripts/tune.py scores it (move it away to quiet this "
+                f"line)") in lines
 
 
 def test_the_readme_counts_the_sweeps_runs(copy):
@@ -277,10 +282,11 @@ def test_a_believable_score_that_chooses_another_fast_recipe_than_recipes_py_is_
                lambda r: r["history"][-1].update(eval_acc=99.5))
     readme = (copy.parent / "README.md").read_bytes()
     assert report.main(report.get_args_parser().parse_args([])) == 2
+    fast = copy / "tuning" / "fast"
     assert capsys.readouterr().err == (
-        f"report: error: the sweep in {copy / 'tuning'} chooses epochs 1, but recipes.py's "
-        f'NAMED_RECIPES["fast"]["lenet5"] has epochs 2; copy the choice into recipes.py, or rerun the sweep with '
-        f"`make tune-fast`\n")
+        f"report: error: the sweep in {fast} chooses epochs 1, but recipes.py's NAMED_RECIPES[\"fast\"][\"lenet5\"] "
+        f"has epochs 2; restore the committed sweep with `git checkout -- {fast}`, or, to adopt its choice, copy it "
+        f"into recipes.py and rebuild the report with `make report`\n")
     assert (copy.parent / "README.md").read_bytes() == readme and not list((copy.parent / "plots").iterdir())
 
 
@@ -288,7 +294,7 @@ def test_a_default_recipe_other_than_the_sweeps_choice_is_refused(copy, monkeypa
     # (the report's own runs would be refused too, as runs of another recipe: check_choices alone is tried here)
     monkeypatch.setitem(report.RECIPES, "custom_mlp", {**report.RECIPES["custom_mlp"], "hidden": [72, 64]})
     with pytest.raises(UsageError, match=r'chooses hidden 75-32, but recipes.py\'s RECIPES\["custom_mlp"\] has '
-                                         r"hidden 72-64; .*`make tune`$"):
+                                         r"hidden 72-64; restore the committed sweep with `git checkout -- .*tuning`"):
         report.check_choices()
 
 
@@ -301,7 +307,8 @@ def test_the_parameter_count_is_counted_not_taken_from_the_file(copy, monkeypatc
 
 
 @pytest.mark.parametrize("key, value", [("device_name", "CPU | 99.99 | <!-- /report:results -->"),
-                                        ("torch", "2.4\n\n# injected"), ("device", None)])
+                                        ("torch", "2.4\n\n# injected"), ("device", None), ("device_name", ""),
+                                        ("device_name", "__bold__"), ("device_name", "x" * 201)])
 def test_text_the_readme_quotes_from_a_run_is_plain(copy, monkeypatch, key, value):
     path = copy / "lenet5_regularized_seed2.json"
     change(path, lambda r: r.update({key: value}))
