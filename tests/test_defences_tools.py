@@ -523,7 +523,8 @@ def ray_init(monkeypatch):
     calls = []
 
     def init(**kwargs):
-        calls.append((kwargs, {k: v for k, v in os.environ.items() if k.startswith("RAY_")}))
+        calls.append((kwargs, {k: v for k, v in os.environ.items() if k.startswith("RAY_")},
+                      Path(os.environ["HOME"], "ray_bootstrap_config.yaml").is_file()))
         raise Reached
     monkeypatch.setattr(ray, "init", init)
     monkeypatch.setattr(os, "environ", dict(os.environ))
@@ -556,12 +557,11 @@ def test_an_address_that_swallows_packets_is_refused_when_the_probe_times_out():
     probe = shlex.join([sys.executable, "-c", "import runner; runner.reachable('10.99.0.1:6379', seconds=2)"])
     script = ("ip link set lo up && ip tuntap add dev uplink0 mode tun && ip addr add 10.99.0.2/24 dev uplink0 && "
               f"ip link set uplink0 up && exec {probe}")
-    started = time.monotonic()
+    # Without the timeout, the kernel's own retries of the connection take about two minutes.
     done = subprocess.run(["unshare", "--net", "bash", "-c", script], cwd=ROOT, capture_output=True, text=True,
-                          timeout=90)
+                          timeout=40)
     assert done.returncode == 1 and "UsageError: --address 10.99.0.1:6379: nothing answers there (timed out)" in \
         done.stderr, done.stderr
-    assert time.monotonic() - started < 60
 
 
 def test_rays_workers_get_the_package_and_nothing_else(tmp_path, monkeypatch):
@@ -578,9 +578,12 @@ def test_rays_workers_get_the_package_and_nothing_else(tmp_path, monkeypatch):
 
 
 def test_a_private_ray_instance_stays_on_loopback_behind_its_own_token(ray_init, tmp_path):
+    home = os.environ.get("HOME")
     with pytest.raises(Reached):
         runner.start_ray(runner.Settings(jobs=2), str(tmp_path), str(tmp_path), "cd" * 32)
-    ((kwargs, environment),) = ray_init
+    ((kwargs, environment, bootstrap),) = ray_init
+    assert bootstrap, "Ray's head would look for cloud metadata at 169.254.169.254"
+    assert os.environ.get("HOME") == home  # the driver's own home, given back
     assert kwargs["address"] == "local" and kwargs["_node_ip_address"] == "127.0.0.1"
     assert kwargs["include_dashboard"] is False and kwargs["_temp_dir"] == str(tmp_path)
     assert environment["RAY_AUTH_MODE"] == "token" and environment["RAY_AUTH_TOKEN"] == "cd" * 32
@@ -601,6 +604,23 @@ def test_reap_kills_what_holds_a_file_in_the_scratch_folder_and_nothing_else(tmp
     runner.reap(str(scratch))
     assert inside.wait(timeout=20) == -signal.SIGKILL
     assert beside.poll() is None
+
+
+def test_reap_kills_a_process_even_where_one_of_its_files_closes_while_it_looks(tmp_path, reaped, monkeypatch):
+    scratch = tmp_path / "ray-x"
+    inside = holding(scratch / "session" / "log")
+    reaped.append(inside)
+    real, seen = os.readlink, set()
+
+    def readlink(path):
+        process = Path(path).parent.parent.name
+        if process not in seen:  # each process's first descriptor closes between the listing and its reading
+            seen.add(process)
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real(path)
+    monkeypatch.setattr(runner.os, "readlink", readlink)
+    runner.reap(str(scratch))
+    assert inside.wait(timeout=20) == -signal.SIGKILL
 
 
 def test_reap_spares_the_process_that_calls_it(tmp_path):
