@@ -436,6 +436,12 @@ TOOLS = [
     Defence("runner.py", "reap: only files inside the scratch folder, not beside it",
             "path.startswith(f\"{scratch}/\")", "path.startswith(f\"{scratch}\")",
             "tests/test_defences_tools.py::test_reap_kills_what_holds_a_file_in_the_scratch_folder_and_nothing_else"),
+    Defence("runner.py", "reap: a descriptor closed while it looks does not hide the process",
+            "            except OSError:  # closed since the listing: the others still count\n"
+            "                continue\n",
+            "            except OSError:\n                held = []\n                break\n",
+            "tests/test_defences_tools.py::test_reap_kills_a_process_even_where_one_of_its_files_closes_while_it_"
+            "looks"),
     Defence("runner.py", "reap: never the driver itself",
             "        if not entry.name.isdigit() or int(entry.name) == os.getpid():",
             "        if not entry.name.isdigit():",
