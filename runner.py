@@ -293,9 +293,15 @@ def reap(scratch):
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            held = [os.readlink(fd) for fd in (entry / "fd").iterdir()]
+            descriptors = list((entry / "fd").iterdir())
         except OSError:  # gone already, or not ours to look at
             continue
+        held = []
+        for fd in descriptors:
+            try:
+                held.append(os.readlink(fd))
+            except OSError:  # closed since the listing: the others still count
+                continue
         if any(path.startswith(f"{scratch}/") for path in held):
             try:
                 os.kill(int(entry.name), signal.SIGKILL)

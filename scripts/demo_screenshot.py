@@ -131,21 +131,24 @@ def take(checkpoints, out, screenshot):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     server, address = serve(checkpoints)
-    driver = browser()
-    try:
-        driver.get(address)
-        draw(driver, ONE)
-        centred = predicted(driver, 0)
-        sent = requests(driver)[0]
-        driver.find_element(By.ID, "shift-x").send_keys(Keys.ARROW_RIGHT * SHIFT)
-        shifted = predicted(driver, sent + SHIFT - 1)
-        driver.execute_script("window.scrollTo(0, 0)")
-        # The PNG's bytes, not save_screenshot: that writes in place, and a full disk would leave half a picture.
-        files.save(screenshot, files.atomic_write, lambda f: f.write(driver.get_screenshot_as_png()))
-        files.save(out, files.write_json, {"drawn": 1, "shift": [SHIFT, 0], "centred": centred, "shifted": shifted})
-        emit(f"read as {centred}, then moved {SHIFT} px right: {shifted}; wrote {screenshot} and {out}")
+    try:  # the server is stopped whatever fails, the browser's start included
+        driver = browser()
+        try:
+            driver.get(address)
+            draw(driver, ONE)
+            centred = predicted(driver, 0)
+            sent = requests(driver)[0]
+            driver.find_element(By.ID, "shift-x").send_keys(Keys.ARROW_RIGHT * SHIFT)
+            shifted = predicted(driver, sent + SHIFT - 1)
+            driver.execute_script("window.scrollTo(0, 0)")
+            # The PNG's bytes, not save_screenshot: that writes in place, and a full disk would leave half a picture.
+            files.save(screenshot, files.atomic_write, lambda f: f.write(driver.get_screenshot_as_png()))
+            files.save(out, files.write_json, {"drawn": 1, "shift": [SHIFT, 0], "centred": centred,
+                                               "shifted": shifted})
+            emit(f"read as {centred}, then moved {SHIFT} px right: {shifted}; wrote {screenshot} and {out}")
+        finally:
+            driver.quit()
     finally:
-        driver.quit()
         server.terminate()
         server.wait()
 

@@ -1,0 +1,708 @@
+"""Defences of the tools (scripts/, benchmarks/, sweep.py, runner.py) that held with no test to notice them going
+(issue 26): each test here was seen to fail, through tests/mutants.py, with its defence deleted or loosened. None
+starts Ray: where Ray would be reached, ray.init is replaced by a function that fails the test."""
+import argparse
+import importlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import files
+import runner
+import slots
+import sweep
+import test_slots
+from conftest import ROOT
+from errors import RunFailed, UsageError
+from recipes import resolve_recipe
+from scripts import report, tune
+
+
+def tiny_recipe(validation=False):
+    return resolve_recipe("lenet5", {"batch_size": 32}, epochs=1, seed=0, limit=256, train_size=None,
+                          validation=validation, amp=False)
+
+
+def one_line(err):
+    lines = err.strip("\n").splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def gone(pid):
+    """Whether the process pid has ended (and been reaped, or is a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def wait_gone(pid, seconds=20):
+    deadline = time.monotonic() + seconds
+    while not gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return gone(pid)
+
+
+def holding(path):
+    """A child process that holds path open until killed; returns it once the file is open."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen([sys.executable, "-c", "import sys, time; f = open(sys.argv[1], 'w'); "
+                                "print('open', flush=True); time.sleep(600)", str(path)], stdout=subprocess.PIPE,
+                               text=True)
+    assert process.stdout.readline().strip() == "open"
+    return process
+
+
+@pytest.fixture
+def reaped():
+    """Processes the test starts, killed at its end whatever happened."""
+    started = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+# ---------------------------------------------------------------- scripts/report.py: the rerun and its moves
+
+
+@pytest.fixture
+def staged_report(tmp_path, monkeypatch):
+    """report.rerun pointed at tmp_path, with runner.train_all replaced by one that writes every job's files
+    (failing the runs named in the returned set): the moves without the training."""
+    monkeypatch.setattr(report, "ROOT", tmp_path)
+    monkeypatch.setattr(report, "STAGING", tmp_path / "checkpoints" / "report")
+    monkeypatch.setattr(report, "PROGRESS", {"rerun": True, "moved": False})
+    monkeypatch.setattr(report, "experiment_recipe", lambda label, seed: resolve_recipe(
+        "lenet5", {}, epochs=1, seed=seed, limit=256, train_size=None, validation=False, amp=False))
+    failing = set()
+
+    def train_all(jobs, settings, measure=None, line=None):
+        for job in jobs:
+            for kind in runner.KINDS:
+                getattr(job.paths, kind).write_text(f"{job.name} {kind}")
+        return {name: "boom" for name in failing}
+    monkeypatch.setattr(runner, "train_all", train_all)
+    return failing
+
+
+def test_a_rerun_with_a_failed_run_moves_nothing_into_place(staged_report, tmp_path):
+    staged_report.add("lenet5_seed1")
+    with pytest.raises(RunFailed, match=r"1 runs failed \(lenet5_seed1\); nothing committed changed"):
+        report.rerun(["LeNet5"], runner.Settings())
+    assert not list((tmp_path / "results").glob("*")) and not list((tmp_path / "plots").glob("*"))
+    assert not list((tmp_path / "checkpoints").glob("*.pt"))
+
+
+def test_a_signal_during_the_moves_lands_after_every_run_is_moved(staged_report, tmp_path, monkeypatch):
+    real, moves = os.replace, []
+
+    def replace(source, target):
+        moves.append(target)
+        if len(moves) == 1:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C, at the first move
+        real(source, target)
+    monkeypatch.setattr(report.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        report.rerun(["LeNet5"], runner.Settings())
+    assert len(moves) == 3 * len(runner.KINDS) and report.PROGRESS["moved"]
+    for seed in report.SEEDS:
+        assert (tmp_path / "results" / f"lenet5_seed{seed}.json").read_text() == f"lenet5_seed{seed} results"
+
+
+def test_a_rerun_checks_the_committed_folders_before_it_trains(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "ROOT", tmp_path)
+    monkeypatch.setattr(report, "STAGING", tmp_path / "checkpoints" / "report")
+    monkeypatch.setattr(report, "experiment_recipe", lambda label, seed: tiny_recipe())
+    real = files.make_writable
+
+    def staging_only(folder):  # the staging folder can be written, the committed ones not
+        if report.STAGING in folder.parents:
+            return real(folder)
+        raise OSError(13, "Permission denied", str(folder))
+    monkeypatch.setattr(files, "make_writable", staging_only)
+    monkeypatch.setattr(runner, "train_all", lambda *a, **k: pytest.fail("trained before checking the folders"))
+    with pytest.raises(UsageError, match=f"{tmp_path} cannot be written"):
+        report.rerun(["LeNet5"], runner.Settings())
+
+
+def test_a_staging_folder_that_refuses_the_rerun_says_how_to_start_over(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "STAGING", tmp_path / "staging")
+
+    def plan(*args):
+        raise UsageError("lenet5_seed0 holds a run with --epochs 1")
+    monkeypatch.setattr(runner, "plan", plan)
+    with pytest.raises(UsageError) as refused:
+        report.rerun(["LeNet5"], runner.Settings())
+    assert str(refused.value) == (f"lenet5_seed0 holds a run with --epochs 1 (in the report's staging folder: "
+                                  f"delete {tmp_path / 'staging'} to start the rerun over)")
+
+
+# ---------------------------------------------------------------- scripts/report.py: main
+
+
+@pytest.fixture
+def report_in(tmp_path, monkeypatch):
+    """The report's README and plots/ in tmp_path (the README a copy of the committed one)."""
+    (tmp_path / "README.md").write_bytes((ROOT / "README.md").read_bytes())
+    monkeypatch.setattr(report, "README", tmp_path / "README.md")
+    monkeypatch.setattr(report, "PLOTS", tmp_path / "plots")
+    return tmp_path
+
+
+def test_a_failed_benchmark_in_a_full_rerun_stops_the_report(report_in, monkeypatch, capsys):
+    monkeypatch.setattr(report, "rerun", lambda labels, settings: None)
+    monkeypatch.setattr(report.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 3))
+    monkeypatch.setattr(report, "check_all", lambda: pytest.fail("went on past a failed benchmark"))
+    assert report.main(report.get_args_parser().parse_args(["--rerun"])) == 1
+    assert one_line(capsys.readouterr().err) == ("report: error: benchmarks.bench_pipeline failed (above); rerun it "
+                                                 "with make bench")
+
+
+def test_a_readme_without_a_sections_markers_is_refused():
+    text = (ROOT / "README.md").read_text().replace("<!-- report:quickstart -->", "")
+    with pytest.raises(UsageError, match="README.md has no <!-- report:quickstart --> section"):
+        report.render_readme(text)
+
+
+def test_nothing_is_drawn_before_every_section_is_rendered(report_in, monkeypatch, capsys):
+    results = report_in / "results"
+    shutil.copytree(ROOT / "results", results, ignore=shutil.ignore_patterns("tuning"))
+    (results / "bench_pipeline.json").write_text("[1, 2]")  # damaged: the speed section cannot be rendered
+    monkeypatch.setattr(report, "RESULTS", results)
+    caches = (report.load, report.correct, report.comparison)
+    for cache in caches:
+        cache.cache_clear()
+    readme = (report_in / "README.md").read_bytes()
+    try:
+        assert report.main(report.get_args_parser().parse_args([])) == 2
+    finally:
+        for cache in caches:
+            cache.cache_clear()
+    assert "bench_pipeline.json is missing or not JSON" in one_line(capsys.readouterr().err)
+    assert not (report_in / "plots").exists() or not list((report_in / "plots").iterdir())
+    assert (report_in / "README.md").read_bytes() == readme
+
+
+def test_the_readme_is_replaced_whole_or_not_at_all(report_in, monkeypatch):
+    monkeypatch.setattr(report, "check_all", lambda: None)
+    monkeypatch.setattr(report, "build_figures", lambda: None)
+    # A text that cannot be encoded fails in the middle of the write.
+    monkeypatch.setattr(report, "render_readme", lambda text: "# a report\n" * 1000 + "\ud800")
+    readme = (report_in / "README.md").read_bytes()
+    with pytest.raises(UnicodeEncodeError):
+        report.main(report.get_args_parser().parse_args([]))
+    assert (report_in / "README.md").read_bytes() == readme
+    assert [path.name for path in report_in.iterdir() if path.is_file()] == ["README.md"]  # no temporary file
+
+
+def test_an_unknown_experiment_to_rerun_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        report.get_args_parser().parse_args(["--rerun", "LeNet6"])
+    assert stopped.value.code == 2 and "--rerun: invalid choice: 'LeNet6'" in one_line(capsys.readouterr().err)
+
+
+copy = test_slots.copy  # the fixture: a copy of results/ that the report and the tuning read instead
+
+
+@pytest.mark.parametrize("name", ["tuning/lenet5_lr0.1_bs128_seed0.json",
+                                  "tuning/fast/lenet5_fast_ep2_bs64_lr0.05_ls0.1_seed2.json"])
+def test_check_all_holds_each_scored_tuning_run_to_its_slot(copy, name):
+    # Whole in form, but another setting's run: only the sweep that scores it, against its slot, can tell.
+    test_slots.change(copy / name, lambda r: r["recipe"].update(lr=0.3))
+    with pytest.raises(slots.BadResults, match=r"another run's recipe \(lr 0.3, not"):
+        report.check_all()
+
+
+# ---------------------------------------------------------------- scripts/tune.py
+
+
+def test_fast_and_model_together_are_refused(monkeypatch, capsys):
+    monkeypatch.setattr(tune, "fast_sweep", lambda *a: pytest.fail("tuned despite the refusal"))
+    assert tune.main(tune.get_args_parser().parse_args(["--fast", "--model", "lenet5"])) == 2
+    assert one_line(capsys.readouterr().err) == "tune: error: --fast tunes LeNet5's fast recipe; drop --model"
+
+
+def test_tune_refuses_a_model_it_has_no_search_for(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        tune.get_args_parser().parse_args(["--model", "lenet6"])
+    assert stopped.value.code == 2 and "--model: invalid choice: 'lenet6'" in one_line(capsys.readouterr().err)
+
+
+def test_a_tuning_run_that_fails_stops_the_sweep_and_is_not_stored_as_diverged(tmp_path, monkeypatch):
+    monkeypatch.setattr(tune, "STAGING", tmp_path / "staging")
+    path, recipe = tmp_path / "lenet5_tiny_seed0.json", tiny_recipe(validation=True)
+    monkeypatch.setattr(runner, "train_all", lambda jobs, *a, **k: {job.name: "out of memory" for job in jobs})
+    with pytest.raises(RunFailed, match="lenet5_tiny_seed0: out of memory"):
+        tune.trainer(runner.Settings(), lambda setting, seed: recipe, lambda setting, seed: path)([({}, 0)])
+    assert not path.exists()
+
+
+def test_a_second_tuning_of_the_same_run_refuses_while_the_first_holds_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(tune, "STAGING", tmp_path / "staging")
+    path, recipe = tmp_path / "lenet5_tiny_seed0.json", tiny_recipe(validation=True)
+    paths = tune.run_paths(path)
+    paths.lock.parent.mkdir(parents=True)
+    with files.RunLock(paths):  # the first process, still training
+        with pytest.raises(UsageError, match="another process is training lenet5_tiny_seed0"):
+            tune.trainer(runner.Settings(), lambda setting, seed: recipe, lambda setting, seed: path)([({}, 0)])
+    assert not path.exists()
+
+
+# ---------------------------------------------------------------- scripts/demo_screenshot.py
+
+
+def fake_demo(folder, script):
+    """A demo.py in folder that runs script instead of serving; its process ID goes to folder/pid."""
+    (folder / "demo.py").write_text(f"import os, sys, time\nopen({str(folder / 'pid')!r}, 'w').write(str(os.getpid()))"
+                                    f"\n{script}\n")
+    return folder
+
+
+def pid_in(folder):
+    return int((folder / "pid").read_text())
+
+
+def test_demo_screenshot_without_a_browser_is_one_line_before_any_work(monkeypatch, tmp_path, capsys):
+    from scripts import demo_screenshot
+    monkeypatch.setattr(demo_screenshot, "browser_missing", lambda: "no chromium and chromedriver on PATH")
+    monkeypatch.setattr(demo_screenshot, "take", lambda *a: pytest.fail("went on without a browser"))
+    assert demo_screenshot.main(["--out", str(tmp_path / "shot.json")]) == 2
+    assert one_line(capsys.readouterr().err) == ("demo_screenshot: error: no chromium and chromedriver on PATH; the "
+                                                 "screenshot needs a browser to drive")
+
+
+def test_demo_screenshot_says_why_the_demo_did_not_start(monkeypatch, tmp_path):
+    from scripts import demo_screenshot
+    monkeypatch.setattr(files, "ROOT", fake_demo(tmp_path, "sys.exit('demo: error: no checkpoint at x.pt')"))
+    with pytest.raises(RunFailed, match="demo.py did not start: demo: error: no checkpoint at x.pt"):
+        demo_screenshot.serve([])
+
+
+@pytest.mark.parametrize("failing", ["the browser", "the page"])
+def test_demo_screenshot_stops_the_demo_and_the_browser_whatever_fails(failing, monkeypatch, tmp_path):
+    from scripts import demo_screenshot
+    monkeypatch.setattr(files, "ROOT", fake_demo(tmp_path, "print('open http://127.0.0.1:1/', flush=True); "
+                                                           "time.sleep(600)"))
+    quit = []
+
+    class Driver:
+        def get(self, address):
+            raise RuntimeError("the page did not load")
+
+        def quit(self):
+            quit.append(True)
+
+    def browser():
+        if failing == "the browser":
+            raise RuntimeError("chromium did not start")
+        return Driver()
+    monkeypatch.setattr(demo_screenshot, "browser", browser)
+    try:
+        with pytest.raises(RuntimeError):
+            demo_screenshot.take([], tmp_path / "shot.json", tmp_path / "shot.png")
+        assert wait_gone(pid_in(tmp_path)), "the demo server was left running"
+        assert quit == ([] if failing == "the browser" else [True])
+    finally:
+        if not gone(pid_in(tmp_path)):
+            os.kill(pid_in(tmp_path), signal.SIGKILL)
+
+
+def test_the_wait_for_the_pages_answers_times_out():
+    pytest.importorskip("selenium")
+    from selenium.common.exceptions import TimeoutException
+    from scripts import demo_screenshot
+
+    class Silent:  # a page that sent a request and never had it answered
+        def execute_script(self, script):
+            return {"sent": "1", "answered": "0"}
+    outcome = []
+
+    def wait():
+        try:
+            demo_screenshot.predicted(Silent(), 0, timeout=1)
+        except TimeoutException:
+            outcome.append("timed out")
+    waiting = threading.Thread(target=wait, daemon=True)
+    waiting.start()
+    waiting.join(30)
+    assert outcome == ["timed out"]
+
+
+# ---------------------------------------------------------------- benchmarks
+
+
+BOUNDS = [("benchmarks.bench_predict", "--count", 10_000), ("benchmarks.reference", "--epochs", 1000),
+          ("benchmarks.reference", "--limit", 60_000), ("benchmarks.bench_pipeline", "--repeats", 100),
+          ("benchmarks.bench_pipeline", "--batch-size", 60_000), ("benchmarks.bench_gpu", "--epochs", 1000),
+          ("benchmarks.bench_gpu", "--limit", 60_000), ("benchmarks.bench_time_to_accuracy", "--seeds", 100),
+          ("benchmarks.bench_time_to_accuracy", "--reference-seeds", 100), ("benchmarks.bench_sweep", "--runs", 256),
+          ("benchmarks.bench_sweep", "--epochs", 100), ("benchmarks.bench_sweep", "--repeats", 20)]
+
+
+@pytest.mark.parametrize("name, flag, high", BOUNDS)
+def test_each_benchmark_flag_is_held_to_its_bounds(name, flag, high, capsys):
+    parser = importlib.import_module(name).get_args_parser()
+    assert getattr(parser.parse_args([flag, str(high)]), flag[2:].replace("-", "_")) == high
+    for value in (high + 1, 0):
+        with pytest.raises(SystemExit) as stopped:
+            parser.parse_args([flag, str(value)])
+        assert stopped.value.code == 2
+        assert f"{flag}: must be from 1 to {high}, got {value}" in one_line(capsys.readouterr().err)
+
+
+@pytest.fixture
+def bench_sweep(monkeypatch):
+    from benchmarks import bench_sweep
+    monkeypatch.setattr(bench_sweep, "timed", lambda *a: pytest.fail("measured before checking --out"))
+    return bench_sweep
+
+
+@pytest.mark.parametrize("target, kind", [("/dev/full", "a device"), ("folder", "a folder"),
+                                          ("pipe", "a named pipe (FIFO)")])
+def test_bench_sweep_checks_its_output_before_any_work(target, kind, bench_sweep, tmp_path, capsys):
+    (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "pipe")
+    path = target if target.startswith("/") else str(tmp_path / target)
+    assert bench_sweep.main(bench_sweep.get_args_parser().parse_args(["--out", path])) == 2
+    assert one_line(capsys.readouterr().err) == (f"bench_sweep: error: --out {path} is {kind}, where this command "
+                                                 f"writes a file; pass another --out")
+
+
+@pytest.mark.parametrize("argv, quick", [([], False), (["--runs", "2"], True), (["--epochs", "1"], True),
+                                         (["--repeats", "1"], True)])
+def test_a_quick_bench_sweep_does_not_replace_the_committed_results(argv, quick, bench_sweep, monkeypatch, tmp_path):
+    recorded = []
+
+    def check(path, flag):
+        recorded.append(Path(path))
+        raise UsageError("stopped at the first output")
+    monkeypatch.setattr(files, "check_output", check)
+    monkeypatch.setattr(files, "DEFAULT_OUT_DIR", tmp_path / "runs")
+    assert bench_sweep.main(bench_sweep.get_args_parser().parse_args(argv)) == 2
+    assert recorded == [tmp_path / "runs" / "bench_sweep.json" if quick else ROOT / "results" / "bench_sweep.json"]
+
+
+FAILING = ["-c", "import sys; print('half a run'); sys.exit('the run failed here')"]
+
+
+def test_a_failed_process_stops_each_benchmark(tmp_path):
+    from benchmarks import bench_gpu, bench_sweep, bench_time_to_accuracy
+    with pytest.raises(SystemExit, match="bench_gpu: -c .* failed:\nthe run failed here"):
+        bench_gpu.timed_process(FAILING)
+    with pytest.raises(SystemExit, match="bench_time_to_accuracy: -c .* failed:\nthe run failed here"):
+        bench_time_to_accuracy.timed_run(FAILING, tmp_path)
+    with pytest.raises(RunFailed, match=r"failed \(the run failed here\); run it by hand"):
+        bench_sweep.timed(FAILING, tmp_path)
+
+
+def test_a_failed_import_stops_the_start_up_timing(monkeypatch):
+    from benchmarks import bench_time_to_accuracy
+    monkeypatch.setattr(bench_time_to_accuracy, "IMPORTS", {"nothing": "import a_module_that_is_not_there"})
+    with pytest.raises(subprocess.CalledProcessError):
+        bench_time_to_accuracy.import_seconds(repeats=1)
+
+
+def test_bench_demo_says_the_demo_did_not_start(monkeypatch, tmp_path):
+    from benchmarks import bench_demo
+    monkeypatch.setattr(files, "ROOT", fake_demo(tmp_path, "sys.exit(3)"))
+    with pytest.raises(RunFailed, match=r"demo.py did not start \(exit status 3"):
+        bench_demo.measure([])
+
+
+def test_bench_demo_stops_the_demo_when_a_request_fails(monkeypatch, tmp_path):
+    from benchmarks import bench_demo
+    monkeypatch.setattr(files, "ROOT", fake_demo(tmp_path, "print('open http://127.0.0.1:1/', flush=True); "
+                                                           "time.sleep(600)"))
+    try:
+        with pytest.raises(OSError):  # nothing answers at port 1
+            bench_demo.measure([])
+        assert wait_gone(pid_in(tmp_path)), "the demo server was left running"
+    finally:
+        if not gone(pid_in(tmp_path)):
+            os.kill(pid_in(tmp_path), signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- sweep.py
+
+
+def sweep_args(*argv):
+    return sweep.get_args_parser().parse_args([*map(str, argv), "--limit", "256", "--epochs", "1"])
+
+
+class Planned(Exception):
+    """Raised by a stubbed runner.plan: the sweep went past its checks."""
+
+
+@pytest.fixture
+def planned(monkeypatch):
+    def plan(named, *args):
+        raise Planned(len(named))
+    monkeypatch.setattr(runner, "plan", plan)
+
+
+def test_a_grid_past_the_cap_is_refused_and_one_at_it_is_taken(planned, capsys):
+    assert sweep.main(sweep_args("--seed", *range(1001))) == 2
+    assert one_line(capsys.readouterr().err) == ("sweep.py: error: the grid holds 1,001 runs, more than the 1,000 one "
+                                                 "sweep takes; split it into several sweeps")
+    with pytest.raises(Planned, match="1000"):
+        sweep.main(sweep_args("--seed", *range(1000)))
+
+
+def test_a_tag_too_long_for_the_runs_names_is_one_line():
+    with pytest.raises(UsageError, match="the runs' names would hold 67 characters of tag"):
+        sweep.grid(sweep_args("--tag", "t" * 60, "--lr", "0.05", "0.1"))
+
+
+@pytest.mark.parametrize("argv, problem", [(["--model", "lenet6"], "--model: invalid choice: 'lenet6'"),
+                                           (["--recipe", "slow"], "--recipe: invalid choice: 'slow'"),
+                                           (["--device", "tpu"], "--device: invalid choice: 'tpu'")])
+def test_a_bad_choice_is_refused_by_the_parser(argv, problem, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        sweep_args(*argv)
+    assert stopped.value.code == 2 and problem in one_line(capsys.readouterr().err)
+
+
+def test_a_stopped_sweep_says_how_to_continue(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(runner, "plan", lambda named, paths_of, out_dir: (["a job"], []))
+
+    def train_all(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(runner, "train_all", train_all)
+    monkeypatch.setattr(sys, "argv", ["sweep.py", "--model", "lenet5"])
+    assert sweep.main(sweep_args("--out-dir", tmp_path)) == 130
+    err = capsys.readouterr().err
+    assert "sweep.py: interrupted; the finished runs are written whole." in err
+    assert "continue with: python sweep.py --model lenet5" in err
+
+
+def test_a_table_with_no_finished_run_says_so(tmp_path):
+    args = sweep_args("--lr", "0.05", "0.1")
+    assert sweep.table(args, sweep.grid(args), tmp_path) == ["no setting has a finished run to compare"]
+
+
+def test_the_table_counts_only_runs_that_fill_their_slots(tmp_path):
+    # The report's lenet5_seed0, 10 epochs on every image, where this sweep's run (1 epoch, 256 images) would be.
+    (tmp_path / "results").mkdir()
+    shutil.copy(ROOT / "results" / "lenet5_seed0.json", tmp_path / "results" / "lenet5_seed0.json")
+    args = sweep_args("--model", "lenet5")
+    assert sweep.table(args, sweep.grid(args), tmp_path) == ["no setting has a finished run to compare"]
+
+
+# ---------------------------------------------------------------- runner.py
+
+
+def runner_args(**given):
+    return argparse.Namespace(**{"jobs": 1, "address": None, "cpus_per_run": None, "gpus_per_run": None, **given})
+
+
+def test_ray_address_stands_in_for_address_only_for_runs_at_once(monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert runner.settings_of(runner_args()).address is None
+    assert runner.settings_of(runner_args(jobs=2)).address == "10.0.0.1:6379"
+    assert runner.settings_of(runner_args(jobs=2, address="10.0.0.2:6379")).address == "10.0.0.2:6379"
+
+
+@pytest.fixture
+def ray_init(monkeypatch):
+    """ray.init replaced: it records its keyword arguments and the Ray settings in the environment, then fails the
+    call with RuntimeError('ray.init reached'). The environment that start_ray changes is restored after."""
+    ray = pytest.importorskip("ray")
+    calls = []
+
+    def init(**kwargs):
+        calls.append((kwargs, {k: v for k, v in os.environ.items() if k.startswith("RAY_")},
+                      Path(os.environ["HOME"], "ray_bootstrap_config.yaml").is_file()))
+        raise Reached
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+    return calls
+
+
+class Reached(Exception):
+    """Raised by the stubbed ray.init."""
+
+
+def test_a_share_of_a_gpu_that_is_not_here_is_refused_before_ray_starts(ray_init, monkeypatch, tmp_path):
+    monkeypatch.setattr(runner, "gpus_here", lambda settings: 0)
+    with pytest.raises(UsageError, match="--gpus-per-run: this machine has no CUDA GPU for the runs to share"):
+        runner.start_ray(runner.Settings(jobs=2, gpus=0.5), str(tmp_path), str(tmp_path), "ab" * 32)
+    assert not ray_init
+
+
+def test_an_address_where_nothing_answers_is_refused_before_ray_connects(ray_init, tmp_path):
+    with pytest.raises(UsageError) as refused:
+        runner.start_ray(runner.Settings(jobs=2, address="127.0.0.1:1"), str(tmp_path))
+    assert str(refused.value).startswith("--address 127.0.0.1:1: nothing answers there (")
+    assert not ray_init
+
+
+@pytest.mark.skipif(not (os.geteuid() == 0 and shutil.which("unshare") and shutil.which("ip")),
+                    reason="needs a network namespace of its own: root, unshare and ip")
+def test_an_address_that_swallows_packets_is_refused_when_the_probe_times_out():
+    # In a network namespace of its own, an address on a fake uplink whose packets nobody reads: a connection to
+    # it is neither accepted nor refused, and without its timeout the probe would wait minutes.
+    probe = shlex.join([sys.executable, "-c", "import runner; runner.reachable('10.99.0.1:6379', seconds=2)"])
+    script = ("ip link set lo up && ip tuntap add dev uplink0 mode tun && ip addr add 10.99.0.2/24 dev uplink0 && "
+              f"ip link set uplink0 up && exec {probe}")
+    # Without the timeout, the kernel's own retries of the connection take about two minutes.
+    done = subprocess.run(["unshare", "--net", "bash", "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          timeout=40)
+    assert done.returncode == 1 and "UsageError: --address 10.99.0.1:6379: nothing answers there (timed out)" in \
+        done.stderr, done.stderr
+
+
+def test_rays_workers_get_the_package_and_nothing_else(tmp_path, monkeypatch):
+    tree = tmp_path / "tree"
+    for name in ("main.py", "scripts/tune.py", "data/bundle/train.gz", "data/MNIST/raw/train", ".venv/lib/site.py",
+                 ".git/config", "runs/results/lenet5_seed0.json", "tests/test_main.py", "benchmarks/bench_gpu.py"):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text(name)
+    monkeypatch.setattr(runner, "ROOT", tree)
+    runner.stage_package(tmp_path / "package")
+    staged = sorted(str(path.relative_to(tmp_path / "package")) for path in (tmp_path / "package").rglob("*")
+                    if path.is_file())
+    assert staged == ["data/bundle/train.gz", "main.py", "scripts/tune.py"]
+
+
+def test_a_private_ray_instance_stays_on_loopback_behind_its_own_token(ray_init, tmp_path):
+    home = os.environ.get("HOME")
+    with pytest.raises(Reached):
+        runner.start_ray(runner.Settings(jobs=2), str(tmp_path), str(tmp_path), "cd" * 32)
+    ((kwargs, environment, bootstrap),) = ray_init
+    assert bootstrap, "Ray's head would look for cloud metadata at 169.254.169.254"
+    assert os.environ.get("HOME") == home  # the driver's own home, given back
+    assert kwargs["address"] == "local" and kwargs["_node_ip_address"] == "127.0.0.1"
+    assert kwargs["include_dashboard"] is False and kwargs["_temp_dir"] == str(tmp_path)
+    assert environment["RAY_AUTH_MODE"] == "token" and environment["RAY_AUTH_TOKEN"] == "cd" * 32
+    assert environment["RAY_USAGE_STATS_ENABLED"] == "0"
+
+
+def test_a_ray_error_is_one_short_line():
+    class RayTaskError(Exception):
+        cause = RuntimeError("Traceback (most recent call last):\n  File \"x.py\", line 1\n" + "y" * 1000 + "\n")
+    line = runner.one_line(RayTaskError("wrapped"))
+    assert line == f"RuntimeError: {'y' * 1000}"[:300]
+
+
+def test_reap_kills_what_holds_a_file_in_the_scratch_folder_and_nothing_else(tmp_path, reaped):
+    scratch = tmp_path / "ray-x"
+    inside, beside = holding(scratch / "session" / "log"), holding(tmp_path / "ray-xy" / "log")  # a longer name
+    reaped += [inside, beside]
+    runner.reap(str(scratch))
+    assert inside.wait(timeout=20) == -signal.SIGKILL
+    assert beside.poll() is None
+
+
+def test_reap_kills_a_process_even_where_one_of_its_files_closes_while_it_looks(tmp_path, reaped, monkeypatch):
+    scratch = tmp_path / "ray-x"
+    inside = holding(scratch / "session" / "log")
+    reaped.append(inside)
+    real, seen = os.readlink, set()
+
+    def readlink(path):
+        process = Path(path).parent.parent.name
+        if process not in seen:  # each process's first descriptor closes between the listing and its reading
+            seen.add(process)
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real(path)
+    monkeypatch.setattr(runner.os, "readlink", readlink)
+    runner.reap(str(scratch))
+    assert inside.wait(timeout=20) == -signal.SIGKILL
+
+
+def test_reap_spares_the_process_that_calls_it(tmp_path):
+    code = ("import sys, runner; f = open(sys.argv[1] + '/log', 'w'); runner.reap(sys.argv[1]); "
+            "print('survived')")
+    (tmp_path / "scratch").mkdir()
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "scratch")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "survived\n", done
+
+
+@pytest.fixture
+def failing_start(monkeypatch, tmp_path, reaped):
+    """runner.run_on_ray with Ray's start replaced by one that leaves a process holding a file in the scratch
+    folder, then raises what the test sets in raised[0]; returns (raised, scratch folders made)."""
+    made, raised = [], [UsageError("Ray did not start")]
+    real_mkdtemp = runner.tempfile.mkdtemp
+
+    def mkdtemp(*args, **kwargs):
+        if kwargs.get("prefix") != "ray-":
+            return real_mkdtemp(*args, **kwargs)
+        made.append(Path(real_mkdtemp(**{**kwargs, "dir": str(tmp_path)})))
+        return str(made[-1])
+
+    def start_ray(settings, package, scratch, token):
+        reaped.append(holding(Path(scratch) / "session" / "raylet.out"))
+        raise raised[0]
+    monkeypatch.setattr(runner.tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(runner, "stage_package", lambda folder: None)
+    monkeypatch.setattr(runner, "start_ray", start_ray)
+    return raised, made
+
+
+def test_a_private_ray_instance_that_fails_to_start_leaves_no_folder_no_process_and_no_handler(failing_start,
+                                                                                                 reaped):
+    raised, made = failing_start
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    with pytest.raises(UsageError, match="Ray did not start"):
+        list(runner.run_on_ray([], runner.Settings(jobs=2), lambda job: None))
+    assert len(made) == 1 and not made[0].exists()
+    assert reaped[0].wait(timeout=20) == -signal.SIGKILL
+    assert {signum: signal.getsignal(signum) for signum in handlers} == handlers
+
+
+def test_rays_own_sigterm_exit_during_its_start_is_a_sigterm(failing_start):
+    from cli import Terminated
+    raised, _ = failing_start
+    raised[0] = SystemExit(0)  # Ray's SIGTERM handler, installed in ray.init, exits
+    with pytest.raises(Terminated):
+        list(runner.run_on_ray([], runner.Settings(jobs=2), lambda job: None))
+
+
+def test_more_runs_than_the_hard_limit_on_open_files_is_refused(monkeypatch):
+    import resource
+    set_to = []
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (1024, 4096))
+    monkeypatch.setattr(resource, "setrlimit", lambda kind, limits: set_to.append(limits))
+    with pytest.raises(UsageError, match="5,000 runs need 5,256 open files, over this machine's limit of 4,096"):
+        runner.open_files_for(5000)
+    runner.open_files_for(3000)
+    assert set_to == [(3256, 4096)]
+
+
+def test_plan_checks_the_output_folders_before_any_work(tmp_path, read_only_probe):
+    with pytest.raises(UsageError, match=f"--out-dir {tmp_path} cannot be written"):
+        runner.plan([("lenet5_seed0", tiny_recipe())], lambda name: files.RunPaths.of(tmp_path, name), tmp_path)
+
+
+def test_a_run_whose_checkpoint_cannot_be_written_leaves_no_results(tmp_path):
+    (tmp_path / "file").write_text("")
+    paths = files.RunPaths(results=tmp_path / "results" / "x.json", curves=tmp_path / "plots" / "x.png",
+                           checkpoint=tmp_path / "file" / "x.pt", lock=tmp_path / "x.lock")
+    outcome = runner.Outcome(runner.Job("x", tiny_recipe(), paths),
+                             {"checkpoint": b"weights", "curves": b"png", "results": b"{}"}, None, 1.0)
+    with pytest.raises(files.WriteError):
+        runner.install(outcome)
+    assert not paths.results.exists()
+
+
+def test_a_run_trained_in_a_temporary_folder_leaves_none_behind(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner.tempfile, "tempdir", str(tmp_path))
+    made, error, _ = runner.train(tiny_recipe(), "lenet5_seed0", None, "cpu")
+    assert error is None and set(made) == set(runner.KINDS)
+    assert json.loads(made["results"])["status"] == "complete"
+    assert not list(tmp_path.glob("mnist-run-*"))  # (torch may keep a cache of its own there)
