@@ -569,6 +569,20 @@ TOOLS = [
     Defence("runner.py", "a run whose node dies is run again",
             "max_retries=RETRIES,", "max_retries=0,",
             "tests/test_sweep.py::test_a_sweep_on_two_nodes_completes_when_one_dies_mid_sweep"),
+    Defence("runner.py", "a private instance's runs keep their temporary folders in its scratch folder, removed "
+                         "with it",
+            '            if scratch:  # the runs\' temporary folders too, removed with it: a cancelled task is killed '
+            'uncleaned\n                runtime_env["env_vars"]["TMPDIR"] = scratch\n', "",
+            "tests/test_sweep.py::"
+            "test_a_stopped_sweep_keeps_its_finished_runs_and_the_same_command_runs_only_the_rest"),
+    Defence("runner.py", "a task killed by the signal that stops the sweep is the stop, not a failed run",
+            "                            stopped()  # a task killed by the signal that stops the sweep is not a failed "
+            "run\n", "",
+            "tests/test_defences_tools.py::"
+            "test_a_task_killed_by_the_signal_that_stops_the_sweep_is_the_stop_not_a_failed_run"),
+    Defence("runner.py", "a signal that comes with the last run still stops the sweep",
+            "                stopped()  # the signal that killed the last tasks, which ended the loop\n", "",
+            "tests/test_defences_tools.py::test_a_signal_that_arrives_with_the_last_run_still_stops_the_sweep"),
 ]
 
 DEFENCES = QUOTED + SERVING + RUNS + TOOLS

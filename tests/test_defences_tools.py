@@ -706,3 +706,49 @@ def test_a_run_trained_in_a_temporary_folder_leaves_none_behind(tmp_path, monkey
     assert error is None and set(made) == set(runner.KINDS)
     assert json.loads(made["results"])["status"] == "complete"
     assert not list(tmp_path.glob("mnist-run-*"))  # (torch may keep a cache of its own there)
+
+
+@pytest.fixture
+def stopped_mid_sweep(monkeypatch, tmp_path):
+    """runner.run_on_ray on a Ray stand-in whose ray.get(ref) first sends this process SIGTERM, as a SIGTERM to the
+    sweep's process group reaches the driver while it kills the task's worker, and then answers as get(ref) says.
+    Returns run(jobs, get): the outcomes yielded before run_on_ray raised Terminated, or pytest.fail."""
+    from cli import Terminated
+    ray = pytest.importorskip("ray")
+    monkeypatch.setattr(runner, "start_ray", lambda *args: None)
+
+    class Task:  # ray.remote(train).options(...); each .remote() is a ref
+        def options(self, **settings):
+            return self
+
+        def remote(self, *args):
+            return object()
+    monkeypatch.setattr(ray, "remote", lambda function: Task())
+    monkeypatch.setattr(ray, "wait", lambda refs, **kwargs: (refs[:1], refs[1:]))
+    monkeypatch.setattr(ray, "cancel", lambda *args, **kwargs: None)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+
+    def run(count, answer):
+        def get(ref):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return answer(ray)
+        monkeypatch.setattr(ray, "get", get)
+        jobs = [runner.Job(f"lenet5_seed{i}", {}, files.RunPaths.of(tmp_path, f"lenet5_seed{i}")) for i in range(count)]
+        outcomes = []
+        with pytest.raises(Terminated):
+            for outcome in runner.run_on_ray(jobs, runner.Settings(jobs=2), lambda job: None):
+                outcomes.append(outcome)
+        return outcomes
+    return run
+
+
+def test_a_task_killed_by_the_signal_that_stops_the_sweep_is_the_stop_not_a_failed_run(stopped_mid_sweep):
+    def killed(ray):
+        raise ray.exceptions.WorkerCrashedError()
+    assert stopped_mid_sweep(2, killed) == []  # no run reported failed: the sweep stopped
+
+
+def test_a_signal_that_arrives_with_the_last_run_still_stops_the_sweep(stopped_mid_sweep):
+    # The loop ends with the last run; the signal that came with it is not lost (exit 143, the continue line).
+    outcomes = stopped_mid_sweep(1, lambda ray: ({}, None, 1.0))
+    assert [outcome.job.name for outcome in outcomes] == ["lenet5_seed0"] and outcomes[0].error is None
