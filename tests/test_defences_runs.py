@@ -118,8 +118,25 @@ def test_a_second_ctrl_c_while_the_results_are_written_says_the_checkpoint_is_ke
     monkeypatch.setattr(files, "write_json", write_json)
     status, _, err = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])
     assert status == 130 and "Traceback" not in err, err
-    assert "interrupted after epoch 1, then again: the checkpoint of the last full epoch is kept." in err, err
+    assert ("interrupted after epoch 1; its results could not be written, but the checkpoint of the last full epoch "
+            "is kept.") in err, err
     assert err.splitlines()[-1].startswith("resume with: ") and err.splitlines()[-1].endswith("--resume")
+    assert torch.load(tmp_path / "checkpoints" / f"{RUN}.pt", weights_only=True)["epoch"] == 1
+
+
+def test_ctrl_c_with_a_failed_results_write_does_not_claim_the_results_saved(tmp_path, cli, monkeypatch):
+    # Ctrl-C in the second epoch, on a full disk: the results of the first cannot be written.
+    interrupt_epoch(monkeypatch, 2)
+
+    def write_json(path, obj):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(files, "write_json", write_json)
+    status, _, err = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])
+    assert status == 130 and "Traceback" not in err, err
+    assert "results and curves so far are saved" not in err, err
+    assert ("interrupted after epoch 1; its results could not be written, but the checkpoint of the last full epoch "
+            "is kept.") in err, err
+    assert not (tmp_path / "results" / f"{RUN}.json").exists()
     assert torch.load(tmp_path / "checkpoints" / f"{RUN}.pt", weights_only=True)["epoch"] == 1
 
 
