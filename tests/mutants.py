@@ -182,6 +182,10 @@ RUNS = [
     Defence("files.py", "a failed write is one line naming the file",
             "        raise WriteError(path, e, resumable) from None", "        raise",
             "tests/test_reliability.py::test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint"),
+    Defence("files.py", "a quick benchmark run never replaces the committed results",
+            '    default = (DEFAULT_OUT_DIR if quick else ROOT / "results") / name',
+            '    default = ROOT / "results" / name',
+            "tests/test_scripts.py::test_a_quick_run_does_not_replace_the_committed_results"),
     # checkpoints.py
     Defence("checkpoints.py", "a file that is not a zip archive never reaches torch.load",
             '        raise ValueError(f"is not a checkpoint of main.py ({type(e).__name__})") from None\n    finally:',
@@ -323,6 +327,9 @@ RUNS = [
     Defence("main.py", "training holds each run's lock",
             "            locks.enter_context(files.RunLock(path))", "            pass",
             "tests/test_reliability.py::test_a_second_process_of_the_same_run_refuses_while_the_first_lives"),
+    Defence("main.py", "--evaluate refuses --compile, which only training reads",
+            '"train_size", "amp", "compile", "resume"', '"train_size", "amp", "resume"',
+            "tests/test_defences_runs.py::test_evaluate_refuses_every_flag_that_only_training_reads"),
     # cli.py
     Defence("cli.py", "a number flag is held to its bounds",
             "        if not (math.isfinite(value) and accept(value)):", "        if not math.isfinite(value):",
@@ -501,6 +508,9 @@ RUNS = [
     Defence("dataset.py", "each data file's bytes are checked against their SHA-256 before they are parsed",
             "    if hashlib.sha256(data).hexdigest() != SHA256[path.name]:", "    if False:",
             "tests/test_dataset.py::test_checksum_check_rejects_a_corrupted_file"),
+    Defence("dataset.py", "a failed download is one line naming the fix",
+            "    except Exception as e:\n        reason", "    except ValueError as e:\n        reason",
+            "tests/test_dataset.py::test_without_bundle_or_network_the_error_names_the_fix"),
 ]
 
 # The tools behind the report and many runs at once: scripts/, benchmarks/, sweep.py, runner.py.

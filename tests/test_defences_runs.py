@@ -254,6 +254,33 @@ def test_the_resume_command_after_an_interrupted_overwrite_drops_overwrite(finis
     main.get_args_parser().parse_args(command[2:])  # --resume and --overwrite together would not parse
 
 
+# Each flag that sets how to train, as a user types it, and the flag the refusal names.
+TRAINING_ONLY = [(["--epochs", "3"], "--epochs"), (["--batch-size", "64"], "--batch-size"), (["--lr", "0.05"], "--lr"),
+                 (["--optimizer", "adamw"], "--optimizer"), (["--weight-decay", "0.1"], "--weight-decay"),
+                 (["--augment"], "--augment"), (["--label-smoothing", "0.1"], "--label-smoothing"),
+                 (["--model", "custom_mlp", "--hidden", "10"], "--hidden"),
+                 (["--model", "lenet5_regularized", "--dropout", "0.2"], "--dropout"),
+                 (["--model", "lenet5_regularized", "--batch-norm"], "--batch-norm"),
+                 (["--model", "lenet5_regularized", "--no-batch-norm"], "--no-batch-norm"),
+                 (["--train-size", "100"], "--train-size"), (["--amp"], "--amp"), (["--compile"], "--compile"),
+                 (["--resume"], "--resume"), (["--overwrite"], "--overwrite")]
+
+
+def test_evaluate_refuses_every_flag_that_only_training_reads(tmp_path, cli):
+    # Every option of main.py that is not listed here as --evaluate's own is a training flag, and is in the list.
+    own = {"--help", "--model", "--recipe", "--seed", "--device", "--validation", "--limit", "--eval-batch-size",
+           "--data-dir", "--out-dir", "--tag", "--evaluate", "--checkpoint", "--no-augment"}
+    options = {option for action in main.get_args_parser()._actions for option in action.option_strings
+               if option.startswith("--")}
+    assert options - own == {flag for _, flag in TRAINING_ONLY}
+    for argv, flag in TRAINING_ONLY:
+        status, out, err = cli(["--evaluate", *argv, "--out-dir", tmp_path])
+        assert status == 2 and out == "" and err == (
+            f"main.py: error: {flag} sets how to train, and --evaluate trains nothing (it reads the checkpoint's "
+            f"recipe); drop {flag}, or drop --evaluate to train\n"), (argv, err)
+    assert not list(tmp_path.iterdir())
+
+
 # ---------------------------------------------------------------- cli.py
 
 def test_runner_counts_are_held_to_their_caps():
