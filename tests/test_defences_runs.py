@@ -6,7 +6,10 @@ import json
 import os
 import shlex
 import shutil
+import signal
+import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -22,7 +25,7 @@ import runs
 import significance
 import slots
 import test_reliability
-from conftest import QUICK
+from conftest import QUICK, ROOT
 from errors import UsageError
 from recipes import evaluated_on, resolve_recipe
 from test_reliability import RUN, assert_one_line_error, interrupt_epoch, outputs_of, results_of
@@ -310,6 +313,22 @@ def test_an_optimizer_that_is_not_a_choice_is_refused(tmp_path, cli):
     assert status == 2 and out == "" and err.count("\n") == 1, err
     assert "--optimizer: invalid choice: 'adam'" in err
     assert not (tmp_path / "results").exists()
+
+
+def test_ctrl_c_stays_ignored_where_the_program_was_started_with_it_ignored(tmp_path):
+    # As `nohup predict.py ... &` starts it: Ctrl-C, sent while it starts, must not stop it.
+    process = subprocess.Popen([sys.executable, str(ROOT / "predict.py"), str(tmp_path / "one.png"), "--checkpoint",
+                                str(tmp_path / "none.pt")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()  # where it did not stop
+        process.wait()
+    assert process.returncode == 2 and err == (f"predict.py: error: --checkpoint: {tmp_path}/none.pt does not exist; "
+                                               f"train the model first, e.g. `python main.py --model lenet5`\n"), err
 
 
 # ---------------------------------------------------------------- slots.py
