@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -234,6 +235,120 @@ def test_best_checkpoint_reads_only_the_asked_models_runs(tmp_path):
     mlp = made_checkpoint(tmp_path / "checkpoints" / "custom_mlp_seed0.pt", quick_recipe("custom_mlp"), 99.0)
     assert checkpoints.best_checkpoint(tmp_path, "lenet5") == lenet
     assert checkpoints.best_checkpoint(tmp_path) == mlp
+
+
+# What a damaged or hostile checkpoint may hold, on a checkpoint made without training (fast enough to run once per
+# defence in tests/mutants.py), and the line that refuses it.
+DAMAGES = {
+    "no predictions key": (lambda c: c.pop("predictions"), "is not a checkpoint of main.py (no predictions)"),
+    "epoch 0": (lambda c: c.update(epoch=0), "its epoch is 0, not from 1 to its recipe's 1"),
+    "an epoch past the recipe": (lambda c: c.update(epoch=2), "its epoch is 2, not from 1 to its recipe's 1"),
+    "a history that is a dict": (lambda c: c.update(history={"epoch": 1}), "its history is a dict, not a list"),
+    "an empty history": (lambda c: c.update(history=[]), "its history holds 0 records, where its epoch is 1"),
+    "a record that is a list": (lambda c: c.update(history=[[1]]), "an epoch of its history is a list, not a dict"),
+    "an epoch without eval_acc": (lambda c: c["history"][0].pop("eval_acc"),
+                                  "an epoch of its history has no finite eval_acc"),
+    "a negative accuracy": (lambda c: c["history"][0].update(train_acc=-1),
+                            "an epoch of its history has a train_acc of -1, not a percentage"),
+    "an accuracy of 1e308": (lambda c: c["history"][0].update(eval_acc=1e308),
+                             "an epoch of its history has a eval_acc of 1e+308, not a percentage"),
+    "weights that are a list": (lambda c: c.update(model=list(c["model"].values())),
+                                "its weights are not a dict of tensors"),
+    "a missing weight": (lambda c: c["model"].pop("fc2.bias"),
+                         "its weights do not have the shapes of model.py's lenet5 with its recipe"),
+    "integer weights": (lambda c: c["model"].update({"fc2.weight": c["model"]["fc2.weight"].long()}),
+                        "its weight 'fc2.weight' is a torch.int64 torch.strided tensor on cpu, not what main.py saves"),
+    "complex weights": (lambda c: c["model"].update({"fc2.weight": c["model"]["fc2.weight"].to(torch.complex64)}),
+                        "its weight 'fc2.weight' is a torch.complex64 torch.strided tensor on cpu"),
+    "sparse weights": (lambda c: c["model"].update({"fc2.weight": c["model"]["fc2.weight"].to_sparse()}),
+                       "its weight 'fc2.weight' is a torch.float32 torch.sparse_coo tensor on cpu"),
+    "meta weights": (lambda c: c["model"].update({"fc2.weight": torch.empty_like(c["model"]["fc2.weight"],
+                                                                                 device="meta")}),
+                     "its weight 'fc2.weight' is a torch.float32 torch.strided tensor on meta"),
+    "infinite weights": (lambda c: c["model"]["fc2.bias"].__setitem__(0, float("inf")),
+                         "its weights hold NaN or infinite values"),
+    "NaN weights": (lambda c: c["model"]["fc2.weight"].__setitem__((0, 0), float("nan")),
+                    "its weights hold NaN or infinite values"),
+    # A check that meets it raises TypeError (a list is no key of ARCHITECTURE_KEYS), not ValueError.
+    "a model name that is a list": (lambda c: c["recipe"].update(model=["lenet5"]),
+                                    "is not a checkpoint of main.py: unhashable type: 'list'"),
+}
+
+
+@pytest.fixture
+def untrained(tmp_path):
+    """A finished one-epoch lenet5 checkpoint, made without training; returns its path."""
+    return made_checkpoint(tmp_path / "checkpoints" / f"{RUN}.pt", quick_recipe(epochs=1), 90.0)
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_each_check_of_an_untrained_checkpoint_refuses_its_damage(damage, untrained):
+    edit, message = DAMAGES[damage]
+    checkpoint = torch.load(untrained, weights_only=True)
+    checkpoints.load_checked(untrained)  # whole, it passes
+    edit(checkpoint)
+    torch.save(checkpoint, untrained)
+    with pytest.raises(checkpoints.CheckpointError) as refused:
+        checkpoints.load_checked(untrained)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+    assert str(refused.value).endswith("; delete it or train again")
+
+
+def test_a_compressed_record_is_refused_before_torch_reads_it(untrained, tmp_path, monkeypatch):
+    with zipfile.ZipFile(untrained) as source, zipfile.ZipFile(tmp_path / "packed.pt", "w") as packed:
+        for record in source.infolist():
+            compress = zipfile.ZIP_DEFLATED if record.filename.endswith("data.pkl") else zipfile.ZIP_STORED
+            packed.writestr(record.filename, source.read(record), compress_type=compress)
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: pytest.fail("torch.load read it"))
+    with pytest.raises(checkpoints.CheckpointError, match="its records are compressed, which torch.save never does"):
+        checkpoints.read(tmp_path / "packed.pt")
+
+
+def test_a_checkpoint_over_the_cap_is_refused_before_torch_reads_it(untrained, monkeypatch):
+    size = untrained.stat().st_size
+    checkpoints.read(untrained)  # at the cap, it is read
+    monkeypatch.setattr(checkpoints, "MAX_CHECKPOINT_BYTES", size)
+    checkpoints.read(untrained)
+    monkeypatch.setattr(checkpoints, "MAX_CHECKPOINT_BYTES", size - 1)
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: pytest.fail("read a checkpoint over the cap"))
+    with pytest.raises(checkpoints.CheckpointError, match="more than the 0 GB of the largest model main.py trains"):
+        checkpoints.read(untrained)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("a history longer than its epoch", "ValueError: history and epoch disagree"),
+    ("no predictions", "ValueError: history and epoch disagree"),
+    ("momentum of another shape", "ValueError: optimizer state of the wrong shape"),
+])
+def test_a_checkpoint_that_does_not_fit_its_run_is_not_resumed(damage, message, tmp_path):
+    # A checkpoint after some training, so that its optimizer holds momentum: two steps on random images.
+    recipe = quick_recipe(epochs=1, limit=64)
+    data = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,)), torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    runs.train_run(recipe, data, torch.device("cpu"), files.RunPaths.of(tmp_path, RUN))
+    checkpoint = torch.load(tmp_path / "checkpoints" / f"{RUN}.pt", weights_only=True)
+    model = engine.build_model(recipe, "cpu")
+    optimizer, scheduler = engine.build_optimizer(model, recipe, 10)
+    if damage == "a history longer than its epoch":
+        checkpoint["history"] = checkpoint["history"] * 2
+    elif damage == "no predictions":
+        checkpoint["predictions"] = torch.zeros(0, dtype=torch.uint8)
+    else:
+        checkpoint["optimizer"]["state"][0]["momentum_buffer"] = torch.zeros(3)
+    with pytest.raises(UsageError, match=rf"does not fit this run \({message}\)"):
+        checkpoints.restore(model, optimizer, scheduler, checkpoint, torch.device("cpu"), tmp_path / "x.pt")
+
+
+def test_best_checkpoint_names_each_file_it_skips(untrained, tmp_path):
+    (untrained.parent / "junk.pt").write_bytes(b"not a checkpoint")
+    unfinished = made_checkpoint(untrained.parent / "lenet5_long_seed0.pt", quick_recipe(epochs=1), 99.0)
+    checkpoint = torch.load(unfinished, weights_only=True)
+    checkpoint["recipe"]["epochs"] = 3
+    torch.save(checkpoint, unfinished)
+    skipped = []
+    assert checkpoints.best_checkpoint(tmp_path, skipped=lambda error: skipped.append((error.path, error.reason))) \
+        == untrained
+    assert skipped == [(untrained.parent / "junk.pt", "is not a checkpoint of main.py (BadZipFile)"),
+                       (unfinished, "holds an unfinished run (epoch 1 of 3), which main.py --resume finishes")]
 
 
 # ---------------------------------------------------------------- main.py
