@@ -51,7 +51,8 @@ RUNS = [
             "                if e.unreadable:  # a good run", "                if False:  # a good run",
             "tests/test_reliability.py::test_an_unreadable_checkpoint_is_not_called_damaged"),
     Defence("runs.py", "a damaged checkpoint is replaced only with --overwrite",
-            '                raise UsageError(f"{paths.checkpoint} is not a readable checkpoint; pass --overwrite to replace "\n                                 f"it") from None',
+            '                raise UsageError(f"{paths.checkpoint} is not a readable checkpoint; pass --overwrite to '
+            'replace "\n                                 f"it") from None',
             '                return Plan("fresh")',
             "tests/test_defences_runs.py::test_a_damaged_checkpoint_is_replaced_only_with_overwrite"),
     Defence("runs.py", "an unfinished run is not replaced without --resume or --overwrite",
@@ -59,7 +60,8 @@ RUNS = [
             "            if False:\n                raise",
             "tests/test_reliability.py::test_a_fresh_run_refuses_to_replace_an_unfinished_one"),
     Defence("runs.py", "a finished run's results guard it where its checkpoint is gone",
-            'saved = results.get("recipe") if isinstance(results, dict) and results.get("status") == "complete" else None',
+            'saved = results.get("recipe") if isinstance(results, dict) and results.get("status") == "complete" else '
+            "None",
             "saved = None",
             "tests/test_reliability.py::test_results_without_their_checkpoint_are_not_replaced_either"),
     Defence("runs.py", "a finished run with other settings is not replaced",
@@ -67,7 +69,9 @@ RUNS = [
             '        if False:\n            raise UsageError(f"{finished}, where',
             "tests/test_reliability.py::test_a_finished_run_is_not_replaced_by_one_with_other_settings"),
     Defence("runs.py", "a finished run with the same settings is not rerun (its results would be stripped)",
-            '        raise UsageError(f"{finished}; {\'pass --resume to skip it, \' if skip_finished else \'\'}pass --tag NAME or "\n                         f"another --out-dir to train it again beside it, or --overwrite to replace it")',
+            '        raise UsageError(f"{finished}; {\'pass --resume to skip it, \' if skip_finished else \'\'}pass '
+            '--tag NAME or "\n                         f"another --out-dir to train it again beside it, or '
+            '--overwrite to replace it")',
             '        return Plan("fresh")',
             "tests/test_reliability.py::test_a_rerun_never_strips_a_finished_runs_results"),
     Defence("runs.py", "--resume without a checkpoint is refused",
@@ -110,11 +114,13 @@ RUNS = [
             "            except ZeroDivisionError:\n                pass",
             "tests/test_defences_runs.py::test_a_failed_results_write_does_not_hide_the_first_error"),
     Defence("runs.py", "a second Ctrl-C while the results are written keeps the checkpoint and says so",
-            "            except KeyboardInterrupt as again:\n                raise Interrupted(len(history), again, results_written=False) from None\n",
+            "            except KeyboardInterrupt as again:\n                raise Interrupted(len(history), again, "
+            "results_written=False) from None\n",
             "",
             "tests/test_defences_runs.py::test_a_second_ctrl_c_while_the_results_are_written_says_the_checkpoint_is_kept"),
     Defence("runs.py", "Ctrl-C says what was saved and how to resume",
-            "        if isinstance(e, KeyboardInterrupt):\n            raise Interrupted(len(history), e, results_written=written) from None\n",
+            "        if isinstance(e, KeyboardInterrupt):\n            raise Interrupted(len(history), e, "
+            "results_written=written) from None\n",
             "",
             "tests/test_reliability.py::test_resume_finishes_a_run_stopped_during_its_final_pass"),
     Defence("runs.py", "Ctrl-C on a full disk does not claim the results saved",
@@ -130,8 +136,10 @@ RUNS = [
             "tests/test_reliability.py::test_a_broken_pipe_ends_the_run_quietly_and_keeps_it_resumable"),
     # files.py
     Defence("files.py", "atomic_write writes a temporary file and replaces the old one only once whole",
-            '        with open(tmp, "wb") as f:\n            write(f)\n            f.flush()\n            os.fsync(f.fileno())\n        os.replace(tmp, path)',
-            '        with open(path, "wb") as f:\n            write(f)\n            f.flush()\n            os.fsync(f.fileno())',
+            '        with open(tmp, "wb") as f:\n            write(f)\n            f.flush()\n            '
+            "os.fsync(f.fileno())\n        os.replace(tmp, path)",
+            '        with open(path, "wb") as f:\n            write(f)\n            f.flush()\n            '
+            "os.fsync(f.fileno())",
             "tests/test_defences.py::test_json_is_written_whole_or_not_at_all"),
     Defence("files.py", "atomic_write leaves no temporary file behind on failure",
             "        tmp.unlink(missing_ok=True)", "        pass",
@@ -157,12 +165,15 @@ RUNS = [
             "    if mode is not None and not stat.S_ISREG(mode):", "    if mode is not None and stat.S_ISDIR(mode):",
             "tests/test_scripts.py::test_check_output_refuses_a_device_a_folder_and_a_named_pipe"),
     Defence("files.py", "check_output turns a path it cannot look at into one line",
-            '    except OSError as e:\n        raise UsageError(f"{flag} {paths.shown(path)} is {paths.problem(e, path)}',
-            '    except ZeroDivisionError as e:\n        raise UsageError(f"{flag} {paths.shown(path)} is {paths.problem(e, path)}',
+            '    except OSError as e:\n        raise UsageError(f"{flag} {paths.shown(path)} is {paths.problem(e, '
+            "path)}",
+            '    except ZeroDivisionError as e:\n        raise UsageError(f"{flag} {paths.shown(path)} is '
+            "{paths.problem(e, path)}",
             "tests/test_defences_runs.py::test_check_output_names_a_path_it_cannot_look_at"),
     Defence("files.py", "check_output probes the output's folder",
             '        make_writable(path.parent)\n    except OSError as e:\n        raise UsageError(f"{flag}',
-            '        path.parent.mkdir(parents=True, exist_ok=True)\n    except OSError as e:\n        raise UsageError(f"{flag}',
+            "        path.parent.mkdir(parents=True, exist_ok=True)\n    except OSError as e:\n        raise "
+            'UsageError(f"{flag}',
             "tests/test_defences_runs.py::test_check_output_probes_its_folder"),
     Defence("files.py", "figure_beside refuses a figure at the JSON's own path",
             "    if figure.resolve() == out.resolve():", "    if False:",
@@ -232,11 +243,13 @@ RUNS = [
             "    if not isinstance(weights, dict):",
             "tests/test_defences_runs.py::test_each_check_of_an_untrained_checkpoint_refuses_its_damage"),
     Defence("checkpoints.py", "a checkpoint's weights have its recipe's model's shapes",
-            "    if {key: value.shape for key, value in expected.items()} != {key: value.shape for key, value in weights.items()}:",
+            "    if {key: value.shape for key, value in expected.items()} != {key: value.shape for key, value in "
+            "weights.items()}:",
             "    if False:",
             "tests/test_defences_runs.py::test_each_check_of_an_untrained_checkpoint_refuses_its_damage"),
     Defence("checkpoints.py", "a checkpoint's weights are dense real tensors on the CPU",
-            '        if value.layout != torch.strided or value.device.type != "cpu" or value.is_quantized or not kind_ok:',
+            '        if value.layout != torch.strided or value.device.type != "cpu" or value.is_quantized or not '
+            "kind_ok:",
             "        if False:",
             "tests/test_defences_runs.py::test_each_check_of_an_untrained_checkpoint_refuses_its_damage"),
     Defence("checkpoints.py", "a checkpoint's weights are finite",
@@ -439,7 +452,8 @@ RUNS = [
             "            if not is_percentage(record[key]):", "            if False:",
             "tests/test_slots.py::test_a_final_accuracy_of_150_is_not_a_percentage"),
     Defence("slots.py", "losses and times are not negative",
-            '        if not (is_loss(record["train_loss"]) and is_loss(record["eval_loss"]) and record["seconds"] >= 0):',
+            '        if not (is_loss(record["train_loss"]) and is_loss(record["eval_loss"]) and record["seconds"] >= '
+            "0):",
             "        if False:",
             "tests/test_slots.py::test_losses_and_times_are_not_negative"),
     Defence("slots.py", "a file was scored on its slot's number of images",
@@ -459,11 +473,13 @@ RUNS = [
             "AGREEMENT = 1e-6", "AGREEMENT = 1e-3",
             "tests/test_slots.py::test_the_final_accuracy_must_be_the_predictions_score"),
     Defence("slots.py", "a report run holds its clean pass over the training set",
-            '        if not isinstance(clean, dict) or not is_loss(clean.get("loss")) or not is_percentage(clean.get("acc")):',
+            '        if not isinstance(clean, dict) or not is_loss(clean.get("loss")) or not '
+            'is_percentage(clean.get("acc")):',
             "        if False:",
             "tests/test_slots.py::test_a_file_without_the_clean_training_pass_is_one_line_not_a_key_error"),
     Defence("slots.py", "a report run holds its robustness sweep in percent",
-            "        if not isinstance(measured, dict) or not all(is_percentage(measured.get(str(m))) for m in magnitudes):",
+            "        if not isinstance(measured, dict) or not all(is_percentage(measured.get(str(m))) for m in "
+            "magnitudes):",
             "        if False:",
             "tests/test_slots.py::test_a_full_data_run_holds_its_robustness_sweep_in_percent"),
     Defence("slots.py", "a missing results file is Missing, which a sweep makes rather than reports",
@@ -478,7 +494,8 @@ RUNS = [
     Defence("significance.py", "no discordant image gives no detectable difference",
             "    if not moved.size:\n        return None", "",
             "tests/test_significance.py::test_a_run_against_itself_differs_by_exactly_zero"),
-    Defence("significance.py", "too few discordant images for McNemar's test: the interval alone says what is detectable",
+    Defence("significance.py",
+            "too few discordant images for McNemar's test: the interval alone says what is detectable",
             "    if lead is None:\n        return half_width", "",
             "tests/test_defences_runs.py::test_too_few_discordant_images_leave_the_interval_to_say_what_is_detectable"),
     Defence("significance.py", "a difference is real only where both tests say so",

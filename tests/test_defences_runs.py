@@ -323,7 +323,8 @@ def test_a_checkpoint_over_the_cap_is_refused_before_torch_reads_it(untrained, m
 def test_a_checkpoint_that_does_not_fit_its_run_is_not_resumed(damage, message, tmp_path):
     # A checkpoint after some training, so that its optimizer holds momentum: two steps on random images.
     recipe = quick_recipe(epochs=1, limit=64)
-    data = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,)), torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    data = (torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,)),
+            torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,)))
     runs.train_run(recipe, data, torch.device("cpu"), files.RunPaths.of(tmp_path, RUN))
     checkpoint = torch.load(tmp_path / "checkpoints" / f"{RUN}.pt", weights_only=True)
     model = engine.build_model(recipe, "cpu")
