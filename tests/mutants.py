@@ -508,9 +508,6 @@ RUNS = [
     Defence("significance.py", "the tests' level is 5%",
             "ALPHA = 0.05", "ALPHA = 0.1",
             "tests/test_significance.py::test_the_unpaired_interval_adds_both_figures_binomial_noise_and_their_seeds_spread"),
-    Defence("significance.py", "the bootstrap draws enough replicates",
-            "REPLICATES = 10_000", "REPLICATES = 200",
-            "tests/test_significance.py::test_the_bootstrap_is_seeded_and_spreads_as_the_binomial_standard_error"),
     # dataset.py
     Defence("dataset.py", "a bundle that decompresses to the wrong bytes is refused",
             "        if digest.hexdigest() != SHA256[target.name]:", "        if False:",
