@@ -365,7 +365,7 @@ RUNS = [
     Defence("cli.py", "--hidden widths are held to the schema's bounds",
             '    if not RECIPE_SCHEMA["hidden"].allows(widths):', "    if not widths:",
             "tests/test_defences_runs.py::test_hidden_widths_beyond_the_schema_are_refused"),
-    Defence("cli.py", "an on|off flag takes only on or off",
+    Defence("cli.py", "an on-or-off flag takes only on or off",
             '    if text not in ("on", "off"):', "    if False:",
             "tests/test_sweep.py::test_bad_flags_get_one_line_before_any_run_or_ray"),
     Defence("cli.py", "a flag with choices takes only those",
