@@ -527,7 +527,7 @@ RUNS = [
             "tests/test_dataset.py::test_a_missing_data_dir_is_rejected"),
     Defence("dataset.py", "an unreadable --data-dir is refused",
             "    if not os.access(data_dir, os.R_OK | os.X_OK):", "    if False:",
-            "tests/test_main.py::test_an_unreadable_data_dir_is_rejected"),
+            "tests/test_defences_runs.py::test_an_unreadable_data_dir_is_refused_before_anything_is_read_from_it"),
     Defence("dataset.py", "a data folder that cannot take the extracted files is one line",
             '        except OSError as e:\n            raise DataError(f"cannot write the extracted data',
             '        except ZeroDivisionError as e:\n            raise DataError(f"cannot write the extracted data',

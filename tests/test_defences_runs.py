@@ -254,6 +254,8 @@ DAMAGES = {
                              "an epoch of its history has a eval_acc of 1e+308, not a percentage"),
     "weights that are a list": (lambda c: c.update(model=list(c["model"].values())),
                                 "its weights are not a dict of tensors"),
+    "a weight that is a list": (lambda c: c["model"].update({"fc2.bias": c["model"]["fc2.bias"].tolist()}),
+                                "its weights are not a dict of tensors"),
     "a missing weight": (lambda c: c["model"].pop("fc2.bias"),
                          "its weights do not have the shapes of model.py's lenet5 with its recipe"),
     "integer weights": (lambda c: c["model"].update({"fc2.weight": c["model"]["fc2.weight"].long()}),
@@ -520,6 +522,16 @@ def test_a_bundle_that_is_not_gzip_is_one_line(tmp_path):
     assert "train-images-idx3-ubyte.gz is truncated or not gzip" in str(refused.value)
     assert str(refused.value).endswith(f"restore it with `git checkout -- train-images-idx3-ubyte.gz` in {bundle}")
     assert not list((tmp_path / "data" / "MNIST" / "raw").iterdir())
+
+
+def test_an_unreadable_data_dir_is_refused_before_anything_is_read_from_it(tmp_path, monkeypatch):
+    # Root passes every permission check, so the check itself is made to say no.
+    access = dataset.os.access
+    monkeypatch.setattr(dataset.os, "access", lambda path, mode: path != tmp_path and access(path, mode))
+    monkeypatch.setattr(dataset, "_download", lambda *args: pytest.fail("looked for MNIST in an unreadable folder"))
+    with pytest.raises(dataset.DataError, match=f"^data directory {tmp_path} cannot be read; fix its permissions or "
+                                                f"pass another --data-dir$"):
+        dataset.read_mnist(tmp_path, tmp_path / "no-bundle")
 
 
 def test_a_data_dir_that_cannot_take_the_extracted_files_is_one_line(tmp_path):
