@@ -12,7 +12,7 @@ class RunFailed(Exception):
 
 class Interrupted(Exception):
     """A signal stopped a run (`by`, a KeyboardInterrupt). Its checkpoint holds epochs_saved full epochs; its
-    results and curves were written too unless a second signal came first. done names the runs finished before."""
+    results and curves were written too unless a second signal came first or the write failed. done names the runs finished before."""
 
     def __init__(self, epochs_saved, by, results_written=True, done=()):
         super().__init__(f"interrupted after epoch {epochs_saved}" if epochs_saved else

@@ -195,7 +195,7 @@ def interrupted(e, args):
         return f"{e}; nothing saved"
     saved = (f"{e} of the next model, which saved nothing" if not e.epochs_saved else
              f"{e}; its checkpoint, results and curves so far are saved" if e.results_written else
-             f"{e}, then again: the checkpoint of the last full epoch is kept")
+             f"{e}; its results could not be written, but the checkpoint of the last full epoch is kept")
     command = shlex.join(["python", *[a for a in sys.argv if a != "--overwrite"]] + ([] if args.resume else ["--resume"]))
     return "".join(f"{model} finished; " for model in e.done) + f"{saved}.\nresume with: {command}"
 

@@ -199,15 +199,17 @@ def train_run(recipe, data, device, paths, checkpoint=None, *, eval_batch_size=1
             write_results("diverged")
         raise engine.Diverged(f"training diverged: {e}; lower --lr (it was {recipe['lr']})") from None
     except BaseException as e:
+        written = False
         if history:
             try:
                 # A reader that went away (`| head`) stops the run as Ctrl-C does.
                 write_results("interrupted" if isinstance(e, (KeyboardInterrupt, BrokenPipeError)) else "failed")
+                written = True
             except files.WriteError:
                 pass  # the error in flight says what went wrong first
             except KeyboardInterrupt as again:
                 raise Interrupted(len(history), again, results_written=False) from None
         if isinstance(e, KeyboardInterrupt):
-            raise Interrupted(len(history), e) from None
+            raise Interrupted(len(history), e, results_written=written) from None
         raise
     return results
