@@ -95,20 +95,21 @@ def make_writable(folder):
     probe.unlink()
 
 
-def prepare_out_dir(out_dir, outputs):
+def prepare_out_dir(out_dir, outputs, flag="--out-dir"):
     """Create the folders of the files a command will write under out_dir and prove them writable by writing a
-    probe file; check no output is a folder. Raises UsageError before any work where that fails."""
+    probe file; check no output is a folder. Raises UsageError before any work where that fails. flag: the option
+    that named out_dir, for the advice; None where the command chose the folder itself (the report's, the tuning's)."""
     folders = {path.parent for path in outputs}
     try:
         for folder in sorted(folders):
             make_writable(folder)
     except OSError as e:
-        raise UsageError(f"--out-dir {out_dir} cannot be written ({e.strerror}: {e.filename}); "
-                         f"pass a writable --out-dir") from None
+        where, way = (f"{flag} {out_dir}", f"pass a writable {flag}") if flag else (out_dir, "fix its permissions")
+        raise UsageError(f"{where} cannot be written ({e.strerror}: {e.filename}); {way}") from None
     for path in outputs:
         if path.is_dir():
-            raise UsageError(f"{path} is a folder, where this command writes a file; move it away or pass "
-                             f"another --out-dir or --tag")
+            raise UsageError(f"{path} is a folder, where this command writes a file; move it away"
+                             + (f" or pass another {flag} or --tag" if flag else ""))
 
 
 def check_output(path, flag):

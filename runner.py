@@ -123,10 +123,11 @@ def run_all(jobs, settings, measure=lambda job: None):
     yield from run_on_ray(jobs, settings, measure)
 
 
-def plan(named_recipes, paths_of, out_dir):
+def plan(named_recipes, paths_of, out_dir, flag="--out-dir"):
     """Jobs for the (name, recipe) pairs still to train, and the names of those finished already: a finished run is
     skipped, an unfinished one resumes from its checkpoint. UsageError, before any work, for a run that would
-    replace another with other settings. paths_of(name) gives where a run's files go, under out_dir."""
+    replace another with other settings. paths_of(name) gives where a run's files go, under out_dir, which flag
+    named (None: the program chose it)."""
     import runs
     import slots
     jobs, finished = [], []
@@ -143,7 +144,7 @@ def plan(named_recipes, paths_of, out_dir):
             jobs.append(Job(name, recipe, paths))
         else:
             jobs.append(Job(name, recipe, paths, paths.checkpoint.read_bytes() if step.action == "resume" else None))
-    files.prepare_out_dir(out_dir, [path for job in jobs for path in job.paths.outputs if path is not None])
+    files.prepare_out_dir(out_dir, [path for job in jobs for path in job.paths.outputs if path is not None], flag)
     return jobs, finished
 
 

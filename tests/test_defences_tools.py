@@ -134,14 +134,17 @@ def test_a_rerun_checks_the_committed_folders_before_it_trains(tmp_path, monkeyp
         raise OSError(13, "Permission denied", str(folder))
     monkeypatch.setattr(files, "make_writable", staging_only)
     monkeypatch.setattr(runner, "train_all", lambda *a, **k: pytest.fail("trained before checking the folders"))
-    with pytest.raises(UsageError, match=f"{tmp_path} cannot be written"):
+    with pytest.raises(UsageError) as refused:
         report.rerun(["LeNet5"], runner.Settings())
+    # The report has no --out-dir to pass: the advice is the folder's permissions.
+    assert str(refused.value).startswith(f"{tmp_path} cannot be written (Permission denied: ")
+    assert str(refused.value).endswith("; fix its permissions") and "--out-dir" not in str(refused.value)
 
 
 def test_a_staging_folder_that_refuses_the_rerun_says_how_to_start_over(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "STAGING", tmp_path / "staging")
 
-    def plan(*args):
+    def plan(*args, **kwargs):
         raise UsageError("lenet5_seed0 holds a run with --epochs 1")
     monkeypatch.setattr(runner, "plan", plan)
     with pytest.raises(UsageError) as refused:
@@ -752,3 +755,14 @@ def test_a_signal_that_arrives_with_the_last_run_still_stops_the_sweep(stopped_m
     # The loop ends with the last run; the signal that came with it is not lost (exit 143, the continue line).
     outcomes = stopped_mid_sweep(1, lambda ray: ({}, None, 1.0))
     assert [outcome.job.name for outcome in outcomes] == ["lenet5_seed0"] and outcomes[0].error is None
+
+
+def test_an_unwritable_tuning_staging_folder_names_no_flag_the_tuning_does_not_have(tmp_path, monkeypatch,
+                                                                                    read_only_probe):
+    monkeypatch.setattr(tune, "STAGING", tmp_path / "staging")
+    monkeypatch.setattr(runner, "train_all", lambda *a, **k: pytest.fail("trained before checking the folders"))
+    train = tune.trainer(runner.Settings(), lambda setting, seed: tiny_recipe(validation=True),
+                         lambda setting, seed: tmp_path / "tuning" / "lenet5_x_seed0.json")
+    with pytest.raises(UsageError) as refused:
+        train([({}, 0)])
+    assert str(refused.value).endswith("; fix its permissions") and "--out-dir" not in str(refused.value)
