@@ -83,6 +83,9 @@ QUOTED = [
             "    return [tune.read_run(path) for path in sorted((tune.FAST_DIR if fast else tune.TUNING_DIR)"
             '.glob("*.json"))]',
             "tests/test_slots.py::test_a_tuning_file_no_sweep_scores_is_named_and_neither_read_nor_counted"),
+    Defence("scripts/report.py", "make readme checks every file, and the sweeps' choices, before it renders anything",
+            "        check_all()  # slots.BadResults is a UsageError: one line, exit 2\n", "",
+            "tests/test_slots.py::test_a_believable_score_that_chooses_another_fast_recipe_than_recipes_py_is_refused"),
     Defence("scripts/report.py", "a left-out tuning file's name is shown on one line",
             "leaves out {paths.shown(path)}:", "leaves out {path}:",
             "tests/test_slots.py::test_a_tuning_file_no_sweep_scores_is_named_and_neither_read_nor_counted"),
@@ -187,7 +190,8 @@ RUNS = [
             "            except KeyboardInterrupt as again:\n                raise Interrupted(len(history), again, "
             "results_written=False) from None\n",
             "",
-            "tests/test_defences_runs.py::test_a_second_ctrl_c_while_the_results_are_written_says_the_checkpoint_is_kept"),
+            "tests/test_defences_runs.py::"
+            "test_a_second_ctrl_c_while_the_results_are_written_says_the_checkpoint_is_kept"),
     Defence("runs.py", "Ctrl-C says what was saved and how to resume",
             "        if isinstance(e, KeyboardInterrupt):\n            raise Interrupted(len(history), e, "
             "results_written=written) from None\n",
@@ -280,7 +284,8 @@ RUNS = [
             "tests/test_defences_runs.py::test_a_checkpoint_over_the_cap_is_refused_before_torch_reads_it"),
     Defence("checkpoints.py", "the size cap is near the largest checkpoint main.py can write",
             "MAX_CHECKPOINT_BYTES = 2 * 1024**3", "MAX_CHECKPOINT_BYTES = 64 * 1024**3",
-            "tests/test_defences_runs.py::test_the_size_cap_admits_the_largest_checkpoint_main_py_writes_and_little_more"),
+            "tests/test_defences_runs.py::"
+            "test_the_size_cap_admits_the_largest_checkpoint_main_py_writes_and_little_more"),
     Defence("checkpoints.py", "torch.load reads tensors only, never arbitrary pickled objects",
             'checkpoint = torch.load(file, map_location="cpu", weights_only=True)',
             'checkpoint = torch.load(file, map_location="cpu", weights_only=False)',
@@ -577,7 +582,8 @@ RUNS = [
             "tests/test_defences_runs.py::test_a_setting_that_shares_no_seed_with_the_best_gets_no_comparison"),
     Defence("significance.py", "the tests' level is 5%",
             "ALPHA = 0.05", "ALPHA = 0.1",
-            "tests/test_significance.py::test_the_unpaired_interval_adds_both_figures_binomial_noise_and_their_seeds_spread"),
+            "tests/test_significance.py::"
+            "test_the_unpaired_interval_adds_both_figures_binomial_noise_and_their_seeds_spread"),
     # dataset.py
     Defence("dataset.py", "a bundle that decompresses to the wrong bytes is refused",
             "        if digest.hexdigest() != SHA256[target.name]:", "        if False:",
