@@ -35,8 +35,8 @@ train: venv  ## python main.py --model lenet5 --epochs 10, or the flags in ARGS
 test: venv  ## the tests, CPU only, a few minutes
 	$(PYTHON) -m pytest $(ARGS)
 
-defences: venv  ## delete each defence in turn (in a scratch copy) and check that its test fails (~20 min)
-	$(PYTHON) -m tests.mutants $(ARGS)
+defences: venv  ## delete each defence in turn (in scratch copies) and check that its test fails (JOBS=2: ~40 min)
+	$(PYTHON) -m tests.mutants --jobs $(JOBS) $(ARGS)
 
 tune: venv  ## choose each model's recipe on the validation split (~55 min on 2 CPU cores); reruns only what is missing
 	$(PYTHON) -m scripts.tune --jobs $(JOBS) $(ARGS)

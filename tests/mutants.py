@@ -7,7 +7,7 @@ HUNG, or BROKEN (the change did not run at all: a bad entry). The working tree i
 results/defences.json, from which the README states how many defences are guarded. tests/test_mutants.py checks,
 in the ordinary suite, that each `old` still reads as listed and that results/defences.json is this table's.
 
-    python -m tests.mutants                 # every entry, into results/defences.json (make defences)
+    python -m tests.mutants --jobs 2        # every entry, two at once, into results/defences.json (make defences)
     python -m tests.mutants --only demo.py  # the entries whose file, defence or test holds this text, into runs/
 """
 if __name__ == "__main__" and not __package__:  # `python tests/mutants.py`: the package's modules would not import
@@ -15,17 +15,19 @@ if __name__ == "__main__" and not __package__:  # `python tests/mutants.py`: the
 
 import os
 import platform
+import queue
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import files
-from cli import OneLineErrorParser, emit, run
+from cli import OneLineErrorParser, count, emit, run
 from errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -1105,6 +1107,10 @@ def scratch_copy(into):
         os.symlink(ROOT / "data" / "MNIST", into / "data" / "MNIST")
 
 
+# The pytest processes under way, so that Ctrl-C stops them too, and not only the one this thread waits for.
+RUNNING = set()
+
+
 def pytest(repo, nodes):
     """(exit status of pytest running nodes in repo, its last lines); status None where it ran past TIMEOUT."""
     process = subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *nodes],
@@ -1112,15 +1118,25 @@ def pytest(repo, nodes):
                                # No bytecode: a mutant and its undoing can share a size and a second of mtime.
                                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
                                start_new_session=True)  # its own group, so that a hung test's children go with it
+    RUNNING.add(process)
     try:
         out, _ = process.communicate(timeout=TIMEOUT)
         return process.returncode, out.strip().splitlines()[-3:]
     except subprocess.TimeoutExpired:
         return None, []
     finally:
-        if process.poll() is None:  # past TIMEOUT, or Ctrl-C here: the test and what it started go
+        stop(process)
+        process.communicate()
+        RUNNING.discard(process)
+
+
+def stop(process):
+    """SIGKILL a pytest that is still running (past TIMEOUT, or Ctrl-C here), and what it started."""
+    if process.poll() is None:
+        try:
             os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
+        except ProcessLookupError:
+            pass
 
 
 def verdict(status):
@@ -1128,28 +1144,45 @@ def verdict(status):
     return {1: "red", 0: "GREEN", None: "HUNG"}.get(status, "BROKEN")
 
 
-def try_each(chosen, repo):
-    """Each chosen defence with its outcome and the seconds it took, as a row of the table."""
-    for d in chosen:
-        path = repo / d.file
-        source = path.read_text()
-        started = time.monotonic()
-        if source.count(d.old) != 1:
+def try_one(defence, repos):
+    """The defence's row of the table: its outcome and the seconds it took, in a scratch copy taken from repos
+    for the while."""
+    repo = repos.get()
+    path = repo / defence.file
+    source = path.read_text()
+    started = time.monotonic()
+    try:
+        if source.count(defence.old) != 1:
             outcome = "BROKEN"
         else:
-            path.write_text(source.replace(d.old, d.new))
-            try:
-                outcome = verdict(pytest(repo, [d.test])[0])
-            finally:
-                path.write_text(source)
-        yield {"file": d.file, "defence": d.what, "test": d.test, "outcome": outcome,
-               "seconds": round(time.monotonic() - started, 1)}
+            path.write_text(source.replace(defence.old, defence.new))
+            outcome = verdict(pytest(repo, [defence.test])[0])
+    finally:
+        path.write_text(source)
+        repos.put(repo)
+    return {"file": defence.file, "defence": defence.what, "test": defence.test, "outcome": outcome,
+            "seconds": round(time.monotonic() - started, 1)}
+
+
+def try_each(chosen, repos, jobs):
+    """Each chosen defence's row, in order, jobs of them at once (each test is a process of its own, mostly
+    waiting on one core)."""
+    pool = ThreadPoolExecutor(jobs)
+    try:
+        yield from pool.map(lambda defence: try_one(defence, repos), chosen)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in list(RUNNING):
+            stop(process)
+        pool.shutdown(wait=True)  # each thread puts its file back
 
 
 def get_args_parser():
     parser = OneLineErrorParser(prog="mutants", description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="", help="only the entries whose file, defence or test holds this text; "
                                                    "default: every entry")
+    parser.add_argument("--jobs", type=count(16), default=1, help="tests run at once, each in its own scratch copy, "
+                                                                   "from 1 to 16")
     parser.add_argument("--out", type=Path, help="where the table goes, as JSON; default: results/defences.json for "
                                                  "every entry, runs/defences.json for some")
     return parser
@@ -1162,14 +1195,16 @@ def main(args):
             raise UsageError(f"no entry's file, defence or test holds --only {args.only!r}; see tests/mutants.py")
         out = files.bench_output(args.out, "defences.json", quick=len(chosen) < len(DEFENCES))
         with tempfile.TemporaryDirectory(prefix="mutants-") as scratch:
-            repo = Path(scratch)
-            scratch_copy(repo)
-            status, tail = pytest(repo, sorted({d.test for d in chosen}))
+            repos = queue.SimpleQueue()
+            for i in range(args.jobs):
+                scratch_copy(Path(scratch, str(i)))
+                repos.put(Path(scratch, str(i)))
+            status, tail = pytest(Path(scratch, "0"), sorted({d.test for d in chosen}))
             if status != 0:
                 raise UsageError("the tests fail with every defence in place; fix that first: " + " / ".join(tail))
             emit("| file | defence | test | without it |\n|---|---|---|---|")
             rows = []
-            for row in try_each(chosen, repo):
+            for row in try_each(chosen, repos, args.jobs):
                 rows.append(row)
                 emit(f"| {row['file']} | {row['defence']} | `{row['test'].split('::', 1)[1]}` | {row['outcome']} "
                      f"({row['seconds']:.0f} s) |")
