@@ -499,6 +499,32 @@ def test_a_file_refused_once_open_leaves_no_descriptor_open(tmp_path, monkeypatc
     assert set(os.listdir("/proc/self/fd")) - before == set()
 
 
+TERMINAL = """
+import os, paths
+master, slave = os.openpty()
+name = os.ttyname(slave)
+os.close(slave)
+regular = os.stat(paths.__file__)
+os.stat = lambda path, *args, **kwargs: regular  # the look saw a regular file: the terminal came after it
+try:
+    paths.open_file(name)
+except paths.NotAFile as e:
+    print(e)
+try:
+    os.close(os.open("/dev/tty", os.O_RDWR))
+    print("a controlling terminal")
+except OSError:
+    print("no controlling terminal")
+"""
+
+
+def test_a_terminal_put_in_a_files_place_never_becomes_the_controlling_terminal():
+    # A session with no terminal that opens one, without O_NOCTTY, takes it for its own, and with it that
+    # terminal's Ctrl-C and hang-ups: here a new session, as a program started by a service or in the background.
+    result = subprocess.run([sys.executable, "-c", TERMINAL], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                            start_new_session=True)
+    assert (result.stdout, result.stderr) == ("a device\nno controlling terminal\n", "")
+
 def test_shown_escapes_every_control_character_delete_included():
     assert paths.shown("a\x1b[31mb\x7fc\x00d") == "a\\x1b[31mb\\x7fc\\x00d"
 
