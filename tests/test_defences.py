@@ -292,14 +292,17 @@ def test_a_decoders_message_becomes_one_short_printable_line():
 
 # ---------------------------------------------------------------- preprocess.py
 
-@pytest.mark.parametrize("marks", ["three specks", "a faint smudge"])
-def test_specks_and_smudges_are_blank(marks):
-    image = Image.new("L", (120, 90), 200)
-    if marks == "three specks":
-        for at in ((10, 10), (60, 40), (100, 70)):
-            image.putpixel(at, 0)
+@pytest.mark.parametrize("marks", ["three specks", "a faint smudge", "noisy paper"])
+def test_specks_smudges_and_noise_are_blank(marks):
+    if marks == "noisy paper":  # grain of 12 grey levels: ink must stand 6 of them above the paper, not 3
+        image = Image.fromarray(np.random.default_rng(0).normal(128, 12, (90, 120)).round().astype(np.uint8))
     else:
-        ImageDraw.Draw(image).ellipse([40, 20, 80, 70], fill=197)  # 3 grey levels darker than the paper
+        image = Image.new("L", (120, 90), 50)
+    if marks == "three specks":  # chalk dust on a blackboard: fewer than 4 pixels of ink
+        for at in ((10, 10), (60, 40), (100, 70)):
+            image.putpixel(at, 255)
+    elif marks == "a faint smudge":
+        ImageDraw.Draw(image).ellipse([40, 20, 80, 70], fill=53)  # 3 grey levels off the paper
     with pytest.raises(preprocess.Blank):
         preprocess.mnist_like(image)
 
