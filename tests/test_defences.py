@@ -328,6 +328,15 @@ def test_the_background_plane_is_fitted_to_a_few_thousand_pixels_at_most(monkeyp
     assert rows and max(rows) <= 2 * 4000
 
 
+def test_a_thin_line_along_the_images_edge_is_read_not_a_crash():
+    # 2 px high and 1,800 long, on the top edge: its margin is cut by the edge, and at 20 px long it is under half
+    # a pixel high, which rounds to no row at all.
+    image = Image.new("L", (2000, 300), 235)
+    ImageDraw.Draw(image).rectangle([100, 0, 1900, 1], fill=20)
+    field = preprocess.mnist_like(image)
+    rows, columns = np.nonzero(field > 0.3)
+    assert len(set(rows)) == 1 and 19 <= columns.max() - columns.min() + 1 <= 21
+
 @pytest.mark.parametrize("heavy", ["top", "bottom"])
 def test_a_digit_heavy_at_one_end_is_centred_by_mass_within_the_field(heavy):
     image = Image.new("L", (200, 300), 235)
