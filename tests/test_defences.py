@@ -1,26 +1,35 @@
 """Defences that held with no test to notice them going (issue 26): each test here was seen to fail with its
 defence deleted or loosened."""
+import errno
+import gc
 import io
 import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
+import warnings
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, ImageDraw
 
 import checkpoints
 import demo
 import engine
+import figures
+import files
 import images
 import paths
 import predict
-from conftest import png_declaring
+import preprocess
+from conftest import ROOT, png_declaring
 from errors import UsageError
 from test_demo import PNGS, field_of, models, port_of, post, raw, request, server, serving  # noqa: F401 (fixtures)
 from test_images import encoded, one, similar
@@ -106,6 +115,106 @@ def test_the_demo_holds_images_to_its_own_lower_pixel_cap():
         demo.decode(png_declaring(5000, 5000), "image/png")
 
 
+def test_any_other_page_is_a_404(server):
+    status, _, body = request(server, "GET", "/demo.html")
+    assert status == 404 and json.loads(body) == {"error": "no page here; the demo is at /"}
+
+
+def test_a_drawing_posted_anywhere_but_predict_is_a_404_and_not_read(server):
+    status, _, body = request(server, "POST", "/", PNGS[1], {"Content-Type": "image/png"})
+    assert status == 404 and json.loads(body) == {"error": "POST drawings to /predict"}
+
+
+@pytest.mark.parametrize("refused", ["Host: evil.example", "Origin: http://evil.example"])
+def test_a_request_refused_for_its_name_or_origin_closes_its_connection(server, refused):
+    host = f"Host: 127.0.0.1:{port_of(server)}\r\n"
+    smuggled = f"GET / HTTP/1.1\r\n{host}\r\n".encode()  # the body, unread: it must not pass for a request
+    head = (f"POST /predict HTTP/1.1\r\n{refused}\r\n{host if refused.startswith('Origin') else ''}"
+            f"Content-Type: image/png\r\nContent-Length: {len(smuggled)}\r\n\r\n")
+    answer = raw(server, head.encode() + smuggled)
+    assert answer.startswith(b"HTTP/1.1 421 " if refused.startswith("Host") else b"HTTP/1.1 403 ")
+    assert answer.count(b"HTTP/1.1 ") == 1
+
+
+def test_a_get_with_a_chunked_body_closes_its_connection(server):
+    host = f"Host: 127.0.0.1:{port_of(server)}\r\n"
+    smuggled = f"GET / HTTP/1.1\r\n{host}\r\n".encode()
+    head = f"GET / HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n\r\n"
+    answer = raw(server, f"{head}{len(smuggled):x}\r\n".encode() + smuggled + b"\r\n0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.count(b"HTTP/1.1 ") == 1
+
+
+def test_a_chunked_body_with_a_content_length_as_well_gets_411(server):  # the classic smuggling pair
+    body = f"{len(PNGS[1]):x}\r\n".encode() + PNGS[1] + b"\r\n0\r\n\r\n"
+    head = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port_of(server)}\r\nContent-Type: image/png\r\n"
+            f"Transfer-Encoding: chunked\r\nContent-Length: {len(body)}\r\n\r\n")
+    answer = raw(server, head.encode() + body)
+    assert answer.startswith(b"HTTP/1.1 411 ") and b"not chunked" in answer
+
+
+def test_a_request_http_server_refuses_closes_its_connection(server):
+    host = f"Host: 127.0.0.1:{port_of(server)}\r\n"
+    answer = raw(server, f"PUT / HTTP/1.1\r\n{host}\r\nGET / HTTP/1.1\r\n{host}\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 501 ") and answer.count(b"HTTP/1.1 ") == 1
+
+
+def test_a_body_declared_far_over_the_cap_is_refused_at_once_without_reading_it(models):
+    with serving(models, timeout=2) as address:  # a server that waited for the body would give up after 2 s
+        head = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port_of(address)}\r\nContent-Type: image/png\r\n"
+                f"Content-Length: {100 * demo.MAX_BYTES}\r\n\r\n")
+        assert raw(address, head.encode()).startswith(b"HTTP/1.1 413 ")
+
+
+def test_the_demos_limits_are_those_the_readme_promises(models, monkeypatch):
+    # README, "The demo": a body of at most 2 MB, an image of at most 4096x4096, 10 s of silence, 30 s for a whole
+    # request, at most 64 connections, two drawings read at a time, a listen backlog of 128.
+    assert (demo.MAX_BYTES, demo.MAX_PIXELS, demo.TIMEOUT, demo.REQUEST_SECONDS, demo.MAX_CONNECTIONS,
+            demo.READING_AT_ONCE) == (2 * 1024 * 1024, 4096 * 4096, 10, 30, 64, 2)
+    deadlines, timer = [], threading.Timer
+    monkeypatch.setattr(threading, "Timer", lambda seconds, then: deadlines.append(seconds) or timer(seconds, then))
+    server = demo.make_server(models, 0)  # as main() makes it
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert request(f"http://127.0.0.1:{server.server_port}/", "GET", "/")[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert server.RequestHandlerClass.timeout == 10 and server.request_queue_size == 128
+    assert deadlines and set(deadlines) == {30}
+
+
+def test_the_server_listens_on_loopback_only(models, monkeypatch):
+    bound = []
+
+    def bind(self):  # where it would listen; nothing listens in this test
+        bound.append(self.server_address)
+        raise OSError("not bound in a test")
+    monkeypatch.setattr(demo.Server, "server_bind", bind)
+    with pytest.raises(OSError, match="not bound in a test"):
+        demo.make_server(models, 0)
+    assert bound == [("127.0.0.1", 0)]
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(trained_runs, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = demo.get_args_parser().parse_args(["--port", str(port), "--checkpoint",
+                                                  str(trained_runs / "checkpoints" / "lenet5_seed0.pt")])
+        assert demo.main(args) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"demo.py: error: cannot serve on 127.0.0.1:{port} (Address already in use); pass " \
+                                f"another --port\n"
+
+
+def test_with_no_model_nothing_is_served(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(files, "DEFAULT_OUT_DIR", tmp_path)
+    monkeypatch.setattr(demo.Server, "serve_forever", lambda self, poll_interval=0.5: pytest.fail("served no model"))
+    assert demo.main(demo.get_args_parser().parse_args(["--port", "0"])) == 2
+    assert capsys.readouterr().out == ""
+
+
 # ---------------------------------------------------------------- images.py
 
 def test_a_callers_lower_pixel_cap_is_honoured(monkeypatch):
@@ -125,6 +234,121 @@ def test_exif_orientation_survives_the_16_bit_conversion():
     assert similar(np.asarray(image, dtype=np.float32), np.asarray(upright, dtype=np.float32)) > 0.95
 
 
+def test_tiff_never_reaches_libtiff_unless_asked_for():
+    with pytest.raises(images.Unreadable, match=r"^not an image in a format it reads \(PNG, JPEG, BMP, GIF, WebP\)$"):
+        images.open_image(io.BytesIO(encoded(one(), "TIFF")))
+
+
+def test_a_path_that_is_not_a_regular_file_is_unreadable_in_one_line(tmp_path):
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(images.Unreadable, match=r"^a named pipe \(FIFO\), not an image file$"):
+        images.open_image(tmp_path / "pipe.png")
+    with pytest.raises(images.Unreadable, match="^no such file or folder$"):
+        images.open_image(tmp_path / "nosuch.png")
+
+
+def test_a_file_refused_for_its_size_is_closed(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", 100)
+    (tmp_path / "a.png").write_bytes(PNGS[1])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            images.open_image(tmp_path / "a.png")
+        except images.Unreadable as e:
+            assert str(e).startswith("a file of 0 MB, over 0 MB")
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_pillows_warnings_never_reach_the_terminal(tmp_path):
+    # 10000x10000: over Pillow's own limit for a warning (about 89 million pixels), under its limit for an error.
+    (tmp_path / "huge.png").write_bytes(png_declaring(10000, 10000))
+    code = "import sys, images\ntry:\n    images.open_image(sys.argv[1])\nexcept images.Unreadable as e:\n    print(e)"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "huge.png")], capture_output=True, text=True,
+                            timeout=60, cwd=ROOT, env=env)
+    assert (result.stdout, result.stderr) == ("10000x10000 pixels, over 50,000,000; scale it down\n", "")
+
+
+def test_the_decoding_budget_makes_an_image_wait_for_room_and_lets_a_huge_one_through():
+    budget, beside, huge = images.Budget(3_000), threading.Event(), threading.Event()
+
+    def hold(pixels, then):
+        with budget.held(pixels):
+            then.set()
+    with budget.held(2_000):
+        threading.Thread(target=hold, args=(2_000, beside), daemon=True).start()
+        assert not beside.wait(1)  # no room beside the first
+    assert beside.wait(10)
+    threading.Thread(target=hold, args=(5_000, huge), daemon=True).start()
+    assert huge.wait(10)  # over the whole budget: it waits to have it all, not forever
+    assert budget.free == 3_000
+
+
+def test_a_decoders_message_becomes_one_short_printable_line():
+    line = images.one_line(ValueError("bad\x1b[2J\tchunk\r\n" + "x" * 500))
+    assert line == ("bad?[2J chunk " + "x" * 500)[:120]
+
+
+# ---------------------------------------------------------------- preprocess.py
+
+@pytest.mark.parametrize("marks", ["three specks", "a faint smudge", "noisy paper"])
+def test_specks_smudges_and_noise_are_blank(marks):
+    if marks == "noisy paper":  # grain of 12 grey levels: ink must stand 6 of them above the paper, not 3
+        image = Image.fromarray(np.random.default_rng(0).normal(128, 12, (90, 120)).round().astype(np.uint8))
+    else:
+        image = Image.new("L", (120, 90), 50)
+    if marks == "three specks":  # chalk dust on a blackboard: fewer than 4 pixels of ink
+        for at in ((10, 10), (60, 40), (100, 70)):
+            image.putpixel(at, 255)
+    elif marks == "a faint smudge":
+        ImageDraw.Draw(image).ellipse([40, 20, 80, 70], fill=53)  # 3 grey levels off the paper
+    with pytest.raises(preprocess.Blank):
+        preprocess.mnist_like(image)
+
+
+def big_one(size=(1600, 1200)):
+    image = Image.new("L", size, 235)
+    ImageDraw.Draw(image).line([(size[0] / 2, size[1] * 0.15), (size[0] / 2, size[1] * 0.85)], fill=20,
+                               width=size[0] // 20)
+    return image
+
+
+def test_the_ink_is_looked_for_on_a_small_thumbnail(monkeypatch):
+    seen, flatten = [], preprocess.flatten
+    monkeypatch.setattr(preprocess, "flatten", lambda small: seen.append(small.shape) or flatten(small))
+    preprocess.mnist_like(big_one())
+    assert len(seen) == 1 and max(seen[0]) <= 160
+
+
+def test_the_background_plane_is_fitted_to_a_few_thousand_pixels_at_most(monkeypatch):
+    rows, lstsq = [], np.linalg.lstsq
+    monkeypatch.setattr(np.linalg, "lstsq", lambda a, b, rcond=None: rows.append(len(a)) or lstsq(a, b, rcond=rcond))
+    preprocess.mnist_like(big_one((320, 320)))  # a 160x160 thumbnail: 25,600 pixels, most of them paper
+    assert rows and max(rows) <= 2 * 4000
+
+
+def test_a_thin_line_along_the_images_edge_is_read_not_a_crash():
+    # 2 px high and 1,800 long, on the top edge: its margin is cut by the edge, and at 20 px long it is under half
+    # a pixel high, which rounds to no row at all.
+    image = Image.new("L", (2000, 300), 235)
+    ImageDraw.Draw(image).rectangle([100, 0, 1900, 1], fill=20)
+    field = preprocess.mnist_like(image)
+    rows, columns = np.nonzero(field > 0.3)
+    assert len(set(rows)) == 1 and 19 <= columns.max() - columns.min() + 1 <= 21
+
+@pytest.mark.parametrize("heavy", ["top", "bottom"])
+def test_a_digit_heavy_at_one_end_is_centred_by_mass_within_the_field(heavy):
+    image = Image.new("L", (200, 300), 235)
+    draw = ImageDraw.Draw(image)
+    draw.line([(100, 30), (100, 270)], fill=20, width=3)
+    draw.ellipse([40, 30, 160, 130] if heavy == "top" else [40, 170, 160, 270], fill=20)
+    field = preprocess.mnist_like(image)
+    mass = field.sum()
+    centre = ((np.arange(28)[:, None] * field).sum() / mass, (np.arange(28)[None, :] * field).sum() / mass)
+    assert field.shape == (28, 28) and centre == pytest.approx((14, 14), abs=1.5)
+
+
 # ---------------------------------------------------------------- predict.py --preview
 
 @pytest.mark.parametrize("link", ["symbolic", "hard", "symbolic to its folder"])
@@ -141,6 +365,96 @@ def test_a_preview_that_reaches_an_input_through_a_link_is_refused(link, tmp_pat
     with pytest.raises(UsageError, match="is one of the images to read; write the preview elsewhere"):
         predict.check_preview(preview, [str(image)])
     assert image.read_bytes() == PNGS[1]
+
+
+def test_find_images_names_an_argument_that_is_not_a_file(tmp_path):
+    os.mkfifo(tmp_path / "pipe.png")
+    assert list(predict.find_images([str(tmp_path / "pipe.png"), "/dev/null"])) == [
+        (tmp_path / "pipe.png", "a named pipe (FIFO), not an image file"), (Path("/dev/null"), "a device, not an image file")]
+
+
+def test_find_images_in_a_folder_names_what_it_cannot_read_and_skips_subfolders(tmp_path):
+    (tmp_path / "a.png").write_bytes(PNGS[1])
+    os.mkfifo(tmp_path / "b.png")
+    (tmp_path / "c.png").symlink_to("nowhere.png")
+    (tmp_path / "d.png").mkdir()
+    (tmp_path / "d.png" / "e.png").write_bytes(PNGS[1])
+    (tmp_path / "notes.txt").write_text("")
+    assert list(predict.find_images([str(tmp_path)])) == [
+        (tmp_path / "a.png", None), (tmp_path / "b.png", "a named pipe (FIFO), not an image file"),
+        (tmp_path / "c.png", "a broken symbolic link")]
+
+
+def test_a_folder_that_cannot_be_listed_is_one_problem(tmp_path, monkeypatch):
+    def refused(self):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+    monkeypatch.setattr(Path, "iterdir", refused)
+    assert list(predict.find_images([str(tmp_path)])) == [
+        (tmp_path, "a folder, not readable (Permission denied); check its permissions")]
+
+
+def test_no_more_than_AHEAD_files_are_read_ahead(monkeypatch):
+    monkeypatch.setattr(predict, "read", lambda path, thumbnails: (None, None))
+    taken = []
+
+    def entries():
+        for i in range(3 * predict.AHEAD):
+            taken.append(i)
+            yield Path(f"{i}.png"), None
+    readings = predict.readings(entries(), False)
+    batches = [next(readings)]
+    assert len(taken) <= predict.AHEAD
+    batches += list(readings)
+    assert sum(map(len, batches)) == 3 * predict.AHEAD and max(map(len, batches)) <= predict.AHEAD
+
+
+def test_reads_not_started_are_dropped_when_the_reader_stops(monkeypatch):
+    pools, started, release, pool = [], [], threading.Event(), predict.ThreadPoolExecutor
+    monkeypatch.setattr(predict, "ThreadPoolExecutor", lambda workers: pools.append(pool(workers)) or pools[-1])
+
+    def read(path, thumbnails):
+        started.append(path.name)
+        if path.name != "0.png":
+            release.wait(10)
+        return None, None
+    monkeypatch.setattr(predict, "read", read)
+    readings = predict.readings(((Path(f"{i}.png"), None) for i in range(40)), False)
+    assert [path.name for path, _ in next(readings)] == ["0.png"]
+    readings.close()  # as Ctrl-C, or a reader that went away, stops predict.py
+    release.set()
+    pools[0].shutdown(wait=True)
+    assert len(started) <= 1 + predict.WORKERS
+
+
+@pytest.mark.parametrize("top", ["0", "11"])
+def test_top_outside_1_to_10_is_refused(top, capsys):
+    with pytest.raises(SystemExit) as exit:
+        predict.get_args_parser().parse_args(["a.png", "--top", top])
+    assert exit.value.code == 2 and "--top" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["under a file", "a symbolic link loop"])
+def test_a_preview_path_that_cannot_be_looked_at_is_refused(where, tmp_path):
+    (tmp_path / "a.png").write_bytes(PNGS[1])
+    (tmp_path / "loop.png").symlink_to("loop.png")
+    preview = tmp_path / ("a.png/preview.png" if where == "under a file" else "loop.png")
+    problem = "no such file or folder" if where == "under a file" else "a symbolic link loop"
+    with pytest.raises(UsageError, match=f"is {problem}; give another path$"):
+        predict.check_preview(preview, [str(tmp_path / "a.png")])
+
+
+def test_the_preview_keeps_only_the_rows_it_draws(trained_runs, tmp_path, monkeypatch, capsys):
+    (tmp_path / "scans").mkdir()
+    count = figures.PREDICTIONS_SHOWN + 3
+    for i in range(count):
+        (tmp_path / "scans" / f"{i:02d}.png").write_bytes(PNGS[i % 2])
+    drawn, predictions = [], figures.predictions
+    monkeypatch.setattr(figures, "predictions",
+                        lambda rows, total=None: drawn.append((len(rows), total)) or predictions(rows, total=total))
+    args = predict.get_args_parser().parse_args([str(tmp_path / "scans"), "--preview", str(tmp_path / "preview.png"),
+                                                 "--checkpoint", str(trained_runs / "checkpoints" / "lenet5_seed0.pt")])
+    assert predict.main(args) == 0
+    assert drawn == [(figures.PREDICTIONS_SHOWN, count)] and capsys.readouterr().out.count("\n") == count
 
 
 # ---------------------------------------------------------------- paths.py
@@ -182,6 +496,49 @@ def test_a_pipe_put_in_a_files_place_after_the_look_is_refused_without_blocking(
         thread.join(5)
         pytest.fail("opening a named pipe blocked")
     assert outcome == ["a named pipe (FIFO)"]
+
+
+def test_a_file_refused_once_open_leaves_no_descriptor_open(tmp_path, monkeypatch):
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    regular = os.stat(__file__)
+    gc.collect()
+    before = set(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(os, "stat", lambda path, *args, **kwargs: regular)  # the look saw a regular file
+    with pytest.raises(paths.NotAFile, match=r"^a named pipe \(FIFO\)$"):
+        paths.open_file(pipe)
+    monkeypatch.undo()
+    assert set(os.listdir("/proc/self/fd")) - before == set()
+
+
+TERMINAL = """
+import os, paths
+master, slave = os.openpty()
+name = os.ttyname(slave)
+os.close(slave)
+regular = os.stat(paths.__file__)
+os.stat = lambda path, *args, **kwargs: regular  # the look saw a regular file: the terminal came after it
+try:
+    paths.open_file(name)
+except paths.NotAFile as e:
+    print(e)
+try:
+    os.close(os.open("/dev/tty", os.O_RDWR))
+    print("a controlling terminal")
+except OSError:
+    print("no controlling terminal")
+"""
+
+
+def test_a_terminal_put_in_a_files_place_never_becomes_the_controlling_terminal():
+    # A session with no terminal that opens one, without O_NOCTTY, takes it for its own, and with it that
+    # terminal's Ctrl-C and hang-ups: here a new session, as a program started by a service or in the background.
+    result = subprocess.run([sys.executable, "-c", TERMINAL], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                            start_new_session=True)
+    assert (result.stdout, result.stderr) == ("a device\nno controlling terminal\n", "")
+
+def test_shown_escapes_every_control_character_delete_included():
+    assert paths.shown("a\x1b[31mb\x7fc\x00d") == "a\\x1b[31mb\\x7fc\\x00d"
 
 
 # ---------------------------------------------------------------- runs.py
