@@ -932,8 +932,10 @@ def section_defences(table):
     if table["complete"] is not True:
         raise ValueError("it holds some of the defences only (a run with --only), not the whole list")
     rows = ["| file | defence | its test | without the defence |", "|---|---|---|---|"]
-    rows += [f"| `{row['file']}` | {row['defence']} | `{row['test'].split('::', 1)[1]}` | {row['outcome']} |"
-             for row in table["defences"]]
+    for row in table["defences"]:
+        case = f" ({row['case']})" if row["case"] else ""  # one case of a parametrised test
+        rows.append(f"| `{row['file']}` | {row['defence']} | `{row['test'].split('::', 1)[1]}`{case} | "
+                    f"{row['outcome']} |")
     return (f"`tests/mutants.py` lists {table['entries']} defences, the refusals, caps, timeouts and checks of the "
             f"package, scripts and benchmarks, each as its code and that code with the defence deleted or loosened; "
             f"`make defences` makes each change in turn, in a scratch copy of the repository, and runs the test that "

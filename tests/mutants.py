@@ -349,10 +349,12 @@ SERVING = [
             "tests/test_images.py::test_images_from_many_threads_never_decode_more_than_the_budget_at_once"),
     Defence("images.py", "the budget makes an image wait until it fits",
             "            self.changed.wait_for(lambda: self.free >= pixels)\n", "",
-            "tests/test_defences.py::test_the_decoding_budget_makes_an_image_wait_for_room_and_lets_a_huge_one_through"),
+            "tests/test_defences.py::"
+            "test_the_decoding_budget_makes_an_image_wait_for_room_and_lets_a_huge_one_through"),
     Defence("images.py", "an image over the whole budget waits for all of it, not forever",
             "        pixels = min(pixels, self.size)\n", "",
-            "tests/test_defences.py::test_the_decoding_budget_makes_an_image_wait_for_room_and_lets_a_huge_one_through"),
+            "tests/test_defences.py::"
+            "test_the_decoding_budget_makes_an_image_wait_for_room_and_lets_a_huge_one_through"),
     Defence("images.py", "the decoding budget is one image at MAX_PIXELS",
             "DECODING = Budget(MAX_PIXELS)", "DECODING = Budget(4 * MAX_PIXELS)",
             "tests/test_predict.py::test_reading_the_worst_allowed_images_takes_under_600_mb"),
@@ -535,7 +537,7 @@ SERVING = [
     Defence("paths.py", "DEL escaped as the other control characters",
             "[*range(32), 127]", "range(32)",
             "tests/test_defences.py::test_shown_escapes_every_control_character_delete_included"),
-    Defence("paths.py", "bytes that are not UTF-8 shown as \\xNN",
+    Defence("paths.py", "bytes that are not UTF-8 shown as backslash-x escapes",
             '.decode("utf-8", "backslashreplace")', '.decode("utf-8", "surrogateescape")',
             "tests/test_predict.py::test_file_names_that_are_not_utf8_or_hold_a_newline_give_valid_output"),
 ]
@@ -1580,8 +1582,9 @@ def try_one(defence, repos):
     finally:
         path.write_text(source)
         repos.put(repo)
-    return {"file": defence.file, "defence": defence.what, "test": defence.test, "outcome": outcome,
-            "seconds": round(time.monotonic() - started, 1)}
+    test, _, case = defence.test.partition("[")  # a parametrised test's one case, named apart: plain text
+    return {"file": defence.file, "defence": defence.what, "test": test, "case": case.removesuffix("]"),
+            "outcome": outcome, "seconds": round(time.monotonic() - started, 1)}
 
 
 def try_each(chosen, repos, jobs):
