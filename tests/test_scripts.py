@@ -341,7 +341,8 @@ DAMAGES = {
     "bold": ("bench_pipeline.json", "speed", "make bench", lambda b: b.update(device_name="__init__ bold__")),
     "an emoji": ("bench_pipeline.json", "speed", "make bench", lambda b: b.update(device_name="CPU :warning:")),
     "struck through": ("bench_pipeline.json", "speed", "make bench", lambda b: b.update(device_name="~~AMD~~")),
-    "a partial table of defences": ("defences.json", "defences", "make defences", lambda b: b.update(complete=False)),
+    "a partial table of defences": ("defences.json", "defences", "make defences",
+                                    lambda b: b.update(listed=b["listed"] + 1)),
 }
 
 
