@@ -84,8 +84,9 @@ RECIPE_SCHEMA = {
     "model": Setting(str, choices=MODEL_NAMES),
     "epochs": Setting(int, 1, 10**6),
     "seed": Setting(int, 0, 2**32 - 1),
-    "limit": Setting(int, 1, 10**9, optional=True),
-    "train_size": Setting(int, 1, 10**9, optional=True),
+    # At least 2 training images: a shuffled loader drops a last batch of one (dataset.TensorLoader).
+    "limit": Setting(int, 2, 10**9, optional=True),
+    "train_size": Setting(int, 2, 10**9, optional=True),
     "validation": Setting(bool),
     "optimizer": Setting(str, choices=("sgd", "adamw")),
     "lr": Setting(float, 0, 10, low_open=True),
@@ -194,6 +195,9 @@ def resolve_recipe(model, overrides, name="default", **run):
             raise UsageError(f"--{key.replace('_', '-')} applies only to {', '.join(takes)}, not {model}; "
                              f"drop it or pass --model {takes[0]}")
         recipe[key] = value
+    if recipe.get("batch_norm") and recipe["batch_size"] < 2:
+        raise UsageError("batch norm cannot normalize a batch of one image; pass --batch-size 2 or more, or turn "
+                         "batch norm off")
     return recipe
 
 

@@ -23,10 +23,14 @@ from recipes import completed, evaluated_on, shown_value
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "eval_loss", "eval_acc", "seconds")
 # Two accuracies computed from the same predictions differ only by float rounding; one image of 10,000 is 1e-4.
 AGREEMENT = 1e-6
-# Text that a file puts into the README as it is (a device's name, a torch version, a command): one short line
-# with nothing that markdown or the README's section markers would read as markup (no <, |, `, *, [, ~, \, no
-# __bold__ and no :emoji:), e.g. "AMD EPYC 7B13, 2 threads".
-PLAIN_TEXT = re.compile(r"(?!.*__)(?!.*:[\w+-]+:)[A-Za-z0-9 _.,:;()+/@#%='\"?-]{1,200}")
+# Text that a file puts into the README as it is (a device's name, a torch version, a command): one short line,
+# not blank, with nothing that markdown or the README's section markers would read as markup or a link (no <, |,
+# `, *, [, ~, \, ;, no _ but inside a word, no :emoji:, no :// or www.), e.g. "AMD EPYC 7B13, 2 threads".
+PLAIN_TEXT = re.compile(r"(?=.*\S)(?!.*(?:^|[^A-Za-z0-9])_|.*_(?:[^A-Za-z0-9]|$))(?!.*:[\w+-]+:)(?!.*(?:://|www\.))"
+                        r"[A-Za-z0-9 _.,:()+/@#%='\"?-]{1,200}")
+# The largest loss and the longest epoch a history may hold: a cross-entropy over 10 classes starts near 2.3, a
+# run that diverges stops at the first non-finite loss, and no epoch of these models takes days.
+MAX_LOSS, MAX_SECONDS = 1e4, 1e7
 # The fields of a run that the README quotes as text.
 DESCRIBED = ("device", "device_name", "torch")
 
@@ -113,7 +117,7 @@ def check(results, *, path, advice, recipe=None, labels=None, diverged=False, tr
                       f"{params:,}")
         for key in DESCRIBED:
             if not is_plain_text(results.get(key)):
-                raise bad(f"has no {key} in plain text (1 to 200 letters, digits, spaces and .,:;()+/@#%='\"?_-), "
+                raise bad(f"has no {key} in plain text (1 to 200 letters, digits, spaces and .,:()+/@#%='\"?_-), "
                           f"which the README quotes")
     return results
 
@@ -147,8 +151,10 @@ def check_history(history, recipe, complete, bad):
         for key in ("train_acc", "eval_acc"):
             if not is_percentage(record[key]):
                 raise bad(f"has a {key} of {shown_value(record[key])} in epoch {number}, not a percentage")
-        if not (is_loss(record["train_loss"]) and is_loss(record["eval_loss"]) and record["seconds"] >= 0):
-            raise bad(f"has a negative loss or time in epoch {number}")
+        seconds = record["seconds"]
+        if not (is_loss(record["train_loss"]) and is_loss(record["eval_loss"]) and 0 <= seconds <= MAX_SECONDS):
+            raise bad(f"has a loss or time in epoch {number} that is negative or past belief (losses up to "
+                      f"{MAX_LOSS:g}, times up to {MAX_SECONDS:g} s)")
 
 
 def check_predictions(results, labels, bad):
@@ -190,4 +196,4 @@ def is_percentage(value):
 
 
 def is_loss(value):
-    return is_number(value) and value >= 0
+    return is_number(value) and 0 <= value <= MAX_LOSS

@@ -622,17 +622,20 @@ def check_choices():
     """The recipes in recipes.py are those the committed sweeps choose: the README marks the sweeps' choices in
     their tables and describes recipes.py's recipes, so the two must be the same."""
     for model, (chosen, _) in sweeps().items():
-        check_choice(chosen, RECIPES[model], f'RECIPES["{model}"]', tune.TUNING_DIR)
+        check_choice(chosen, RECIPES[model], f'RECIPES["{model}"]', tune.TUNING_DIR, "*.json")
     check_choice(fast_sweep()[0], NAMED_RECIPES["fast"]["lenet5"], 'NAMED_RECIPES["fast"]["lenet5"]', tune.FAST_DIR)
 
 
-def check_choice(chosen, recipe, name, folder):
+def check_choice(chosen, recipe, name, folder, files_there=""):
+    """UsageError where the sweep's chosen setting is not recipe's; files_there is a glob of the sweep's own files
+    in folder, where a subfolder holds another sweep's (results/tuning/fast/ in results/tuning/)."""
     key = next((key for key in chosen if recipe.get(key) != chosen[key]), None)
     if key is not None:
         # Rerunning the sweep would change nothing (it trains only what is missing), and copying the choice into
         # recipes.py would leave every committed run trained with another recipe.
         raise UsageError(f"the sweep in {folder} chooses {key} {show(chosen[key])}, but recipes.py's {name} has "
-                         f"{key} {show(recipe.get(key))}; restore the committed sweep with `git checkout -- {folder}`, "
+                         f"{key} {show(recipe.get(key))}; restore the committed sweep with `git checkout -- "
+                         f"{folder / files_there if files_there else folder}`, "
                          f"or, to adopt its choice, copy it into recipes.py and rebuild the report with `make report`")
 
 
@@ -939,9 +942,9 @@ def section_defences(table):
     return (f"`tests/mutants.py` lists {table['entries']} defences, the refusals, caps, timeouts and checks of the "
             f"package, scripts and benchmarks, each as its code and that code with the defence deleted or loosened; "
             f"`make defences` makes each change in turn, in a scratch copy of the repository, and runs the test that "
-            f"guards it. At its last run, {table['red']} of the {table['entries']} tests failed without their "
-            f"defence (`results/defences.json`), and `make test` fails where that table is not the list in "
-            f"`tests/mutants.py`.\n\n<details><summary>Each defence and its test</summary>\n\n" + "\n".join(rows)
+            f"guards it (`--update` measures some again). As last measured (`results/defences.json`), {table['red']} "
+            f"of the {table['entries']} tests failed without their defence, and `make test` fails where that table "
+            f"is not the list in `tests/mutants.py`.\n\n<details><summary>Each defence and its test</summary>\n\n" + "\n".join(rows)
             + "\n\n</details>")
 
 

@@ -9,6 +9,7 @@ in the ordinary suite, that each `old` still reads as listed and that results/de
 
     python -m tests.mutants --jobs 2        # every entry, two at once, into results/defences.json (make defences)
     python -m tests.mutants --only demo.py  # the entries whose file, defence or test holds this text, into runs/
+    python -m tests.mutants --only demo.py --update  # those entries' rows put into results/defences.json
 """
 if __name__ == "__main__" and not __package__:  # `python tests/mutants.py`: the package's modules would not import
     raise SystemExit("mutants: run it from the repository's root as python -m tests.mutants (or make defences)")
@@ -53,9 +54,32 @@ QUOTED = [
             "            if not is_plain_text(results.get(key)):",
             "            if not isinstance(results.get(key), str):",
             "tests/test_slots.py::test_text_the_readme_quotes_from_a_run_is_plain"),
-    Defence("slots.py", "plain text has no double underscores (bold) and no emoji codes",
-            r"(?!.*__)(?!.*:[\w+-]+:)", "",
+    Defence("slots.py", "plain text has an underscore only inside a word (no italics, no bold)",
+            r"(?!.*(?:^|[^A-Za-z0-9])_|.*_(?:[^A-Za-z0-9]|$))", "",
             "tests/test_slots.py::test_text_the_readme_quotes_from_a_run_is_plain"),
+    Defence("slots.py", "plain text has no emoji codes", r"(?!.*:[\w+-]+:)", "",
+            "tests/test_scripts.py::test_a_damaged_benchmark_file_stops_the_report_in_one_line"),
+    Defence("slots.py", "plain text holds no link", r"(?!.*(?:://|www\.))", "",
+            "tests/test_slots.py::test_text_the_readme_quotes_from_a_run_is_plain"),
+    Defence("slots.py", "plain text is not blank", r"(?=.*\S)", "",
+            "tests/test_slots.py::test_text_the_readme_quotes_from_a_run_is_plain"),
+    Defence("slots.py", "plain text has no semicolon (a second command)", r"""[A-Za-z0-9 _.,:()+/@#%='\"?-]{1,200}""",
+            r"""[A-Za-z0-9 _.,:;()+/@#%='\"?-]{1,200}""",
+            "tests/test_slots.py::test_text_the_readme_quotes_from_a_run_is_plain"),
+    Defence("recipes.py", "a run takes at least 2 training images (a last batch of one is dropped)",
+            '    "limit": Setting(int, 2, 10**9, optional=True),\n    "train_size": Setting(int, 2,',
+            '    "limit": Setting(int, 1, 10**9, optional=True),\n    "train_size": Setting(int, 1,',
+            "tests/test_defences_runs.py::test_a_run_that_could_not_take_one_step_is_refused_in_one_line"),
+    Defence("recipes.py", "batch norm is never given a batch of one image",
+            '    if recipe.get("batch_norm") and recipe["batch_size"] < 2:', "    if False:",
+            "tests/test_defences_runs.py::test_a_run_that_could_not_take_one_step_is_refused_in_one_line"),
+    Defence("scripts/report.py", "the default sweeps' advice restores their files, not the fast sweep's too",
+            "{folder / files_there if files_there else folder}", "{folder}",
+            "tests/test_slots.py::test_a_default_recipe_other_than_the_sweeps_choice_is_refused"),
+    Defence("tests/mutants.py", "make defences never replaces a file that is not a .json table of defences",
+            '        if out.suffix != ".json" or not (isinstance(held, dict) and isinstance(held.get("defences"), '
+            "list)):", "        if False:",
+            "tests/test_mutants.py::test_out_never_replaces_what_is_not_a_table_of_defences"),
     Defence("slots.py", "plain text is 1 to 200 characters", "]{1,200}\")", "]{0,2000}\")",
             "tests/test_slots.py::test_text_the_readme_quotes_from_a_run_is_plain"),
     Defence("slots.py", "a results file nested too deep is one line, not a RecursionError",
@@ -78,7 +102,8 @@ QUOTED = [
             "    check_choice(fast_sweep()[0],", "    (fast_sweep()[0],",
             "tests/test_slots.py::test_a_believable_score_that_chooses_another_fast_recipe_than_recipes_py_is_refused"),
     Defence("scripts/report.py", "each default sweep's choice is recipes.py's recipe",
-            "        check_choice(chosen, RECIPES[model], f'RECIPES[\"{model}\"]', tune.TUNING_DIR)", "        pass",
+            "        check_choice(chosen, RECIPES[model], f'RECIPES[\"{model}\"]', tune.TUNING_DIR, \"*.json\")",
+            "        pass",
             "tests/test_slots.py::test_a_default_recipe_other_than_the_sweeps_choice_is_refused"),
     Defence("scripts/report.py", "only the runs a sweep scores are read and counted",
             "    return [tune.read_run(path) for path in sorted(seen)]",
@@ -951,10 +976,16 @@ RUNS = [
             "            if not is_percentage(record[key]):", "            if False:",
             "tests/test_slots.py::test_a_final_accuracy_of_150_is_not_a_percentage"),
     Defence("slots.py", "losses and times are not negative",
-            '        if not (is_loss(record["train_loss"]) and is_loss(record["eval_loss"]) and record["seconds"] >= '
-            "0):",
+            '        if not (is_loss(record["train_loss"]) and is_loss(record["eval_loss"]) and 0 <= seconds <= '
+            "MAX_SECONDS):",
             "        if False:",
             "tests/test_slots.py::test_losses_and_times_are_not_negative"),
+    Defence("slots.py", "losses and times past belief are refused (MAX_LOSS, MAX_SECONDS)",
+            "MAX_LOSS, MAX_SECONDS = 1e4, 1e7", "MAX_LOSS, MAX_SECONDS = 1e308, 1e308",
+            "tests/test_slots.py::test_losses_and_times_past_belief_are_refused"),
+    Defence("slots.py", "a clean pass's loss past belief is refused",
+            "    return is_number(value) and 0 <= value <= MAX_LOSS", "    return is_number(value) and 0 <= value",
+            "tests/test_slots.py::test_a_clean_pass_loss_past_belief_is_refused"),
     Defence("slots.py", "a file was scored on its slot's number of images",
             '    if results.get("eval_images") != images:', "    if False:",
             "tests/test_slots.py::test_eval_images_must_be_the_slots_image_count"),
@@ -1535,7 +1566,9 @@ RUNNING = set()
 
 def pytest(repo, nodes):
     """(exit status of pytest running nodes in repo, its last lines); status None where it ran past TIMEOUT."""
-    process = subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *nodes],
+    # The tests' temporary folders beside the scratch copy, removed with it, even where a test is killed.
+    process = subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                                f"--basetemp={repo}-tmp", *nodes],
                                cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                # No bytecode: a mutant and its undoing can share a size and a second of mtime.
                                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
@@ -1604,19 +1637,45 @@ def get_args_parser():
     parser = OneLineErrorParser(prog="mutants", description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="", help="only the entries whose file, defence or test holds this text; "
                                                    "default: every entry")
+    parser.add_argument("--file", nargs="+", metavar="FILE",
+                        help="only the entries for these files, e.g. demo.py scripts/report.py; default: every file")
     parser.add_argument("--jobs", type=count(16), default=1, help="tests run at once, each in its own scratch copy, "
                                                                    "from 1 to 16")
-    parser.add_argument("--out", type=Path, help="where the table goes, as JSON; default: results/defences.json for "
-                                                 "every entry, runs/defences.json for some")
+    parser.add_argument("--out", type=Path, help="where the table goes, a .json file; default: results/defences.json "
+                                                 "for every entry or --update, runs/defences.json for some")
+    parser.add_argument("--update", action="store_true",
+                        help="run only the --only entries and put their rows into the table at --out, keeping the "
+                             "rows of every other entry still listed from the run that made them")
     return parser
+
+
+def key(row):
+    """The entry a row of the table was made for: its file, defence and test."""
+    return row["file"], row["defence"], row["test"] + (f"[{row['case']}]" if "case" in row else "")
+
+
+def updated(out, rows):
+    """The table at out with rows put in, and the rows of entries no longer listed taken out, in the list's order."""
+    table = files.read_json(out)
+    try:
+        measured = {key(row): row for row in table["defences"]}
+    except (TypeError, KeyError):
+        raise UsageError(f"--update: {out} holds no table of defences; run make defences without --update") from None
+    measured.update((key(row), row) for row in rows)
+    return [measured[(d.file, d.what, d.test)] for d in DEFENCES if (d.file, d.what, d.test) in measured]
 
 
 def main(args):
     def body():
-        chosen = [d for d in DEFENCES if args.only in f"{d.file} {d.what} {d.test}"]
+        chosen = [d for d in DEFENCES if args.only in f"{d.file} {d.what} {d.test}"
+                  and (args.file is None or d.file in args.file)]
         if not chosen:
-            raise UsageError(f"no entry's file, defence or test holds --only {args.only!r}; see tests/mutants.py")
-        out = files.bench_output(args.out, "defences.json", quick=len(chosen) < len(DEFENCES))
+            raise UsageError("no entry is for those --file and holds that --only text; see tests/mutants.py")
+        out = files.bench_output(args.out, "defences.json", quick=len(chosen) < len(DEFENCES) and not args.update)
+        held = files.read_json(out) if out.exists() else {"defences": []}
+        if out.suffix != ".json" or not (isinstance(held, dict) and isinstance(held.get("defences"), list)):
+            raise UsageError(f"--out {out} is not a .json table of defences, and this would replace it; pass another "
+                             f"--out")
         with tempfile.TemporaryDirectory(prefix="mutants-") as scratch:
             repos = queue.SimpleQueue()
             for i in range(args.jobs):
@@ -1631,6 +1690,8 @@ def main(args):
                 rows.append(row)
                 emit(f"| {row['file']} | {row['defence']} | `{row['test'].split('::', 1)[1]}` | {row['outcome']} "
                      f"({row['seconds']:.0f} s) |")
+        if args.update:
+            rows = updated(out, rows)
         red = sum(row["outcome"] == "red" for row in rows)
         files.write_json(out, {"red": red, "entries": len(rows), "listed": len(DEFENCES),
                                "python": platform.python_version(), "defences": rows})

@@ -549,3 +549,16 @@ def test_a_data_file_that_cannot_be_read_is_one_line(tmp_path):
                                                 f"directory\\); delete it and rerun to re-extract it"):
         dataset.prepare_mnist(tmp_path)
 
+
+
+# ---------------------------------------------------------------- recipes.py: runs that could not train
+
+@pytest.mark.parametrize("argv, problem", [
+    (["--limit", "1"], "argument --limit: must be from 2 to"),  # one image: no batch (a last batch of one is dropped)
+    (["--train-size", "1"], "argument --train-size: must be from 2 to"),
+    (["--model", "lenet5_regularized", "--batch-size", "1"], "batch norm cannot normalize a batch of one image"),
+])
+def test_a_run_that_could_not_take_one_step_is_refused_in_one_line(argv, problem, cli, tmp_path):
+    status, out, err = cli([*argv, "--epochs", "1", "--out-dir", tmp_path])
+    assert status == 2 and out == "" and err.count("\n") == 1 and problem in err, err
+    assert not list(tmp_path.iterdir())

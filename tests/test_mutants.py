@@ -38,3 +38,14 @@ def test_the_committed_table_is_this_list_and_every_test_failed_without_its_defe
         [(d.file, d.what, d.test) for d in DEFENCES], "run `make defences` again"
     assert table["red"] == table["entries"] == len(DEFENCES)
     assert {row["outcome"] for row in table["defences"]} == {"red"}
+
+
+@pytest.mark.parametrize("name, content", [("README.md", "# a readme\n"), ("run.json", '{"history": []}\n')])
+def test_out_never_replaces_what_is_not_a_table_of_defences(name, content, tmp_path, capsys):
+    import mutants
+    out = tmp_path / name
+    out.write_text(content)
+    assert mutants.main(mutants.get_args_parser().parse_args(["--only", "bold", "--out", str(out)])) == 2
+    assert out.read_text() == content and not list(tmp_path.glob(".*"))
+    assert capsys.readouterr().err == (f"mutants: error: --out {out} is not a .json table of defences, and this would "
+                                       f"replace it; pass another --out\n")

@@ -341,6 +341,8 @@ DAMAGES = {
     "bold": ("bench_pipeline.json", "speed", "make bench", lambda b: b.update(device_name="__init__ bold__")),
     "an emoji": ("bench_pipeline.json", "speed", "make bench", lambda b: b.update(device_name="CPU :warning:")),
     "struck through": ("bench_pipeline.json", "speed", "make bench", lambda b: b.update(device_name="~~AMD~~")),
+    "a second command": ("bench_time_to_accuracy.json", "time_to_accuracy", "make bench-time",
+                         lambda b: b["commands"].update(fast="python main.py; rm -rf / #")),
     "a partial table of defences": ("defences.json", "defences", "make defences",
                                     lambda b: b.update(listed=b["listed"] + 1)),
 }

@@ -186,7 +186,20 @@ def test_every_epoch_holds_finite_numbers(copy, monkeypatch, key, value):
 def test_losses_and_times_are_not_negative(copy, monkeypatch):
     path = copy / "lenet5_seed0.json"
     change(path, lambda r: r["history"][2].update(train_loss=-0.5))
-    refused(copy, monkeypatch, path, "a negative loss or time in epoch 3")
+    refused(copy, monkeypatch, path, "a loss or time in epoch 3 that is negative or past belief")
+
+
+@pytest.mark.parametrize("where, value", [("seconds", 1e300), ("eval_loss", 1e200), ("train_loss", 2e4)])
+def test_losses_and_times_past_belief_are_refused(copy, monkeypatch, where, value):
+    path = copy / "lenet5_seed0.json"
+    change(path, lambda r: r["history"][-1].update({where: value}))
+    refused(copy, monkeypatch, path, "a loss or time in epoch 10 that is negative or past belief")
+
+
+def test_a_clean_pass_loss_past_belief_is_refused(copy, monkeypatch):
+    path = copy / "lenet5_seed0.json"
+    change(path, lambda r: r["final_train_eval"].update(loss=1e200))
+    refused(copy, monkeypatch, path, "no clean pass over the training set")
 
 
 def test_a_training_accuracy_is_a_percentage_too(copy, monkeypatch):
@@ -246,7 +259,7 @@ def test_a_history_is_a_list(copy, monkeypatch, history):
                                   "tuning/fast/lenet5_fast_ep2_bs64_lr0.05_ls0.1_seed2.json"])
 def test_every_file_the_report_uses_is_checked_before_any_section(copy, name):
     change(copy / name, lambda r: r["history"][-1].update(seconds=-1))
-    with pytest.raises(slots.BadResults, match="negative loss or time"):
+    with pytest.raises(slots.BadResults, match="negative or past belief"):
         report.check_all()
 
 
@@ -294,7 +307,7 @@ def test_a_default_recipe_other_than_the_sweeps_choice_is_refused(copy, monkeypa
     # (the report's own runs would be refused too, as runs of another recipe: check_choices alone is tried here)
     monkeypatch.setitem(report.RECIPES, "custom_mlp", {**report.RECIPES["custom_mlp"], "hidden": [72, 64]})
     with pytest.raises(UsageError, match=r'chooses hidden 75-32, but recipes.py\'s RECIPES\["custom_mlp"\] has '
-                                         r"hidden 72-64; restore the committed sweep with `git checkout -- .*tuning`"):
+                                         r"hidden 72-64; restore the committed sweep with `git checkout -- .*tuning/\*\.json`"):
         report.check_choices()
 
 
@@ -308,7 +321,10 @@ def test_the_parameter_count_is_counted_not_taken_from_the_file(copy, monkeypatc
 
 @pytest.mark.parametrize("key, value", [("device_name", "CPU | 99.99 | <!-- /report:results -->"),
                                         ("torch", "2.4\n\n# injected"), ("device", None), ("device_name", ""),
-                                        ("device_name", "__bold__"), ("device_name", "x" * 201)])
+                                        ("device_name", "__bold__"), ("device_name", "x" * 201),
+                                        ("device_name", "AMD _EPYC_"), ("device_name", "see https://evil.example"),
+                                        ("device_name", "www.evil.example"), ("device_name", "   "),
+                                        ("torch", "2.4; rm -rf /")])
 def test_text_the_readme_quotes_from_a_run_is_plain(copy, monkeypatch, key, value):
     path = copy / "lenet5_regularized_seed2.json"
     change(path, lambda r: r.update({key: value}))
