@@ -932,19 +932,21 @@ def section_demo(shot, bench):
 
 @from_benchmark(("defences.json", "make defences"))
 def section_defences(table):
-    if table["entries"] != table["listed"]:
-        raise ValueError("it holds some of the defences only (a run with --only), not the whole list")
+    measured = table["defences"]  # the counts are the rows', not the file's say
+    red = sum(row["outcome"] == "red" for row in measured)
+    unmeasured = (f"; the other {table['listed'] - len(measured)} are not measured on this version"
+                  if len(measured) < table["listed"] else "")
     rows = ["| file | defence | its test | without the defence |", "|---|---|---|---|"]
     for row in table["defences"]:
         case = f" ({row['case']})" if "case" in row else ""  # one case of a parametrised test
         rows.append(f"| `{row['file']}` | {row['defence']} | `{row['test'].split('::', 1)[1]}`{case} | "
                     f"{row['outcome']} |")
-    return (f"`tests/mutants.py` lists {table['entries']} defences, the refusals, caps, timeouts and checks of the "
+    return (f"`tests/mutants.py` lists {table['listed']} defences, the refusals, caps, timeouts and checks of the "
             f"package, scripts and benchmarks, each as its code and that code with the defence deleted or loosened; "
             f"`make defences` makes each change in turn, in a scratch copy of the repository, and runs the test that "
-            f"guards it (`--update` measures some again). As last measured (`results/defences.json`), {table['red']} "
-            f"of the {table['entries']} tests failed without their defence, and `make test` fails where that table "
-            f"is not the list in `tests/mutants.py`.\n\n<details><summary>Each defence and its test</summary>\n\n" + "\n".join(rows)
+            f"guards it (`--update` measures some again). As last measured (`results/defences.json`), {red} of "
+            f"{len(measured)} tests failed without their defence{unmeasured}. `make test` fails where a row of that "
+            f"table is not red or not an entry of the list.\n\n<details><summary>Each defence and its test</summary>\n\n" + "\n".join(rows)
             + "\n\n</details>")
 
 

@@ -343,8 +343,8 @@ DAMAGES = {
     "struck through": ("bench_pipeline.json", "speed", "make bench", lambda b: b.update(device_name="~~AMD~~")),
     "a second command": ("bench_time_to_accuracy.json", "time_to_accuracy", "make bench-time",
                          lambda b: b["commands"].update(fast="python main.py; rm -rf / #")),
-    "a partial table of defences": ("defences.json", "defences", "make defences",
-                                    lambda b: b.update(listed=b["listed"] + 1)),
+    "a row without its outcome": ("defences.json", "defences", "make defences",
+                                  lambda b: b["defences"][0].pop("outcome")),
 }
 
 
