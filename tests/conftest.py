@@ -98,3 +98,19 @@ def read_only_probe(monkeypatch):
             raise OSError(errno.EROFS, "Read-only file system", str(path))
         return write_bytes(path, data)
     monkeypatch.setattr(files.Path, "write_bytes", read_only)
+
+
+@pytest.fixture
+def outputs_recorded(monkeypatch, tmp_path):
+    """The paths that programs check as their outputs, stopping each program at its first check. runs/ is
+    tmp_path/runs."""
+    import files
+    from errors import UsageError
+    recorded = []
+
+    def check(path, flag):
+        recorded.append(Path(path))
+        raise UsageError("stopped at the first output")
+    monkeypatch.setattr(files, "check_output", check)
+    monkeypatch.setattr(files, "DEFAULT_OUT_DIR", tmp_path / "runs")
+    return recorded

@@ -386,16 +386,11 @@ def test_bench_sweep_checks_its_output_before_any_work(target, kind, bench_sweep
 
 @pytest.mark.parametrize("argv, quick", [([], False), (["--runs", "2"], True), (["--epochs", "1"], True),
                                          (["--repeats", "1"], True)])
-def test_a_quick_bench_sweep_does_not_replace_the_committed_results(argv, quick, bench_sweep, monkeypatch, tmp_path):
-    recorded = []
-
-    def check(path, flag):
-        recorded.append(Path(path))
-        raise UsageError("stopped at the first output")
-    monkeypatch.setattr(files, "check_output", check)
-    monkeypatch.setattr(files, "DEFAULT_OUT_DIR", tmp_path / "runs")
+def test_a_quick_bench_sweep_does_not_replace_the_committed_results(argv, quick, bench_sweep, outputs_recorded,
+                                                                    tmp_path):
     assert bench_sweep.main(bench_sweep.get_args_parser().parse_args(argv)) == 2
-    assert recorded == [tmp_path / "runs" / "bench_sweep.json" if quick else ROOT / "results" / "bench_sweep.json"]
+    name = "bench_sweep.json"
+    assert outputs_recorded == [tmp_path / "runs" / name if quick else ROOT / "results" / name]
 
 
 FAILING = ["-c", "import sys; print('half a run'); sys.exit('the run failed here')"]

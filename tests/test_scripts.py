@@ -126,20 +126,6 @@ def test_an_unwritable_folder_is_one_line_before_any_work(tmp_path):
 # ---------------------------------------------------------------- where the outputs go by default
 
 
-@pytest.fixture
-def outputs_recorded(monkeypatch, tmp_path):
-    """The paths that programs check as their outputs, stopping each program at its first check. runs/ is
-    tmp_path/runs."""
-    recorded = []
-
-    def check(path, flag):
-        recorded.append(Path(path))
-        raise UsageError("stopped at the first output")
-    monkeypatch.setattr(files, "check_output", check)
-    monkeypatch.setattr(files, "DEFAULT_OUT_DIR", tmp_path / "runs")
-    return recorded
-
-
 @pytest.mark.parametrize("name, argv, quick", [
     ("benchmarks.bench_pipeline", [], False), ("benchmarks.bench_pipeline", ["--repeats", "1"], True),
     ("benchmarks.bench_pipeline", ["--batch-size", "64"], True),
