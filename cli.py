@@ -150,17 +150,28 @@ def add_runner_flags(parser, jobs=1):
                              "default: none")
 
 
+# The signals that stop a program as Ctrl-C does: SIGTERM as kill, timeout and job schedulers send it, SIGHUP as a
+# closed terminal or SSH session sends it.
+ENDINGS = (signal.SIGTERM, signal.SIGHUP)
+STOPS = (signal.SIGINT, *ENDINGS)
+
+
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, as kill, timeout and job schedulers send it: handled like Ctrl-C, with its own exit status."""
+    """SIGTERM or SIGHUP (signum): handled like Ctrl-C, with its own exit status."""
+
+    def __init__(self, signum=signal.SIGTERM):
+        super().__init__(signum)
+        self.signum = signum
 
 
 def terminate(signum, frame):
-    raise Terminated
+    raise Terminated(signum)
 
 
 def signal_status(interrupt):
-    """The exit status of a program stopped by this KeyboardInterrupt: 143 for SIGTERM, 130 for Ctrl-C."""
-    return 143 if isinstance(interrupt, Terminated) else 130
+    """The exit status of a program stopped by this KeyboardInterrupt, as a shell gives one killed by the signal:
+    143 for SIGTERM, 129 for SIGHUP, 130 for Ctrl-C."""
+    return 128 + (interrupt.signum if isinstance(interrupt, Terminated) else signal.SIGINT)
 
 
 def stop_on_ctrl_c(message):
@@ -200,11 +211,13 @@ def lose_output():
 def run(prog, body, interrupted="interrupted", stopped=str):
     """body()'s exit status, with the package's errors as one line on standard error and their exit statuses:
     2 bad input (UsageError), 1 a run that failed (RunFailed) or output that cannot be written, 130 Ctrl-C and
-    143 SIGTERM, 141 a reader that went away. interrupted is the line for a signal before anything was saved (or
+    143 SIGTERM, 129 SIGHUP, 141 a reader that went away. interrupted is the line for a signal before anything was saved (or
     the function that gives it, as things stand then);
     stopped(e) the one for an errors.Interrupted run, which says what was saved and how to go on."""
     if threading.current_thread() is threading.main_thread():  # only there can Python handle a signal
-        signal.signal(signal.SIGTERM, terminate)
+        for signum in ENDINGS:
+            if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup's SIGHUP stays ignored
+                signal.signal(signum, terminate)
     try:
         return body()
     except UsageError as e:

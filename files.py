@@ -1,9 +1,13 @@
-"""Writing files: the one atomic write, results JSON, figures, a run's output paths, and the run lock.
+"""Writing files: the one atomic write, results JSON, figures, a run's output paths, the run lock, and private
+scratch folders.
 checkpoints.py owns what a checkpoint holds; it writes through atomic_write here."""
+import contextlib
 import fcntl
 import json
 import os
+import shutil
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,3 +185,55 @@ class RunLock:
 
     def __exit__(self, *exc):
         self.file.close()
+
+
+OWNER = "owner"  # in a private folder: the process that made it, as "PID START NAMESPACE"
+
+
+def started(pid):
+    """The start time of process pid (clock ticks since boot), or None where it is gone: with the pid, it names one
+    process, never another that reuses the number."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def owner():
+    """This process, as a private folder's owner file names it: its pid, its start time, and its PID namespace,
+    within which alone the two name it."""
+    return f"{os.getpid()} {started(os.getpid())} {os.readlink('/proc/self/ns/pid')}"
+
+
+def orphaned(folder):
+    """Whether folder is a private folder whose owner is gone: killed with SIGKILL, or a machine that lost power,
+    skips every clean-up. One made in another PID namespace (a container's) is not this process's to judge, and one
+    without an owner file is not a private folder (or one being made this instant)."""
+    try:
+        pid, start, namespace = (folder / OWNER).read_text().split()
+        return namespace == os.readlink("/proc/self/ns/pid") and started(int(pid)) != start
+    except (OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def private_folder(prefix, parent="/tmp", clear=lambda folder: None):
+    """A folder in parent that only this user may enter (0700), removed on leaving. Whatever a program makes inside
+    it is out of other users' reach, whatever modes it is given there: Ray makes its folders 0777.
+
+    First, clear(folder) and remove every folder of this prefix that this user's dead processes left."""
+    for folder in Path(parent).glob(f"{prefix}*"):
+        try:
+            info = folder.lstat()
+        except OSError:  # removed meanwhile
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and orphaned(folder):
+            clear(folder)
+            shutil.rmtree(folder, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        (folder / OWNER).write_text(owner() + "\n")
+        yield folder
+    finally:
+        clear(folder)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import files
-from cli import Terminated, emit
+from cli import STOPS, Terminated, emit
 from errors import RunFailed, UsageError
 
 ROOT = Path(__file__).resolve().parent
@@ -33,6 +33,7 @@ PACKAGE = ("*.py", "scripts/*.py", "data/bundle/*")
 # A task whose worker or node dies is run again this many times; a run that fails on its own is not.
 RETRIES = 3
 POLL_SECONDS = 0.5  # how often the driver looks for a signal while it waits on Ray
+PRIVATE = "mnist-ray-"  # the prefix of the folder in /tmp that holds all a Ray instance of this driver's reads
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def install(outcome):
 
 def run_all(jobs, settings, measure=lambda job: None):
     """Train every job; yields each Outcome as it finishes, once its files are written. measure(job) gives the
-    job's runs.train_run measure hook. KeyboardInterrupt (cli.Terminated for SIGTERM) stops what is pending and
+    job's runs.train_run measure hook. KeyboardInterrupt (cli.Terminated for SIGTERM and SIGHUP) stops what is pending and
     running; what finished is written whole, and with jobs 1, the run in flight keeps its checkpoint, as main.py's."""
     if settings.jobs == 1 and settings.address is None:
         for job in jobs:
@@ -209,7 +210,12 @@ def describe(outcome):
 def settings_of(args):
     """The Settings that cli.add_runner_flags' flags ask for; UsageError for a combination that cannot run. RAY_ADDRESS
     stands in for --address only where runs are asked to go at once (--jobs above 1): --jobs 1 never needs Ray."""
+    if args.address == "":
+        raise UsageError("--address is empty (an unset variable?); give the Ray head's HOST:PORT, or drop --address to "
+                         "run on this machine")
     address = args.address or (os.environ.get("RAY_ADDRESS") or None if args.jobs > 1 else None)
+    if address:
+        split_address(address, "--address" if args.address else "RAY_ADDRESS")
     if args.gpus_per_run and args.jobs == 1 and not address:
         raise UsageError("--gpus-per-run shares a GPU among runs at once on Ray; add --jobs N or --address, or drop "
                          "it (with --jobs 1, --device picks the device)")
@@ -227,74 +233,74 @@ def run_on_ray(jobs, settings, measure):
         # Signals only raise a flag, read between waits: raised inside ray.init or ray.wait, an exception comes out
         # wrapped in another, or leaves Ray half started. Installed before Ray starts, and again after ray.init,
         # which takes SIGTERM for itself.
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOPS:
             if signal.getsignal(signum) is not signal.SIG_IGN:
                 handlers.setdefault(signum, signal.getsignal(signum))
                 signal.signal(signum, flag)
 
     def stopped():
         if stop:
-            raise Terminated if stop[0] == signal.SIGTERM else KeyboardInterrupt
+            raise KeyboardInterrupt if stop[0] == signal.SIGINT else Terminated(stop[0])
 
     listen()
-    # Ray's own folder for this instance, removed with it: each session leaves tens of MB in /tmp/ray otherwise.
-    # Short, since Ray's sockets live in it and a socket's path holds 107 bytes at most.
-    scratch = None if settings.address else tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     token = None if settings.address else secrets.token_hex(32)  # the private instance's, and only its
     try:
-        with tempfile.TemporaryDirectory(prefix="mnist-package-") as package:
-            stage_package(Path(package))
+        # Everything this driver and its Ray instance read, under one folder only this user may enter: Ray makes
+        # its own folders 0777, and starts its workers in the package it unpacks there. Its short name leaves room
+        # for Ray's sockets, whose paths hold 107 bytes at most.
+        with files.private_folder(PRIVATE, clear=reap) as private:
+            package, scratch = private / "package", None if settings.address else private / "ray"
+            stage_package(package)
             try:
-                start_ray(settings, package, scratch, token)
-            except SystemExit:  # Ray's own SIGTERM handler, installed during ray.init, went off first
-                raise Terminated from None
+                try:
+                    start_ray(settings, package, private, scratch, token)
+                except SystemExit:  # Ray's own SIGTERM handler, installed during ray.init, went off first
+                    raise Terminated from None
+                finally:
+                    listen()
+                import ray  # only now: start_ray sets the environment Ray reads on import
+                stopped()
+                task = ray.remote(train).options(num_cpus=settings.threads or 1, num_gpus=settings.gpus,
+                                                 max_retries=RETRIES, retry_exceptions=False)
+                device = "cuda" if settings.gpus else "cpu"
+                pending = {task.remote(job.recipe, job.name, settings.threads or 1, device, job.resume_from,
+                                       settings.eval_batch_size, measure(job)): job for job in jobs}
+                try:
+                    while pending:
+                        stopped()
+                        done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+                        for ref in done:
+                            job = pending.pop(ref)
+                            try:
+                                outcome = Outcome(job, *ray.get(ref))
+                            except ray.exceptions.RayError as e:
+                                stopped()  # a task killed by the signal that stops the sweep is not a failed run
+                                outcome = Outcome(job, {}, one_line(e), 0.0)
+                            install(outcome)
+                            yield outcome
+                    stopped()  # the signal that killed the last tasks, which ended the loop
+                finally:
+                    for ref in pending:
+                        ray.cancel(ref, force=True)
             finally:
-                listen()
-            import ray  # only now: start_ray sets the environment Ray reads on import
-            stopped()
-            task = ray.remote(train).options(num_cpus=settings.threads or 1, num_gpus=settings.gpus,
-                                             max_retries=RETRIES, retry_exceptions=False)
-            device = "cuda" if settings.gpus else "cpu"
-            pending = {task.remote(job.recipe, job.name, settings.threads or 1, device, job.resume_from,
-                                   settings.eval_batch_size, measure(job)): job for job in jobs}
-            try:
-                while pending:
-                    stopped()
-                    done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
-                    for ref in done:
-                        job = pending.pop(ref)
-                        try:
-                            outcome = Outcome(job, *ray.get(ref))
-                        except ray.exceptions.RayError as e:
-                            stopped()  # a task killed by the signal that stops the sweep is not a failed run
-                            outcome = Outcome(job, {}, one_line(e), 0.0)
-                        install(outcome)
-                        yield outcome
-                stopped()  # the signal that killed the last tasks, which ended the loop
-            finally:
-                for ref in pending:
-                    ray.cancel(ref, force=True)
+                if "ray" in sys.modules:  # imported by start_ray, which may have stopped half way
+                    sys.modules["ray"].shutdown()
+            # Leaving the private folder SIGKILLs what still holds a file there: a signal in the middle of ray.init
+            # can leave a private instance's agents behind, orphaned, even after ray.shutdown.
     finally:
-        if "ray" in sys.modules:
-            sys.modules["ray"].shutdown()
-        if scratch:
-            # A signal in the middle of ray.init can leave a private instance's agents behind, orphaned, even after
-            # ray.shutdown.
-            reap(scratch)
-            shutil.rmtree(scratch, ignore_errors=True)
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
 
 
-def reap(scratch):
-    """SIGKILL every other process that holds a file open under scratch: the private Ray instance's, whose every
-    process logs into its own folder there. (Its agents overwrite their environment with their names, so that
-    cannot tell them.)"""
+def reap(folder):
+    """SIGKILL every other process that holds a file open under folder, or works in it: a private Ray instance's,
+    whose every process logs into its own folder there, and the programs run in a scratch copy. (Ray's agents
+    overwrite their environment with their names, so that cannot tell them.)"""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            descriptors = list((entry / "fd").iterdir())
+            descriptors = [entry / "cwd", *(entry / "fd").iterdir()]
         except OSError:  # gone already, or not ours to look at
             continue
         held = []
@@ -303,7 +309,7 @@ def reap(scratch):
                 held.append(os.readlink(fd))
             except OSError:  # closed since the listing: the others still count
                 continue
-        if any(path.startswith(f"{scratch}/") for path in held):
+        if any(path == str(folder) or path.startswith(f"{folder}/") for path in held):
             try:
                 os.kill(int(entry.name), signal.SIGKILL)
             except OSError:
@@ -326,67 +332,112 @@ def stage_package(folder):
             shutil.copy2(path, target)
 
 
-# Settings for every Ray process this driver starts: no usage statistics, and for a private instance, addresses
-# that stay on loopback (without the first, Ray 2.60 swaps 127.0.0.1 for the machine's outbound address and listens
-# on every interface) and a token that only this driver's processes hold.
-RAY_ENVIRONMENT = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/"}
-PRIVATE_ENVIRONMENT = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
+# Settings for every Ray process this driver starts: no usage statistics; Ray's lines to the terminal without colour
+# codes, which garble logs and pipes; and this machine's address never learnt from a route lookup towards a public
+# one (the driver's address is given to ray.init). For a private instance, addresses that stay on loopback (without
+# the last, Ray 2.60 swaps 127.0.0.1 for the machine's outbound address and listens on every interface) and a token
+# that only this driver's processes hold.
+RAY_ENVIRONMENT = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/",
+                   "RAY_COLOR_PREFIX": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+PRIVATE_ENVIRONMENT = {"RAY_AUTH_MODE": "token"}
 
 
-def start_ray(settings, package, scratch=None, token=None):
+def start_ray(settings, package, private, scratch=None, token=None):
     """Connect to the cluster at settings.address, or start a private Ray instance on this machine, reachable on
-    loopback only: Ray's processes run code for anyone who can reach them."""
+    loopback only: Ray's processes run code for anyone who can reach them. package is what the tasks run, private
+    the folder of this user's that holds it, and scratch the private instance's own folder."""
     home = os.environ.get("HOME")
     environment = dict(RAY_ENVIRONMENT)
     if not settings.address:
         environment.update(PRIVATE_ENVIRONMENT, RAY_AUTH_TOKEN=token)
-    with tempfile.TemporaryDirectory(prefix="mnist-ray-home-") as boot_home:
-        # Ray's head looks for cloud metadata at 169.254.169.254 unless it finds this file in its home; the tasks
-        # get the user's home back through their runtime_env.
-        Path(boot_home, "ray_bootstrap_config.yaml").write_text("{}\n")
-        # Set before Ray is first imported, which reads some of them, and kept: the driver talks to Ray until it ends.
-        os.environ.update(environment, HOME=boot_home)
-        try:
-            try:
-                import ray
-            except ImportError:
-                raise UsageError("Ray is not installed here, and runs at once need it: pip install -r "
-                                 "requirements.txt, or run them one after another with --jobs 1") from None
-            runtime_env = {"working_dir": package, "env_vars": {"HOME": home or ""}}
-            if scratch:  # the runs' temporary folders too, removed with it: a cancelled task is killed uncleaned
-                runtime_env["env_vars"]["TMPDIR"] = scratch
-            common = dict(runtime_env=runtime_env, log_to_driver=False, logging_level="ERROR",
-                          include_dashboard=False)
-            if settings.address:
-                reachable(settings.address)
-                ray.init(address=settings.address, **common)
-            else:
-                gpus = gpus_here(settings)
-                if settings.gpus and not gpus:
-                    raise UsageError("--gpus-per-run: this machine has no CUDA GPU for the runs to share; drop it, or "
-                                     "send the runs to a cluster with GPUs (--address)")
-                ray.init(address="local", num_cpus=settings.jobs * (settings.threads or 1), num_gpus=gpus,
-                         _node_ip_address="127.0.0.1", _temp_dir=scratch, **common)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            raise UsageError(f"cannot start Ray{f' at {settings.address}' if settings.address else ''} "
-                             f"({one_line(e)}); check --address, or run with --jobs 1") from None
-        finally:
-            if home is None:
-                os.environ.pop("HOME")
-            else:
-                os.environ["HOME"] = home
-
-
-def reachable(address, seconds=10):
-    """UsageError unless something answers at a host:port address: Ray would wait on it for minutes."""
-    host, _, port = address.rpartition(":")
-    if "://" in address or not port.isdigit() or not host:
-        return  # ray://, auto and the like: Ray's to resolve
+    # Ray's head looks for cloud metadata at 169.254.169.254 unless it finds this file in its home; the tasks get
+    # the user's home back through their runtime_env.
+    boot_home = private / "home"
+    boot_home.mkdir()
+    (boot_home / "ray_bootstrap_config.yaml").write_text("{}\n")
+    # Set before Ray is first imported, which reads some of them, and kept: the driver talks to Ray until it ends.
+    os.environ.update(environment, HOME=str(boot_home))
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=seconds).close()
+        try:
+            import ray
+        except ImportError:
+            raise UsageError("Ray is not installed here, and runs at once need it: pip install -r "
+                             "requirements.txt, or run them one after another with --jobs 1") from None
+        runtime_env = {"working_dir": str(package), "env_vars": {"HOME": home or ""}}
+        if scratch:  # the runs' temporary folders too, removed with it: a cancelled task is killed uncleaned
+            runtime_env["env_vars"]["TMPDIR"] = str(scratch)
+        common = dict(runtime_env=runtime_env, log_to_driver=False, logging_level="ERROR", include_dashboard=False)
+        if settings.address:
+            # Ray would otherwise learn this machine's address from a route lookup towards a public one.
+            ray.init(address=settings.address, _node_ip_address=ray_head(settings.address), **common)
+        else:
+            gpus = gpus_here(settings)
+            if settings.gpus and not gpus:
+                raise UsageError("--gpus-per-run: this machine has no CUDA GPU for the runs to share; drop it, or "
+                                 "send the runs to a cluster with GPUs (--address)")
+            # The instance's processes, and the workers they start, inherit SIGHUP blocked, as Ray blocks SIGINT:
+            # a closed terminal's hangup then stops this driver, which stops them, rather than killing them under it
+            # (its core would exit 1 at once, cleaning up nothing). Blocked here, a hangup waits until it can stop it.
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+            try:
+                ray.init(address="local", num_cpus=settings.jobs * (settings.threads or 1), num_gpus=gpus,
+                         _node_ip_address="127.0.0.1", _temp_dir=str(scratch), **common)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        # A cluster that refuses this driver's token says only that it could not connect.
+        raise UsageError(f"cannot start Ray{f' at {settings.address}' if settings.address else ''} ({one_line(e)}); "
+                         + (f"check --address, and that RAY_AUTH_MODE=token and RAY_AUTH_TOKEN give the cluster's "
+                            f"token" if settings.address else "run with --jobs 1")) from None
+    except Exception as e:
+        if type(e).__name__ != "AuthenticationError":  # Ray's, raised before it connects
+            raise
+        raise UsageError(f"the Ray cluster at {settings.address} wants a token, and this driver has none; set "
+                         f"RAY_AUTH_TOKEN to the cluster's token (RAY_AUTH_MODE=token asks for one)") from None
+    finally:
+        if home is None:
+            os.environ.pop("HOME")
+        else:
+            os.environ["HOME"] = home
+
+
+def split_address(address, given="--address"):
+    """(host, port) of a HOST:PORT or [IPV6]:PORT address; UsageError, naming where it was given, for anything else:
+    ray:// is Ray Client's, which needs ray[client], not installed here."""
+    host, _, port = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        host = ""  # an IPv6 address wants its brackets, or the port cannot be told from it
+    if not (host and port.isdigit() and 0 < int(port) < 65536):
+        raise UsageError(f"{given} {address!r} is not HOST:PORT; give the Ray head's address and GCS port, e.g. "
+                         f"10.0.0.5:6379 or [::1]:6379")
+    return host, int(port)
+
+
+# A gRPC server, as Ray's head is, answers HTTP/2's client preface with a SETTINGS frame: type 4, the fourth byte.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def ray_head(address, seconds=10):
+    """This machine's address on its route to the Ray head at address. UsageError, within seconds, unless a gRPC
+    server answers there: Ray would wait on anything else for minutes."""
+    host, port = split_address(address)
+    try:
+        connection = socket.create_connection((host, port), timeout=seconds)
     except OSError as e:
         raise UsageError(f"--address {address}: nothing answers there ({e.strerror or e}); start the cluster's head "
                          f"first (ray start --head), or drop --address to run on this machine") from None
+    with connection:
+        try:
+            connection.sendall(HTTP2_PREFACE)
+            answer = connection.recv(9)
+        except OSError:  # a timeout, or a server that hung up
+            answer = b""
+        if answer[3:4] == b"\x04":
+            return connection.getsockname()[0]
+    raise UsageError(f"--address {address}: what answers there is not a Ray head (no gRPC answer within {seconds} "
+                     f"s); give the head's GCS port, 6379 unless ray start --port said otherwise")
 
 
 def gpus_here(settings):

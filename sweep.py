@@ -3,7 +3,7 @@ settings is really better.
 
     python sweep.py --model lenet5 custom_mlp --lr 0.05 0.1 --seed 0 1 2 --validation
     python sweep.py --model lenet5 --batch-size 64 128 --epochs 3 --seed 0 1 2 --jobs 4
-    python sweep.py ... --address ray://head:10001 --cpus-per-run 2    # a running Ray cluster (or RAY_ADDRESS)
+    python sweep.py ... --address HEAD:6379 --cpus-per-run 2         # a running Ray cluster (or RAY_ADDRESS)
     python sweep.py ... --gpus-per-run 0.1                             # ten runs share one GPU
 
 Every training flag of main.py takes one or more values; the grid is their product. Each run is named as main.py

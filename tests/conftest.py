@@ -46,13 +46,19 @@ def png_declaring(width, height, idat=None, colour_type=6, palette=None, transpa
             + (chunk(b"IDAT", idat) if idat is not None else b"") + chunk(b"IEND", b""))
 
 
+def as_from_a_terminal():
+    """Ctrl-C and SIGHUP as a program started from a terminal gets them, even where pytest itself runs with them
+    ignored, as a shell's background job (`&`) and nohup start it: the programs keep an ignored signal ignored, on
+    purpose."""
+    for signum in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def start(script, *argv, **kwargs):
-    """script (main.py, predict.py, ...) as a child process, with pipes for its output. Ctrl-C reaches it as it
-    reaches a program started from a terminal, even where pytest itself runs with SIGINT ignored, as a shell's
-    background job (`nohup`, `&`) does: the programs keep an ignored SIGINT ignored, on purpose."""
+    """script (main.py, predict.py, ...) as a child process, with pipes for its output, and signals as from a
+    terminal."""
     return subprocess.Popen([sys.executable, str(ROOT / script), *map(str, argv)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal, **kwargs)
 
 
 def interrupted_while_starting(script, *argv):

@@ -30,6 +30,7 @@ from pathlib import Path
 import files
 from cli import OneLineErrorParser, count, emit, run
 from errors import UsageError
+from runner import reap
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 300  # seconds a test may take with its defence gone; a test that hangs instead of failing is reported
@@ -894,10 +895,11 @@ RUNS = [
             "            parser.add_argument(flag, **values)",
             "tests/test_defences_runs.py::test_an_optimizer_that_is_not_a_choice_is_refused"),
     Defence("cli.py", "SIGTERM stops a run as Ctrl-C does, keeping its files whole",
-            "        signal.signal(signal.SIGTERM, terminate)", "        pass",
+            "                signal.signal(signum, terminate)", "                pass",
             "tests/test_reliability.py::test_a_signal_keeps_the_last_epoch_and_says_how_to_resume"),
     Defence("cli.py", "SIGTERM exits 143, not Ctrl-C's 130",
-            "    return 143 if isinstance(interrupt, Terminated) else 130", "    return 130",
+            "    return 128 + (interrupt.signum if isinstance(interrupt, Terminated) else signal.SIGINT)",
+            "    return 130",
             "tests/test_reliability.py::test_a_signal_keeps_the_last_epoch_and_says_how_to_resume"),
     Defence("cli.py", "Ctrl-C ignored at start (nohup, a background job) stays ignored",
             "    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:", "    if False:",
@@ -1411,10 +1413,10 @@ TOOLS = [
             "(os.environ.get(\"RAY_ADDRESS\") or None)",
             "tests/test_defences_tools.py::test_ray_address_stands_in_for_address_only_for_runs_at_once"),
     Defence("runner.py", "--gpus-per-run refused where there is no GPU, before Ray starts",
-            "                if settings.gpus and not gpus:\n", "                if False:\n",
+            "            if settings.gpus and not gpus:\n", "            if False:\n",
             "tests/test_defences_tools.py::test_a_share_of_a_gpu_that_is_not_here_is_refused_before_ray_starts"),
     Defence("runner.py", "--address probed before Ray connects",
-            "                reachable(settings.address)\n", "",
+            "_node_ip_address=ray_head(settings.address), ", "",
             "tests/test_defences_tools.py::test_an_address_where_nothing_answers_is_refused_before_ray_connects"),
     Defence("runner.py", "the probe's refusal: nothing answers there",
             "    except OSError as e:\n        raise UsageError(f\"--address {address}: nothing answers there",
@@ -1422,15 +1424,14 @@ TOOLS = [
             "        raise UsageError(f\"--address {address}: nothing answers there",
             "tests/test_defences_tools.py::test_an_address_where_nothing_answers_is_refused_before_ray_connects"),
     Defence("runner.py", "the probe times out",
-            "int(port)), timeout=seconds).close()", "int(port))).close()",
+            "socket.create_connection((host, port), timeout=seconds)", "socket.create_connection((host, port))",
             "tests/test_defences_tools.py::test_an_address_that_swallows_packets_is_refused_when_the_probe_times_out"),
     # runner.py: a private Ray instance
     Defence("runner.py", "a private instance listens on loopback only",
             "_node_ip_address=\"127.0.0.1\", ", "",
             "tests/test_defences_tools.py::test_a_private_ray_instance_stays_on_loopback_behind_its_own_token"),
     Defence("runner.py", "a private instance takes token authentication",
-            "\"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER\": \"0\", \"RAY_AUTH_MODE\": \"token\"}",
-            "\"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER\": \"0\"}",
+            "PRIVATE_ENVIRONMENT = {\"RAY_AUTH_MODE\": \"token\"}", "PRIVATE_ENVIRONMENT = {}",
             "tests/test_defences_tools.py::test_a_private_ray_instance_stays_on_loopback_behind_its_own_token"),
     Defence("runner.py", "a private instance's own token",
             "environment.update(PRIVATE_ENVIRONMENT, RAY_AUTH_TOKEN=token)", "environment.update(PRIVATE_ENVIRONMENT)",
@@ -1442,13 +1443,13 @@ TOOLS = [
             "include_dashboard=False)", "include_dashboard=None)",
             "tests/test_defences_tools.py::test_a_private_ray_instance_stays_on_loopback_behind_its_own_token"),
     Defence("runner.py", "a private instance's files in the scratch folder, removed with it",
-            "_temp_dir=scratch, ", "",
+            "_temp_dir=str(scratch), ", "",
             "tests/test_defences_tools.py::test_a_private_ray_instance_stays_on_loopback_behind_its_own_token"),
     Defence("runner.py", "Ray's head finds its bootstrap file: no look for cloud metadata at 169.254.169.254",
-            "        Path(boot_home, \"ray_bootstrap_config.yaml\").write_text(\"{}\\n\")\n", "",
+            "    (boot_home / \"ray_bootstrap_config.yaml\").write_text(\"{}\\n\")\n", "",
             "tests/test_defences_tools.py::test_a_private_ray_instance_stays_on_loopback_behind_its_own_token"),
     Defence("runner.py", "the driver's HOME given back after Ray starts",
-            "            else:\n                os.environ[\"HOME\"] = home\n", "",
+            "        else:\n            os.environ[\"HOME\"] = home\n", "",
             "tests/test_defences_tools.py::test_a_private_ray_instance_stays_on_loopback_behind_its_own_token"),
     Defence("runner.py", "Ray's workers get the package alone: no .venv, tests or raw data",
             "PACKAGE = (\"*.py\", \"scripts/*.py\", \"data/bundle/*\")", "PACKAGE = (\"**/*.py\", \"data/bundle/*\")",
@@ -1458,7 +1459,7 @@ TOOLS = [
             "                os.kill(int(entry.name), signal.SIGKILL)", "                pass",
             "tests/test_defences_tools.py::test_reap_kills_what_holds_a_file_in_the_scratch_folder_and_nothing_else"),
     Defence("runner.py", "reap: only files inside the scratch folder, not beside it",
-            "path.startswith(f\"{scratch}/\")", "path.startswith(f\"{scratch}\")",
+            "path.startswith(f\"{folder}/\")", "path.startswith(f\"{scratch}\")",
             "tests/test_defences_tools.py::test_reap_kills_what_holds_a_file_in_the_scratch_folder_and_nothing_else"),
     Defence("runner.py", "reap: a descriptor closed while it looks does not hide the process",
             "            except OSError:  # closed since the listing: the others still count\n"
@@ -1471,11 +1472,12 @@ TOOLS = [
             "        if not entry.name.isdigit():",
             "tests/test_defences_tools.py::test_reap_spares_the_process_that_calls_it"),
     Defence("runner.py", "a private instance's leftover processes reaped",
-            "            reap(scratch)\n", "",
+            "        with files.private_folder(PRIVATE, clear=reap) as private:",
+            "        with files.private_folder(PRIVATE) as private:",
             "tests/test_defences_tools.py::test_a_private_ray_instance_that_fails_to_start_leaves_no_folder_no_"
             "process_and_no_handler"),
-    Defence("runner.py", "a private instance's scratch folder removed",
-            "            shutil.rmtree(scratch, ignore_errors=True)\n", "",
+    Defence("files.py", "a private folder removed when left",
+            "        clear(folder)\n        shutil.rmtree(folder, ignore_errors=True)\n", "        clear(folder)\n",
             "tests/test_defences_tools.py::test_a_private_ray_instance_that_fails_to_start_leaves_no_folder_no_"
             "process_and_no_handler"),
     Defence("runner.py", "the signal handlers given back",
@@ -1483,8 +1485,8 @@ TOOLS = [
             "tests/test_defences_tools.py::test_a_private_ray_instance_that_fails_to_start_leaves_no_folder_no_"
             "process_and_no_handler"),
     Defence("runner.py", "Ray's own SIGTERM exit during its start is a SIGTERM",
-            "            except SystemExit:  # Ray's own SIGTERM handler, installed during ray.init, went off first\n"
-            "                raise Terminated from None\n", "",
+            "                except SystemExit:  # Ray's own SIGTERM handler, installed during ray.init, went off "
+            "first\n                    raise Terminated from None\n", "",
             "tests/test_defences_tools.py::test_rays_own_sigterm_exit_during_its_start_is_a_sigterm"),
     Defence("runner.py", "a Ray error cut to 300 characters",
             "{lines[-1] if lines else ''}\".strip()[:300]", "{lines[-1] if lines else ''}\".strip()",
@@ -1514,11 +1516,11 @@ TOOLS = [
             "tests/test_defences_tools.py::test_a_run_trained_in_a_temporary_folder_leaves_none_behind"),
     # runner.py: runs on Ray (these tests start Ray, in a network namespace of its own: minutes each)
     Defence("runner.py", "a signal while runs are pending stops the sweep",
-            "                while pending:\n                    stopped()\n", "                while pending:\n",
+            "                    while pending:\n                        stopped()\n", "                    while pending:\n",
             "tests/test_sweep.py::test_a_stopped_sweep_keeps_its_finished_runs_and_the_same_command_runs_only_"
             "the_rest"),
     Defence("runner.py", "the driver's signal handlers put back after ray.init takes SIGTERM",
-            "            finally:\n                listen()\n", "            finally:\n                pass\n",
+            "                finally:\n                    listen()\n", "                finally:\n                    pass\n",
             "tests/test_sweep.py::test_a_stopped_sweep_keeps_its_finished_runs_and_the_same_command_runs_only_"
             "the_rest"),
     Defence("runner.py", "a run whose node dies is run again",
@@ -1526,8 +1528,8 @@ TOOLS = [
             "tests/test_sweep.py::test_a_sweep_on_two_nodes_completes_when_one_dies_mid_sweep"),
     Defence("runner.py", "a private instance's runs keep their temporary folders in its scratch folder, removed "
                          "with it",
-            '            if scratch:  # the runs\' temporary folders too, removed with it: a cancelled task is killed '
-            'uncleaned\n                runtime_env["env_vars"]["TMPDIR"] = scratch\n', "",
+            '        if scratch:  # the runs\' temporary folders too, removed with it: a cancelled task is killed '
+            'uncleaned\n            runtime_env["env_vars"]["TMPDIR"] = str(scratch)\n', "",
             "tests/test_sweep.py::"
             "test_a_stopped_sweep_keeps_its_finished_runs_and_the_same_command_runs_only_the_rest"),
     Defence("runner.py", "a task killed by the signal that stops the sweep is the stop, not a failed run",
@@ -1538,6 +1540,94 @@ TOOLS = [
     Defence("runner.py", "a signal that comes with the last run still stops the sweep",
             "                stopped()  # the signal that killed the last tasks, which ended the loop\n", "",
             "tests/test_defences_tools.py::test_a_signal_that_arrives_with_the_last_run_still_stops_the_sweep"),
+    # A private Ray instance's folders, out of other users' reach, and never left behind.
+    Defence("runner.py", "everything a private Ray instance reads sits in a folder only this user may enter",
+            'None if settings.address else private / "ray"',
+            'None if settings.address else Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))',
+            "tests/test_sweep.py::test_no_other_user_can_change_what_the_sweeps_ray_instance_reads_while_it_runs"),
+    Defence("files.py", "a private folder is made for this user alone",
+            "    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))\n",
+            "    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))\n    folder.chmod(0o755)\n",
+            "tests/test_files.py::test_a_private_folder_is_for_this_user_alone_and_goes_when_left_however_it_is_left"),
+    Defence("files.py", "the folders that dead runs left are removed by the next",
+            "info.st_uid == os.getuid() and orphaned(folder):", "info.st_uid == os.getuid() and False:",
+            "tests/test_sweep.py::test_what_a_killed_sweep_left_is_removed_by_the_next_one"),
+    Defence("files.py", "what still runs in a dead run's folder is stopped before the folder goes",
+            "            clear(folder)\n            shutil.rmtree(folder, ignore_errors=True)\n",
+            "            shutil.rmtree(folder, ignore_errors=True)\n",
+            "tests/test_sweep.py::test_what_a_killed_sweep_left_is_removed_by_the_next_one"),
+    Defence("files.py", "a folder whose owner's pid now names another process is a dead run's",
+            "started(int(pid)) != start", "started(int(pid)) is None",
+            "tests/test_files.py::test_the_folders_that_dead_processes_left_are_cleared_and_removed_and_no_others"),
+    Defence("files.py", "a folder of another PID namespace is not judged from this one",
+            'namespace == os.readlink("/proc/self/ns/pid") and ', "",
+            "tests/test_files.py::test_the_folders_that_dead_processes_left_are_cleared_and_removed_and_no_others"),
+    Defence("files.py", "another user's folders are never removed",
+            "info.st_uid == os.getuid() and orphaned", "orphaned",
+            "tests/test_files.py::test_the_folders_that_dead_processes_left_are_cleared_and_removed_and_no_others"),
+    Defence("files.py", "a folder without an owner file is not taken for a dead run's",
+            "    except (OSError, ValueError):\n        return False", "    except (OSError, ValueError):\n        return True",
+            "tests/test_files.py::test_the_folders_that_dead_processes_left_are_cleared_and_removed_and_no_others"),
+    Defence("runner.py", "reap stops what works in the folder, not only what holds a file there",
+            'descriptors = [entry / "cwd", *(entry / "fd").iterdir()]', 'descriptors = list((entry / "fd").iterdir())',
+            "tests/test_runner.py::test_reap_stops_a_process_that_works_in_the_folder_holding_no_file_there"),
+    Defence("tests/mutants.py", "make defences keeps its scratch copies in a private folder the next run clears",
+            "~20 MB.\n        with files.private_folder(\"mutants-\", tempfile.gettempdir(), clear=reap) as scratch:",
+            "~20 MB.\n        with tempfile.TemporaryDirectory(prefix=\"mutants-\") as scratch:",
+            "tests/test_mutants.py::test_a_scratch_copy_a_killed_run_left_is_removed_by_the_next"),
+    # SIGHUP, as a closed terminal or SSH session sends it, stops a program as SIGTERM does.
+    Defence("cli.py", "SIGHUP stops a program as SIGTERM does",
+            "ENDINGS = (signal.SIGTERM, signal.SIGHUP)", "ENDINGS = (signal.SIGTERM,)",
+            "tests/test_reliability.py::test_a_signal_keeps_the_last_epoch_and_says_how_to_resume"),
+    Defence("cli.py", "a signal ignored at start (nohup's SIGHUP) stays ignored",
+            "            if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup's SIGHUP stays ignored",
+            "            if True:",
+            "tests/test_reliability.py::test_sighup_stays_ignored_where_the_program_was_started_with_it_ignored"),
+    Defence("runner.py", "SIGHUP stops a sweep on Ray as SIGTERM does",
+            "        for signum in STOPS:", "        for signum in (signal.SIGINT, signal.SIGTERM):",
+            "tests/test_sweep.py::test_a_sweep_stopped_while_ray_starts_leaves_no_process"),
+    Defence("runner.py", "a sweep stopped by SIGHUP exits as SIGHUP does, not as SIGTERM",
+            "raise KeyboardInterrupt if stop[0] == signal.SIGINT else Terminated(stop[0])",
+            "raise KeyboardInterrupt if stop[0] == signal.SIGINT else Terminated()",
+            "tests/test_sweep.py::test_a_sweep_stopped_while_ray_starts_leaves_no_process"),
+    # Addresses, and what answers at them.
+    Defence("runner.py", "an empty --address is refused, not taken for none",
+            '    if args.address == "":', "    if False:",
+            "tests/test_runner.py::test_an_empty_address_is_refused_not_taken_for_none"),
+    Defence("runner.py", "an address is checked before anything else runs",
+            '        split_address(address, "--address" if args.address else "RAY_ADDRESS")', "        pass",
+            "tests/test_runner.py::test_an_address_that_is_not_host_and_port_is_refused_in_one_line"),
+    Defence("runner.py", "an IPv6 address without brackets is refused, not split at the wrong colon",
+            '    elif ":" in host:\n        host = ""', '    elif False:\n        host = ""',
+            "tests/test_runner.py::test_an_address_that_is_not_host_and_port_is_refused_in_one_line"),
+    Defence("runner.py", "a port is 1 to 65535",
+            "port.isdigit() and 0 < int(port) < 65536", "port.isdigit()",
+            "tests/test_runner.py::test_an_address_that_is_not_host_and_port_is_refused_in_one_line"),
+    Defence("runner.py", "what answers at --address must speak gRPC",
+            'if answer[3:4] == b"\\x04":', "if answer:",
+            "tests/test_runner.py::test_what_answers_but_is_not_a_ray_head_is_refused_within_the_bound"),
+    Defence("runner.py", "a server that says nothing is refused within the bound",
+            '        except OSError:  # a timeout, or a server that hung up\n            answer = b""',
+            '        except ZeroDivisionError:\n            answer = b""',
+            "tests/test_runner.py::test_what_answers_but_is_not_a_ray_head_is_refused_within_the_bound"),
+    Defence("runner.py", "the driver joins a cluster under its own address on the route to the head",
+            "return connection.getsockname()[0]", "return None",
+            "tests/test_runner.py::test_the_driver_joins_a_cluster_under_its_address_on_the_route_to_the_head"),
+    Defence("runner.py", "the driver never looks up a route to a public address",
+            ', "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}', "}",
+            "tests/test_runner.py::test_the_driver_never_asks_a_route_to_a_public_address_for_its_own"),
+    Defence("runner.py", "Ray's lines carry no colour codes",
+            '"RAY_COLOR_PREFIX": "0", ', "",
+            "tests/test_runner.py::test_rays_lines_reach_the_terminal_without_colour_codes"),
+    Defence("runner.py", "a cluster that cannot be joined names the token as well as the address",
+            '+ (f"check --address, and that RAY_AUTH_MODE=token and RAY_AUTH_TOKEN give the cluster\'s "\n'
+            '                            f"token" if settings.address else "run with --jobs 1")',
+            '+ ("check --address, or run with --jobs 1")',
+            "tests/test_runner.py::test_a_cluster_that_cannot_be_joined_names_the_token_that_may_be_wrong"),
+    Defence("runner.py", "a cluster that wants a token the driver lacks is one line, not a traceback",
+            '        if type(e).__name__ != "AuthenticationError":  # Ray\'s, raised before it connects',
+            "        if True:",
+            "tests/test_runner.py::test_a_cluster_that_wants_a_token_the_driver_lacks_is_one_line"),
 ]
 
 DEFENCES = QUOTED + SERVING + RUNS + TOOLS
@@ -1676,7 +1766,8 @@ def main(args):
         if out.suffix != ".json" or not (isinstance(held, dict) and isinstance(held.get("defences"), list)):
             raise UsageError(f"--out {out} is not a .json table of defences, and this would replace it; pass another "
                              f"--out")
-        with tempfile.TemporaryDirectory(prefix="mutants-") as scratch:
+        # Its own folder, left by a killed run (SIGKILL) and removed by the next: each scratch copy is ~20 MB.
+        with files.private_folder("mutants-", tempfile.gettempdir(), clear=reap) as scratch:
             repos = queue.SimpleQueue()
             for i in range(args.jobs):
                 scratch_copy(Path(scratch, str(i)))

@@ -536,13 +536,13 @@ class Reached(Exception):
 def test_a_share_of_a_gpu_that_is_not_here_is_refused_before_ray_starts(ray_init, monkeypatch, tmp_path):
     monkeypatch.setattr(runner, "gpus_here", lambda settings: 0)
     with pytest.raises(UsageError, match="--gpus-per-run: this machine has no CUDA GPU for the runs to share"):
-        runner.start_ray(runner.Settings(jobs=2, gpus=0.5), str(tmp_path), str(tmp_path), "ab" * 32)
+        runner.start_ray(runner.Settings(jobs=2, gpus=0.5), tmp_path / "package", tmp_path, tmp_path / "ray", "ab" * 32)
     assert not ray_init
 
 
 def test_an_address_where_nothing_answers_is_refused_before_ray_connects(ray_init, tmp_path):
     with pytest.raises(UsageError) as refused:
-        runner.start_ray(runner.Settings(jobs=2, address="127.0.0.1:1"), str(tmp_path))
+        runner.start_ray(runner.Settings(jobs=2, address="127.0.0.1:1"), tmp_path / "package", tmp_path)
     assert str(refused.value).startswith("--address 127.0.0.1:1: nothing answers there (")
     assert not ray_init
 
@@ -552,7 +552,7 @@ def test_an_address_where_nothing_answers_is_refused_before_ray_connects(ray_ini
 def test_an_address_that_swallows_packets_is_refused_when_the_probe_times_out():
     # In a network namespace of its own, an address on a fake uplink whose packets nobody reads: a connection to
     # it is neither accepted nor refused, and without its timeout the probe would wait minutes.
-    probe = shlex.join([sys.executable, "-c", "import runner; runner.reachable('10.99.0.1:6379', seconds=2)"])
+    probe = shlex.join([sys.executable, "-c", "import runner; runner.ray_head('10.99.0.1:6379', seconds=2)"])
     script = ("ip link set lo up && ip tuntap add dev uplink0 mode tun && ip addr add 10.99.0.2/24 dev uplink0 && "
               f"ip link set uplink0 up && exec {probe}")
     # Without the timeout, the kernel's own retries of the connection take about two minutes.
@@ -578,12 +578,12 @@ def test_rays_workers_get_the_package_and_nothing_else(tmp_path, monkeypatch):
 def test_a_private_ray_instance_stays_on_loopback_behind_its_own_token(ray_init, tmp_path):
     home = os.environ.get("HOME")
     with pytest.raises(Reached):
-        runner.start_ray(runner.Settings(jobs=2), str(tmp_path), str(tmp_path), "cd" * 32)
+        runner.start_ray(runner.Settings(jobs=2), tmp_path / "package", tmp_path, tmp_path / "ray", "cd" * 32)
     ((kwargs, environment, bootstrap),) = ray_init
     assert bootstrap, "Ray's head would look for cloud metadata at 169.254.169.254"
     assert os.environ.get("HOME") == home  # the driver's own home, given back
     assert kwargs["address"] == "local" and kwargs["_node_ip_address"] == "127.0.0.1"
-    assert kwargs["include_dashboard"] is False and kwargs["_temp_dir"] == str(tmp_path)
+    assert kwargs["include_dashboard"] is False and kwargs["_temp_dir"] == str(tmp_path / "ray")
     assert environment["RAY_AUTH_MODE"] == "token" and environment["RAY_AUTH_TOKEN"] == "cd" * 32
     assert environment["RAY_USAGE_STATS_ENABLED"] == "0"
 
@@ -635,18 +635,18 @@ def failing_start(monkeypatch, tmp_path, reaped):
     """runner.run_on_ray with Ray's start replaced by one that leaves a process holding a file in the scratch
     folder, then raises what the test sets in raised[0]; returns (raised, scratch folders made)."""
     made, raised = [], [UsageError("Ray did not start")]
-    real_mkdtemp = runner.tempfile.mkdtemp
+    real_mkdtemp = files.tempfile.mkdtemp
 
     def mkdtemp(*args, **kwargs):
-        if kwargs.get("prefix") != "ray-":
+        if kwargs.get("prefix") != runner.PRIVATE:
             return real_mkdtemp(*args, **kwargs)
         made.append(Path(real_mkdtemp(**{**kwargs, "dir": str(tmp_path)})))
         return str(made[-1])
 
-    def start_ray(settings, package, scratch, token):
+    def start_ray(settings, package, private, scratch, token):
         reaped.append(holding(Path(scratch) / "session" / "raylet.out"))
         raise raised[0]
-    monkeypatch.setattr(runner.tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(files.tempfile, "mkdtemp", mkdtemp)
     monkeypatch.setattr(runner, "stage_package", lambda folder: None)
     monkeypatch.setattr(runner, "start_ray", start_ray)
     return raised, made

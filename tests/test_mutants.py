@@ -2,6 +2,11 @@
 and its test exists. Whether each test fails without its defence is `make defences` (minutes, not for every run)."""
 import ast
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -50,3 +55,54 @@ def test_out_never_replaces_what_is_not_a_table_of_defences(name, content, tmp_p
     assert out.read_text() == content and not list(tmp_path.glob(".*"))
     assert capsys.readouterr().err == (f"mutants: error: --out {out} is not a .json table of defences, and this would "
                                        f"replace it; pass another --out\n")
+
+
+def test_a_scratch_copy_a_killed_run_left_is_removed_by_the_next(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    import files
+    import mutants
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    start = files.started(child.pid)
+    child.kill()
+    child.wait()
+    left = tmp_path / "mutants-killed"  # as a run killed with SIGKILL leaves its scratch copies
+    (left / "0").mkdir(parents=True)
+    (left / files.OWNER).write_text(f"{child.pid} {start} {os.readlink('/proc/self/ns/pid')}\n")
+    argv = ["--only", "plain text is not blank", "--out", str(tmp_path / "defences.json")]
+    assert mutants.main(mutants.get_args_parser().parse_args(argv)) == 0, capsys.readouterr()
+    assert not left.exists() and not list(tmp_path.glob("mutants-*"))
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["the program", "its process group"])
+def test_sighup_stops_a_run_leaving_no_scratch_copy_and_no_process(group, tmp_path):
+    from conftest import ROOT, as_from_a_terminal
+    process = subprocess.Popen([sys.executable, "-m", "tests.mutants", "--only", "plain text is not blank", "--out",
+                                str(tmp_path / "defences.json")], cwd=ROOT, env={**os.environ, "TMPDIR": str(tmp_path)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=as_from_a_terminal)
+    try:
+        while not list(tmp_path.glob("mutants-*/0-tmp")):  # its first pytest, in the first scratch copy, has begun
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGHUP) if group else process.send_signal(signal.SIGHUP)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 129 and err.strip() == "mutants: interrupted; nothing written, the working tree " \
+                                                        "untouched", err
+    assert not list(tmp_path.iterdir()) and not working_in(tmp_path)
+
+
+def working_in(folder):
+    """The processes whose working folder is in folder."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{pid}/cwd").startswith(f"{folder}/"):
+                found.append(pid)
+        except OSError:  # gone meanwhile
+            continue
+    return found

@@ -333,7 +333,7 @@ def assert_whole_files(out_dir):
     checkpoint_of(out_dir)
 
 
-@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_a_signal_keeps_the_last_epoch_and_says_how_to_resume(sig, status, tmp_path):
     stale = tmp_path / "results" / f".{RUN}.json.99999.tmp"
     stale.parent.mkdir(parents=True)
@@ -352,6 +352,22 @@ def test_a_signal_keeps_the_last_epoch_and_says_how_to_resume(sig, status, tmp_p
     assert results["status"] == "interrupted"
     assert 1 <= len(results["history"]) == checkpoint["epoch"] < 500
     assert results["history"] == checkpoint["history"]
+
+
+def test_sighup_stays_ignored_where_the_program_was_started_with_it_ignored(tmp_path):
+    # As `nohup python main.py ... &` starts it: a closed terminal must not stop it.
+    process = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--model", "lenet5", "--limit", "2000",
+                                "--epochs", "500", "--device", "cpu", "--out-dir", str(tmp_path)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        wait_for(tmp_path / "checkpoints" / f"{RUN}.pt", process)
+        process.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert process.poll() is None
+    finally:
+        process.kill()
+        process.wait()
 
 
 def test_a_second_ctrl_c_exits_at_once_leaving_whole_files(tmp_path):

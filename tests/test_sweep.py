@@ -60,9 +60,10 @@ def table_rows(out):
 
 
 def python(*argv):
-    """A command line that runs sweep.py or main.py with Ctrl-C as a terminal gives it: a background shell
-    would start it with SIGINT ignored."""
-    reset = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    """A command line that runs sweep.py or main.py with Ctrl-C and SIGHUP as a terminal gives them: a background
+    shell would start it with SIGINT ignored, and nohup with SIGHUP ignored."""
+    reset = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+             "signal.signal(signal.SIGHUP, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])")
     return shlex.join([sys.executable, "-c", reset, sys.executable, *map(str, argv)])
 
 
@@ -117,47 +118,54 @@ def test_a_local_sweep_makes_main_pys_runs_listens_on_loopback_only_and_leaves_n
     assert rows[other][-1] == ("real" if c.real else f"not measurable ({c.detectable:.2f} needed)")
 
 
+# The shell's lines that name the private folder of the sweep whose pid is $sweep in this PID namespace: Ray's
+# scratch, its package and the driver's home, none of which may outlive it.
+PRIVATE = ("private() { awk -v pid=$1 -v ns=$(readlink /proc/self/ns/pid) '$1 == pid && $3 == ns "
+           "{ sub(\"/owner$\", \"\", FILENAME); print FILENAME }' /tmp/mnist-ray-*/owner 2>/dev/null; }\n")
+STOPS = [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+
+
 @needs_namespace
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("signum, status", STOPS)
 def test_a_sweep_stopped_while_ray_starts_leaves_no_process(signum, status, tmp_path):
-    script = f"""
+    script = PRIVATE + f"""
     setsid {python("sweep.py", "--model", "lenet5", "--seed", "0", "1", *QUICK, "--jobs", "2", "--out-dir",
                    tmp_path / "sweep")} > {tmp_path}/out 2> {tmp_path}/err &
     sweep=$!
     for i in $(seq 600); do grep -q "to train" {tmp_path}/out && break; sleep 0.1; done
     sleep 1.5; kill -{signum.name[3:]} -- {"-" if signum == signal.SIGINT else ""}$sweep
-    wait $sweep; echo "status $?"
+    wait $sweep; stopped=$?; echo "left [$(private $sweep)]"; echo "status $stopped"
     sleep 2; ps -e -o pid=,args= | grep -v -e 'ps -e' -e grep -e ' bash' || true
     """
-    # Ctrl-C reaches the whole process group, Ray's processes too, as from a terminal; SIGTERM the sweep alone, as
-    # kill and timeout send it. (SIGTERM to the whole group while Ray starts can make Ray's own core abort the
-    # driver, which nothing in the driver can then clean up.)
+    # Ctrl-C reaches the whole process group, Ray's processes too, as from a terminal; SIGTERM and SIGHUP the sweep
+    # alone, as kill and timeout send them. (SIGTERM to the whole group while Ray starts can make Ray's own core
+    # abort the driver, which nothing in the driver can then clean up.)
     _, log, err = in_namespace(script)
     stderr = (tmp_path / "err").read_text()
-    assert f"status {status}" in log, (log, err, stderr)
+    assert f"status {status}" in log and "left []" in log, (log, err, stderr)
     assert log.split(f"status {status}", 1)[1].strip() == "", "processes left after the sweep"
     assert "continue with: " in stderr and "Traceback" not in stderr, stderr
 
 
 @needs_namespace
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("signum, status", STOPS)
 def test_a_stopped_sweep_keeps_its_finished_runs_and_the_same_command_runs_only_the_rest(signum, status, tmp_path):
     out = tmp_path / "sweep"
     argv = ["sweep.py", "--model", "lenet5", "--seed", "0", "1", "2", "3", "--limit", "1024", "--epochs", "4",
             "--jobs", "2", "--out-dir", out]
     temporary = tmp_path / "tmp"  # where the sweep and, unless it says otherwise, Ray's tasks make temporary files
     temporary.mkdir()
-    script = f"""
+    script = PRIVATE + f"""
     TMPDIR={temporary} setsid {python(*argv)} > {tmp_path}/out 2> {tmp_path}/err &
     sweep=$!
     for i in $(seq 600); do grep -q accuracy {tmp_path}/out && break; sleep 0.1; done
     kill -{signum.name[3:]} -- -$sweep   # the whole process group, as a terminal's Ctrl-C reaches it
-    wait $sweep; echo "status $?"
+    wait $sweep; stopped=$?; echo "left [$(private $sweep)]"; echo "status $stopped"
     sleep 1; ps -e -o pid=,args= | grep -v -e 'ps -e' -e grep -e ' bash' || true
     """
     _, log, err = in_namespace(script)
     stderr = (tmp_path / "err").read_text()
-    assert f"status {status}" in log, (log, err, stderr)
+    assert f"status {status}" in log and "left []" in log, (log, err, stderr)
     assert log.split(f"status {status}", 1)[1].strip() == "", "processes left after the sweep"
     assert "continue with: " in stderr and "Traceback" not in stderr, stderr
     finished = sorted(p.stem for p in (out / "results").glob("*.json"))
@@ -174,6 +182,64 @@ def test_a_stopped_sweep_keeps_its_finished_runs_and_the_same_command_runs_only_
     trained = re.findall(r"^(lenet5_seed\d): ", printed, re.MULTILINE)
     assert sorted(trained) == sorted(set(f"lenet5_seed{s}" for s in range(4)) - set(finished))
     assert all((out / "results" / f"{name}.json").read_bytes() == data for name, data in kept.items())
+
+
+# Every path under a folder, NUL-separated: what the sweep's Ray instance reads.
+LIST = "import os, sys; print('\\0'.join(os.path.join(d, n) for d, ds, fs in os.walk(sys.argv[1]) for n in ['', *ds, *fs]))"
+# Another user's attempts on each path: append to it, make a file in it, move it away (to swap in a copy of its own).
+ATTACK = """
+import os, sys
+for path in filter(None, sys.stdin.read().strip().split("\\0")):
+    for attempt in (lambda: open(path, "a").close(), lambda: open(os.path.join(path, "planted"), "x").close(),
+                    lambda: os.rename(path, path + ".moved")):
+        try:
+            attempt()
+            print("wrote", path)
+        except OSError:
+            pass
+"""
+WORKERS_STARTED = "ls -d $(private $sweep)/ray/session_*/runtime_resources/working_dir_files/*/ > /dev/null 2>&1"
+
+
+@needs_namespace
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv to act as another user")
+def test_no_other_user_can_change_what_the_sweeps_ray_instance_reads_while_it_runs(tmp_path):
+    out = tmp_path / "sweep"
+    script = PRIVATE + f"""
+    setsid {python("sweep.py", "--model", "lenet5", "--seed", "0", "1", "--limit", "1024", "--epochs", "3",
+                   "--jobs", "2", "--out-dir", out)} > {tmp_path}/out 2> {tmp_path}/err &
+    sweep=$!
+    for i in $(seq 900); do {WORKERS_STARTED} && break; sleep 0.1; done
+    {sys.executable} -c {shlex.quote(LIST)} "$(private $sweep)" > {tmp_path}/paths
+    setpriv --reuid=65534 --regid=65534 --clear-groups {sys.executable} -I -c {shlex.quote(ATTACK)} \
+      < {tmp_path}/paths > {tmp_path}/planted
+    wait $sweep; echo "status $?"
+    """
+    _, log, err = in_namespace(script)
+    paths = (tmp_path / "paths").read_text().split("\0")
+    assert "status 0" in log, (log, err, (tmp_path / "err").read_text())
+    # The attack was tried where it once worked: the package that Ray unpacks and starts every worker in.
+    assert any("/runtime_resources/working_dir_files/" in path for path in paths), paths
+    assert (tmp_path / "planted").read_text() == ""
+    assert all(results(out, f"lenet5_seed{seed}")["status"] == "complete" for seed in (0, 1))
+
+
+@needs_namespace
+def test_what_a_killed_sweep_left_is_removed_by_the_next_one(tmp_path):
+    argv = ["sweep.py", "--model", "lenet5", "--seed", "0", "1", "--limit", "1024", "--epochs", "3", "--jobs", "2",
+            "--out-dir", tmp_path / "sweep"]
+    script = PRIVATE + f"""
+    setsid {python(*argv)} > {tmp_path}/out 2> {tmp_path}/err &
+    sweep=$!
+    for i in $(seq 900); do {WORKERS_STARTED} && break; sleep 0.1; done
+    killed=$(private $sweep); kill -KILL $sweep; wait $sweep; echo "killed [$killed]"
+    {python(*argv)} > {tmp_path}/out2 2>&1; echo "status $?"
+    [ -e "$killed" ] && echo "still there"
+    sleep 1; ps -e -o pid=,args= | grep -v -e 'ps -e' -e grep -e ' bash' || true
+    """
+    _, log, err = in_namespace(script)
+    assert "killed [/tmp/mnist-ray-" in log, (log, err)
+    assert log.split("status 0", 1)[1].strip() == "", (log, err, (tmp_path / "out2").read_text())
 
 
 RAY_NODE = """
@@ -201,6 +267,8 @@ def test_a_sweep_on_two_nodes_completes_when_one_dies_mid_sweep(tmp_path, reques
     for i in $(seq 300); do grep -q "Ray runtime started" {tmp_path}/head.log && break; sleep 0.1; done
     start_node worker --address 127.0.0.1:6390 --temp-dir {nodes}/worker; worker=$!
     for i in $(seq 300); do grep -q "Ray runtime started" {tmp_path}/worker.log && break; sleep 0.1; done
+    RAY_AUTH_TOKEN= {python("sweep.py", "--model", "lenet5", *QUICK, "--address", "127.0.0.1:6390", "--out-dir",
+                            out)} > {tmp_path}/tokenless 2>&1; echo "without a token $?"
     {python("sweep.py", "--model", "lenet5", "--seed", *range(6), "--limit", "1024", "--epochs", "3",
             "--address", "127.0.0.1:6390", "--out-dir", out)} > {tmp_path}/out 2> {tmp_path}/err &
     sweep=$!
@@ -214,6 +282,12 @@ def test_a_sweep_on_two_nodes_completes_when_one_dies_mid_sweep(tmp_path, reques
     status, log, err = in_namespace(script, uplink=False, timeout=400)
     printed, stderr = (tmp_path / "out").read_text(), (tmp_path / "err").read_text()
     assert "worker node killed" in log and "status 0" in log, (log, err, printed, stderr)
+    # Without the uplink, a route lookup towards a public address fails, and Ray says so.
+    assert "external connectivity" not in stderr, stderr
+    tokenless = (tmp_path / "tokenless").read_text().splitlines()
+    assert "without a token 2" in log and tokenless[1:] == [
+        "sweep.py: error: the Ray cluster at 127.0.0.1:6390 wants a token, and this driver has none; set RAY_AUTH_TOKEN "
+        "to the cluster's token (RAY_AUTH_MODE=token asks for one)"], tokenless
     for seed in range(6):
         run = results(out, f"lenet5_seed{seed}")
         assert run["status"] == "complete" and len(run["history"]) == 3
