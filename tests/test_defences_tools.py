@@ -106,7 +106,7 @@ def test_a_rerun_with_a_failed_run_moves_nothing_into_place(staged_report, tmp_p
     assert not list((tmp_path / "checkpoints").glob("*.pt"))
 
 
-def test_a_signal_during_the_moves_lands_after_every_run_is_moved(staged_report, tmp_path, monkeypatch):
+def test_a_signal_during_the_moves_lands_after_every_run_is_moved(staged_report, tmp_path, monkeypatch, ctrl_c):
     real, moves = os.replace, []
 
     def replace(source, target):

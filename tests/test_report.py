@@ -131,7 +131,7 @@ def test_an_unwritable_plots_folder_is_one_line_before_any_work(tmp_path, monkey
     assert err.count("\n") == 1 and f"{tmp_path / 'plots'} cannot be written (Permission denied)" in err
 
 
-def test_signals_wait_for_the_moves_then_arrive(monkeypatch):
+def test_signals_wait_for_the_moves_then_arrive(ctrl_c):
     import signal
     with pytest.raises(KeyboardInterrupt):
         with report.deferred_signals():

@@ -1,4 +1,5 @@
 """The statistics behind "Which differences are real": checked against counts and binomial sums done by hand."""
+import dataclasses
 import gzip
 import json
 from math import comb, sqrt
@@ -87,6 +88,19 @@ def test_an_image_discordant_in_every_seed_counts_once_when_pooled():
     c = significance.compare(first, second)
     assert c.discordant == ((20, 15), (20, 0), (20, 0)) and c.ahead == (20, 15)
     assert c.p == pytest.approx(binomial_p(20, 35), rel=1e-12)
+
+
+def test_p_below_the_level_is_real_and_p_at_or_above_it_is_not():
+    # The closest calls either side of 5%, by hand: 81 of 138 discordant images one way (p = 0.0499) and 82 of 140
+    # (p = 0.0515). Both intervals leave out zero, so p alone decides. "p < 0.05" is the rule the tables state: p at
+    # exactly the level is not real.
+    below, above = binomial_p(81, 138), binomial_p(82, 140)
+    assert 0.0498 < below < significance.ALPHA < above < 0.0516
+    for (first_only, second_only), p, real in (((81, 57), below, True), ((82, 58), above, False)):
+        c = significance.compare(*runs_with([(first_only, second_only)], images=2_000))
+        assert c.p == pytest.approx(p, rel=1e-12) and significance.excludes_zero(c.interval), c
+        assert c.real == real, c
+        assert not dataclasses.replace(c, p=significance.ALPHA).real
 
 
 def test_the_detectable_lead_is_the_smallest_that_mcnemars_test_tells():

@@ -132,6 +132,14 @@ def test_predictions_of_the_wrong_length_are_refused_whatever_eval_images_says(c
     refused(copy, monkeypatch, path, "predictions of 5,000 characters")
 
 
+@pytest.mark.parametrize("edit, size", [(lambda p: p + p[0], "10,001"), (lambda p: p[:-1], "9,999")],
+                         ids=["longer", "shorter"])
+def test_predictions_one_longer_or_one_shorter_than_the_images_are_refused(copy, monkeypatch, edit, size):
+    path = copy / "lenet5_seed0.json"
+    change(path, lambda r: r.update(predictions=edit(r["predictions"])))
+    refused(copy, monkeypatch, path, f"predictions of {size} characters, not one digit for each of its 10,000 images")
+
+
 def test_eval_images_must_be_the_slots_image_count(copy, monkeypatch):
     path = copy / "lenet5_seed0.json"
     change(path, lambda r: r.update(eval_images=5000))

@@ -21,6 +21,7 @@ import pytest
 import dataset
 import significance
 from conftest import ROOT, without_seconds
+from test_significance import binomial_p
 
 QUICK = ["--limit", "256", "--epochs", "1"]
 NAMESPACES = os.geteuid() == 0 and shutil.which("unshare") and shutil.which("ip") and shutil.which("ss")
@@ -366,6 +367,40 @@ def test_one_seed_gets_no_verdict(tmp_path):
     status, out, _ = sweep("--model", "lenet5", "custom_mlp", *QUICK, "--out-dir", tmp_path)
     assert status == 0 and "not measurable (one seed; give --seed two values or more)" in out, out
     assert all(cells[-1] != "real" for cells in table_rows(out).values())
+
+
+def table_of(monkeypatch, tmp_path, seeds, wrong, images=1_000):
+    """sweep.py's table for lenet5 against custom_mlp at seeds, trained nowhere: on made-up labels for `images`
+    images, lenet5's runs get every image right and custom_mlp's all but the first `wrong`, at every seed."""
+    import runner
+    import slots
+    import sweep
+    labels = np.arange(images) % 10
+    monkeypatch.setattr(runner, "labels_of", lambda recipe: labels)
+
+    def load(path, advice, recipe, labels):
+        predictions = labels.copy()
+        if recipe["model"] == "custom_mlp":
+            predictions[:wrong] = (predictions[:wrong] + 1) % 10
+        return {"predictions": "".join(map(str, predictions)),
+                "history": [{"eval_acc": 100 * float((predictions == labels).mean())}]}
+    monkeypatch.setattr(slots, "load", load)
+    args = sweep.get_args_parser().parse_args(["--model", "lenet5", "custom_mlp", "--seed", *map(str, seeds)])
+    return table_rows("\n" + "\n".join(sweep.table(args, sweep.grid(args), tmp_path)))
+
+
+def test_a_difference_is_real_from_two_seeds_and_never_from_one(monkeypatch, tmp_path):
+    # 30 images that only lenet5 gets right, none the other way: McNemar's p is 2 / 2**30 by hand, and every
+    # resampling of the images keeps custom_mlp behind. Yet one seed pair says nothing of how runs vary by seed.
+    p = f"{binomial_p(0, 30):.3g}"
+    assert binomial_p(0, 30) == 2 / 2 ** 30
+    one = table_of(monkeypatch, tmp_path, [0], wrong=30)
+    assert one["lenet5"][-1] == "best"
+    assert one["custom_mlp"][1:4] == ["1", "97.00", "-3.00"] and one["custom_mlp"][5] == p, one
+    assert one["custom_mlp"][-1] == "not measurable (one seed; give --seed two values or more)"
+    two = table_of(monkeypatch, tmp_path, [0, 1], wrong=30)
+    assert two["custom_mlp"][1:4] == ["2", "97.00 ± 0.00", "-3.00"] and two["custom_mlp"][5] == p, two
+    assert two["custom_mlp"][-1] == "real"
 
 
 def test_a_finished_run_with_other_settings_is_refused(tmp_path):
