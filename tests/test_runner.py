@@ -46,17 +46,16 @@ def test_a_bad_ray_address_in_the_environment_is_named_as_such(monkeypatch):
 
 
 def serving(answer):
-    """A server on loopback that accepts one connection and sends answer (None: says nothing, and holds the
-    connection open until the test ends); returns its address."""
+    """A server on loopback that accepts one connection and sends answer (None: says nothing), holding the
+    connection open for 30 s; returns its address."""
     server = socket.create_server(("127.0.0.1", 0))
-    held = []
 
     def serve():
         connection, _ = server.accept()
-        held.append(connection)
         connection.recv(64)
         if answer is not None:
             connection.sendall(answer)
+        time.sleep(30)
     threading.Thread(target=serve, daemon=True).start()
     return f"127.0.0.1:{server.getsockname()[1]}"
 
