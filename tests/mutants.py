@@ -622,8 +622,8 @@ RUNS = [
             '            and len(results["history"]) == checkpoint["epoch"])', ")",
             "tests/test_defences_runs.py::test_results_with_a_short_history_do_not_finish_a_run"),
     Defence("runs.py", "a diverged run keeps the epochs before it",
-            '        if history:\n            write_results("diverged")',
-            '        if False:\n            write_results("diverged")',
+            '    except engine.Diverged as e:\n        write_results("diverged")',
+            '    except engine.Diverged as e:\n        pass',
             "tests/test_main.py::test_divergence_keeps_the_epochs_before_it"),
     Defence("runs.py", "a stopped or failed run writes its results so far",
             "        if history:\n            try:", "        if False:\n            try:",
@@ -1494,8 +1494,8 @@ TOOLS = [
             "    if hard != resource.RLIM_INFINITY and hard < wanted:\n", "    if False:\n",
             "tests/test_defences_tools.py::test_more_runs_than_the_hard_limit_on_open_files_is_refused"),
     Defence("runner.py", "a finished run with damaged results trained again",
-            "                slots.load(paths.results, \"training it again\", recipe=recipe, "
-            "labels=labels_of(recipe))\n",
+            "                slots.load(paths.results, \"training it again\", recipe=recipe,\n"
+            "                           labels=None if stopped else labels_of(recipe), diverged=stopped)\n",
             "",
             "tests/test_sweep.py::test_a_finished_run_whose_results_are_damaged_is_trained_again"),
     Defence("runner.py", "the output folders proved writable before any work",

@@ -36,6 +36,10 @@ def craft(checkpoint, damage):
         checkpoint["recipe"]["model"] = "os.system"
     elif damage == "an accuracy of 1e308":  # it would win predict.py's choice of the best checkpoint
         checkpoint["history"][-1]["eval_acc"] = 1e308
+    elif damage == "a thread count of 'two'":
+        checkpoint["threads"] = "two"
+    elif damage == "a thread count of 0":
+        checkpoint["threads"] = 0
     elif damage in ("meta weights", "sparse weights", "complex weights"):
         weight = checkpoint["model"]["fc2.weight"]
         checkpoint["model"]["fc2.weight"] = {"meta weights": lambda: torch.empty_like(weight, device="meta"),
@@ -60,7 +64,9 @@ DAMAGES = {"a string recipe": "its recipe is a str, not a dict of settings",
            "sparse weights": "its weight 'fc2.weight' is a torch.float32 torch.sparse_coo tensor on cpu, not what "
                              "main.py saves",
            "complex weights": "its weight 'fc2.weight' is a torch.complex64 torch.strided tensor on cpu, not what "
-                              "main.py saves"}
+                              "main.py saves",
+           "a thread count of 'two'": "its thread count is 'two', not a whole number from 1",
+           "a thread count of 0": "its thread count is 0, not a whole number from 1"}
 
 
 @pytest.fixture
