@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+import checkpoints
 import demo
 import files
 import predict
@@ -36,10 +37,6 @@ def craft(checkpoint, damage):
         checkpoint["recipe"]["model"] = "os.system"
     elif damage == "an accuracy of 1e308":  # it would win predict.py's choice of the best checkpoint
         checkpoint["history"][-1]["eval_acc"] = 1e308
-    elif damage == "a thread count of 'two'":
-        checkpoint["threads"] = "two"
-    elif damage == "a thread count of 0":
-        checkpoint["threads"] = 0
     elif damage in ("meta weights", "sparse weights", "complex weights"):
         weight = checkpoint["model"]["fc2.weight"]
         checkpoint["model"]["fc2.weight"] = {"meta weights": lambda: torch.empty_like(weight, device="meta"),
@@ -64,9 +61,7 @@ DAMAGES = {"a string recipe": "its recipe is a str, not a dict of settings",
            "sparse weights": "its weight 'fc2.weight' is a torch.float32 torch.sparse_coo tensor on cpu, not what "
                              "main.py saves",
            "complex weights": "its weight 'fc2.weight' is a torch.complex64 torch.strided tensor on cpu, not what "
-                              "main.py saves",
-           "a thread count of 'two'": "its thread count is 'two', not a whole number from 1",
-           "a thread count of 0": "its thread count is 0, not a whole number from 1"}
+                              "main.py saves"}
 
 
 @pytest.fixture
@@ -109,6 +104,16 @@ def test_a_crafted_checkpoint_is_one_line_and_exit_2_everywhere(damage, crafted,
     assert out == "" and "pass --model" not in err
     with pytest.raises(UsageError, match="delete it or train again"):
         demo.load_models([path])
+
+
+@pytest.mark.parametrize("threads", ["two", 0, 2.5, True])
+def test_a_thread_count_that_is_not_a_whole_number_from_1_is_refused(threads, trained_runs):
+    checkpoint = torch.load(trained_runs / "checkpoints" / f"{RUN}.pt", weights_only=True)
+    checkpoints.check_checkpoint(checkpoint)  # as main.py saved it, with its count
+    with pytest.raises(ValueError, match=r"^its thread count is .+, not a whole number from 1$"):
+        checkpoints.check_checkpoint({**checkpoint, "threads": threads})
+    del checkpoint["threads"]
+    checkpoints.check_checkpoint(checkpoint)  # saved before the count was kept
 
 
 def test_a_crafted_file_among_the_checkpoints_is_skipped_and_said(crafted, trained_runs, one_png, monkeypatch,
