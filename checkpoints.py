@@ -2,7 +2,8 @@
 whole before anything is built from it, building its model, restoring a run from it, and choosing the best one.
 
 A checkpoint is torch.save's zip archive of one dict, CHECKPOINT_KEYS: the model's, optimizer's and scheduler's
-state, the epoch, the recipe, the history so far, the random state and the last epoch's predictions. Everything
+state, the epoch, the recipe, the history so far, the random state and the last epoch's predictions; since a later
+version, the torch threads it trained with too (LATER_KEYS). Everything
 read is hostile until checked: main.py's --evaluate and --resume, predict.py and demo.py all read through here.
 """
 import math
@@ -20,13 +21,17 @@ from errors import UsageError
 from recipes import check_recipe, shown_value
 
 CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "epoch", "recipe", "history", "rng", "predictions"}
+# What a checkpoint has held since a later version, and older ones lack: threads, torch's thread count, which
+# changes a run's numbers. Missing, it is unknown.
+LATER_KEYS = {"threads"}
 
 
 def state(model, optimizer, scheduler, recipe, history, predictions, device):
     """The dict a run saves after each epoch: history holds every epoch so far, the last one included."""
     rng = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}
     return dict(model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                epoch=history[-1]["epoch"], recipe=recipe, history=history, rng=rng, predictions=predictions)
+                epoch=history[-1]["epoch"], recipe=recipe, history=history, rng=rng, predictions=predictions,
+                threads=torch.get_num_threads())
 
 
 def save(path, checkpoint):
@@ -118,6 +123,9 @@ def check_checkpoint(checkpoint):
     """ValueError saying what is wrong, where a checkpoint does not hold what main.py writes: a recipe within
     recipes.RECIPE_SCHEMA, one finite record per epoch, and finite weights of the shapes its model has."""
     recipe = check_recipe(checkpoint["recipe"])
+    threads = checkpoint.get("threads")
+    if threads is not None and (type(threads) is not int or threads < 1):
+        raise ValueError(f"its thread count is {shown_value(threads)}, not a whole number from 1")
     epoch, history = checkpoint["epoch"], checkpoint["history"]
     if type(epoch) is not int or not 1 <= epoch <= recipe["epochs"]:
         raise ValueError(f"its epoch is {shown_value(epoch)}, not from 1 to its recipe's {recipe['epochs']}")

@@ -144,7 +144,7 @@ def add_runner_flags(parser, jobs=1):
                              "decide how many run at once; default: $RAY_ADDRESS where --jobs is above 1, else none")
     parser.add_argument("--cpus-per-run", type=count(1024),
                         help="CPU cores, and torch threads, that each run takes; default: 1 on Ray, torch's default "
-                             "with --jobs 1")
+                             "with --jobs 1. The thread count changes a run's numbers, and a run resumes only at its own")
     parser.add_argument("--gpus-per-run", type=number(float, lambda v: 0 < v <= 1, "above 0 and at most 1"),
                         help="the share of a GPU each run takes on Ray, e.g. 0.1 packs ten runs onto one GPU; "
                              "default: none")

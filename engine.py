@@ -11,13 +11,14 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import dataset
+import slots
 from model import MODELS
 from errors import RunFailed, UsageError
-from recipes import ARCHITECTURE_KEYS
+from recipes import ARCHITECTURE_KEYS, evaluated_on
 
 
 class Diverged(RunFailed):
-    """The loss became nan or inf."""
+    """The loss became nan or inf, or an epoch's loss went past what the results' readers believe (slots.is_loss)."""
 
 
 @dataclass
@@ -159,7 +160,8 @@ def fit(model, optimizer, scheduler, train_batches, eval_batches, recipe, first_
     Evaluation behind it.
 
     The record holds the epoch, the training loss and accuracy measured on the fly, the evaluation loss and
-    accuracy, and the seconds the epoch took. Raises Diverged naming the epoch and step.
+    accuracy, and the seconds the epoch took. Raises Diverged naming the epoch and step, or the epoch whose loss
+    no results file may hold: the readers' own rule, so that a run is never written complete and then refused.
     """
     ctx = autocast(next(model.parameters()).device, recipe["amp"])
     for epoch in range(first_epoch, recipe["epochs"] + 1):
@@ -171,6 +173,10 @@ def fit(model, optimizer, scheduler, train_batches, eval_batches, recipe, first_
         evaluation = evaluate(model, eval_batches, ctx)
         record = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, eval_loss=evaluation.loss,
                       eval_acc=evaluation.acc, seconds=time.perf_counter() - start)
+        for key, split in (("train_loss", "train"), ("eval_loss", evaluated_on(recipe))):
+            if not slots.is_loss(record[key]):
+                raise Diverged(f"{split} loss became {record[key]:.6g} in epoch {epoch}, past the {slots.MAX_LOSS:g} "
+                               f"a run's results may hold")
         yield record, evaluation
 
 

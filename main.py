@@ -93,7 +93,10 @@ def train(args, recipes, device):
     from model import count_parameters, parameter_table
     out_dir = args.out_dir or files.DEFAULT_OUT_DIR
     paths = [files.RunPaths.of(out_dir, run_name(r["model"], args.tag, args.seed, args.recipe)) for r in recipes]
-    plans = [runs.plan_run(p, r, args.resume, args.overwrite, skip_finished=len(recipes) > 1)
+    # main.py trains with torch's default thread count, which OMP_NUM_THREADS sets.
+    plans = [runs.plan_run(p, r, args.resume, args.overwrite, skip_finished=len(recipes) > 1,
+                           threads=torch.get_num_threads(),
+                           set_threads="set OMP_NUM_THREADS={} in the environment to continue it")
              for p, r in zip(paths, recipes)]
     comparison = out_dir / "plots" / f"{run_name('comparison', args.tag, args.seed)}.png" if len(recipes) > 1 else None
     data = dataset.load_splits(args.data_dir or dataset.DEFAULT_DATA_DIR, device, args.validation, args.limit)

@@ -124,27 +124,40 @@ def run_all(jobs, settings, measure=lambda job: None):
     yield from run_on_ray(jobs, settings, measure)
 
 
-def plan(named_recipes, paths_of, out_dir, flag="--out-dir"):
+def plan(named_recipes, paths_of, out_dir, flag="--out-dir", settings=None, diverged=None):
     """Jobs for the (name, recipe) pairs still to train, and the names of those finished already: a finished run is
     skipped, an unfinished one resumes from its checkpoint. UsageError, before any work, for a run that would
-    replace another with other settings. paths_of(name) gives where a run's files go, under out_dir, which flag
-    named (None: the program chose it)."""
+    replace another with other settings, or resume at another thread count than settings give it. paths_of(name)
+    gives where a run's files go, under out_dir, which flag named (None: the program chose it). diverged, where
+    given, gets {name: error} for each run that diverged already, which is finished: trained again, it would
+    diverge again. Without it, such a run is trained again."""
+    import torch
+
     import runs
     import slots
     jobs, finished = [], []
+    # Each run's torch threads: --cpus-per-run, else one on Ray, else this process's default, where train runs.
+    local = settings is not None and settings.jobs == 1 and settings.address is None
+    threads = None if settings is None else settings.threads or (torch.get_num_threads() if local else 1)
     for name, recipe in named_recipes:
         paths = paths_of(name)
-        step = runs.plan_run(paths, recipe, resume=True, skip_finished=True)
-        if step.action == "done":
+        step = runs.plan_run(paths, recipe, resume=True, skip_finished=True, threads=threads,
+                             set_threads="pass --cpus-per-run {} to continue it")
+        stopped = step.action == "diverged" and diverged is not None
+        if step.action == "done" or stopped:
             try:  # finished, but is its results file whole? A damaged one is trained again, not skipped forever
-                slots.load(paths.results, "training it again", recipe=recipe, labels=labels_of(recipe))
+                slots.load(paths.results, "training it again", recipe=recipe,
+                           labels=None if stopped else labels_of(recipe), diverged=stopped)
                 finished.append(name)
+                if stopped:
+                    diverged[name] = (f"training diverged in epoch {len(step.results['history']) + 1}, as "
+                                      f"{paths.results} says; lower --lr (it was {recipe['lr']})")
                 continue
             except slots.BadResults as e:
                 emit(f"{name}: {e}")
             jobs.append(Job(name, recipe, paths))
         else:
-            jobs.append(Job(name, recipe, paths, paths.checkpoint.read_bytes() if step.action == "resume" else None))
+            jobs.append(Job(name, recipe, paths, paths.checkpoint.read_bytes() if step.checkpoint else None))
     files.prepare_out_dir(out_dir, [path for job in jobs for path in job.paths.outputs if path is not None], flag)
     return jobs, finished
 

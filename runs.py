@@ -18,13 +18,14 @@ from recipes import RECIPE_KEYS, completed, evaluated_on, shown_value
 
 @dataclass
 class Plan:
-    """What to do for a run: "fresh", "resume" from checkpoint, or "done" (finished, with its results)."""
+    """What to do for a run: "fresh", "resume" from checkpoint, "done" (finished, with its results), or "diverged"
+    (stopped where its training diverged, after the epochs of its checkpoint, if any, with its results)."""
     action: str
     checkpoint: dict = None
     results: dict = None
 
 
-def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
+def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False, threads=None, set_threads=None):
     """Check a run's folder against what the command asks for; a conflict is a UsageError naming the way out.
 
     Results that hold more than a run writes (RESULT_KEYS: the report's measurements) are never stripped: no
@@ -35,13 +36,21 @@ def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False):
     must not silently replace a good model; and a finished run with the same settings too, since rerunning it only
     reproduces what is there, and would strip its results of what another program added (the report's
     measurements) and leave nothing whole where it is stopped. With resume, skip_finished makes a finished run
-    "done" instead of an error, its checkpoint there or not, and a run never begun "fresh" (for --model all and
-    many runs at once).
+    "done" instead of an error, its checkpoint there or not, a run that diverged "diverged", and a run never begun
+    "fresh" (for --model all and many runs at once).
+
+    threads: the torch threads this run would train with. A run resumes only at the count it began with, which
+    changes its numbers (the order of floating-point sums); set_threads says how to set it, with {} for the count.
     """
     held = files.read_json(paths.results)
     extra = sorted(set(held) - set(RESULT_KEYS)) if isinstance(held, dict) else []
     plan = _plan(paths, recipe, held, resume, overwrite, skip_finished, replace="" if extra else
                  ", or --overwrite to replace it")
+    began = plan.checkpoint.get("threads") if plan.action == "resume" else None  # None: saved before it was kept
+    if threads is not None and began is not None and began != threads:
+        raise UsageError(f"{'' if skip_finished else '--resume: '}{paths.checkpoint} was trained with {began} torch "
+                         f"threads, and this run would take {threads}, which changes its numbers; "
+                         f"{set_threads.format(began)}")
     if extra and plan.action != "done":
         raise UsageError(f"{paths.results} holds measurements that this run does not make "
                          f"({', '.join(map(shown_value, extra))}), which training it would throw away; pass "
@@ -83,6 +92,8 @@ def _plan(paths, recipe, held, resume, overwrite, skip_finished, replace):
         raise UsageError(f"{finished}; {'pass --resume to skip it, ' if skip_finished else ''}pass --tag NAME or "
                          f"another --out-dir to train it again beside it{replace}")
     if not exists and skip_finished:
+        if stopped_diverged(held, 0):
+            return Plan("diverged", results=held)
         if not isinstance(saved, dict):
             return Plan("fresh")
         changed = differing(saved, recipe)  # finished, and its checkpoint gone (the report commits no checkpoints)
@@ -106,6 +117,8 @@ def _plan(paths, recipe, held, resume, overwrite, skip_finished, replace):
     if changed:
         raise UsageError(f"--resume: {paths.checkpoint} was trained with {settings(completed(saved), changed)}; resume "
                          f"with the same settings")
+    if skip_finished and stopped_diverged(held, checkpoint["epoch"]):
+        return Plan("diverged", checkpoint=checkpoint, results=held)
     if is_finished(paths, checkpoint):
         if skip_finished:
             return Plan("done", results=files.read_json(paths.results))
@@ -140,6 +153,12 @@ def is_finished(paths, checkpoint):
             and len(results["history"]) == checkpoint["epoch"])
 
 
+def stopped_diverged(results, epochs):
+    """Whether results say that their run diverged after epochs full epochs, and stopped there."""
+    return (isinstance(results, dict) and results.get("status") == "diverged"
+            and isinstance(results.get("history"), list) and len(results["history"]) == epochs)
+
+
 def format_epoch(record, epochs, scored_on="test"):
     """The line main.py prints for a finished epoch."""
     return (f"epoch {record['epoch']:2d}/{epochs}  train loss {record['train_loss']:.4f} acc {record['train_acc']:6.2f}%"
@@ -148,7 +167,7 @@ def format_epoch(record, epochs, scored_on="test"):
 
 # What train_run writes in a run's results; a caller's measure adds its own keys beside them.
 RESULT_KEYS = ("model", "params", "seed", "epochs", "device", "device_name", "torch", "evaluated_on", "train_images",
-               "eval_images", "recipe", "status", "history", "predictions")
+               "eval_images", "recipe", "threads", "status", "history", "predictions")
 
 
 def train_run(recipe, data, device, paths, checkpoint=None, *, eval_batch_size=1000, compile=False, progress=False,
@@ -172,11 +191,13 @@ def train_run(recipe, data, device, paths, checkpoint=None, *, eval_batch_size=1
     results = {"model": recipe["model"], "params": count_parameters(model), "seed": recipe["seed"],
                "epochs": recipe["epochs"], "device": str(device), "device_name": engine.describe_device(device),
                "torch": torch.__version__, "evaluated_on": scored_on, "train_images": len(train_batches.images),
-               "eval_images": len(eval_labels), "recipe": recipe}
+               "eval_images": len(eval_labels), "recipe": recipe, "threads": torch.get_num_threads()}
 
     def write_results(status):
         results.update(status=status, history=history)
         files.save(paths.results, files.write_json, results, resumable=True)
+        if not history:  # diverged in its first epoch: results that say so, for a sweep not to train it again
+            return
         title = f"{recipe['model']}, seed {recipe['seed']}: final {scored_on} accuracy {history[-1]['eval_acc']:.2f}%"
         files.save(paths.curves, files.save_figure, figures.curves(history, title, scored_on), resumable=True)
 
@@ -195,8 +216,7 @@ def train_run(recipe, data, device, paths, checkpoint=None, *, eval_batch_size=1
         results["predictions"] = "".join(map(str, predictions.tolist()))
         write_results("complete")
     except engine.Diverged as e:
-        if history:
-            write_results("diverged")
+        write_results("diverged")
         raise engine.Diverged(f"training diverged: {e}; lower --lr (it was {recipe['lr']})") from None
     except BaseException as e:
         written = False

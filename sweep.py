@@ -104,8 +104,9 @@ def table(args, runs_, out_dir, failed=()):
         predictions = np.frombuffer(results["predictions"].encode(), np.uint8) - ord("0")
         correct[label][recipe["seed"]] = predictions == labels
         accuracy[label].append(results["history"][-1]["eval_acc"])
+    not_counted = [f"not counted: {label}, {', '.join(problems)}" for label, problems in missing.items()]
     if not any(correct.values()):
-        return ["no setting has a finished run to compare"]
+        return ["no setting has a finished run to compare", *not_counted]
     best, compared = significance.against_best(correct)
     scored_on = evaluated_on(runs_[0][2])
     rows = [("setting", "seeds", f"{scored_on} accuracy %", "minus the best, points", "95% interval", "p", "verdict")]
@@ -128,8 +129,7 @@ def table(args, runs_, out_dir, failed=()):
     lines.append(f"Final epoch, mean ± std over seeds. Each setting against the best, paired seed against seed on "
                  f"the same {len(labels):,} images: real where McNemar's exact test gives p < "
                  f"{significance.ALPHA} and the paired bootstrap interval leaves out zero, with two seeds or more.")
-    lines += [f"not counted: {label}, {', '.join(problems)}" for label, problems in missing.items()]
-    return lines
+    return lines + not_counted
 
 
 def verdict(comparison):
@@ -154,13 +154,16 @@ def main(args):
             raise UsageError(f"the grid holds {len(runs_):,} runs, more than the {MAX_RUNS:,} one sweep takes; split it "
                              f"into several sweeps")
         out_dir = args.out_dir or files.DEFAULT_OUT_DIR
+        diverged = {}  # finished where training diverged: failed runs, which the same command does not train again
         jobs, finished = runner.plan([(name, recipe) for _, name, recipe in runs_],
-                                     lambda name: files.RunPaths.of(out_dir, name), out_dir)
-        emit(f"{len(runs_)} runs: {len(finished)} finished already, {len(jobs)} to train"
+                                     lambda name: files.RunPaths.of(out_dir, name), out_dir, settings=settings,
+                                     diverged=diverged)
+        emit(f"{len(runs_)} runs: {len(finished)} finished already"
+             + (f" ({len(diverged)} diverged)" if diverged else "") + f", {len(jobs)} to train"
              + (f", {args.jobs} at once" if args.jobs > 1 and not settings.address else "")
              + (f", on the Ray cluster at {settings.address}" if settings.address else ""))
         try:
-            failed = runner.train_all(jobs, settings, line=runner.describe) if jobs else {}
+            failed = {**diverged, **(runner.train_all(jobs, settings, line=runner.describe) if jobs else {})}
         except (KeyboardInterrupt, Interrupted) as e:
             by = e.by if isinstance(e, Interrupted) else e
             print(f"\nsweep.py: interrupted; the finished runs are written whole.\ncontinue with: "
@@ -168,7 +171,7 @@ def main(args):
             return signal_status(by)
         emit("\n" + "\n".join(table(args, runs_, out_dir, failed)))
         if failed:
-            print(f"sweep.py: {len(failed)} of {len(jobs)} runs failed: " +
+            print(f"sweep.py: {len(failed)} of {len(runs_)} runs failed: " +
                   "; ".join(f"{name} ({error})" for name, error in failed.items()), file=sys.stderr)
             return 1
         emit(f"the runs are in {shown(out_dir)}")

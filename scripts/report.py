@@ -177,7 +177,8 @@ def rerun(labels, settings):
     """Rerun the experiments' runs into STAGING, then move them into place once all are finished."""
     named = [(experiment_run_name(label, seed), experiment_recipe(label, seed)) for label in labels for seed in SEEDS]
     try:
-        jobs, finished = runner.plan(named, lambda name: files.RunPaths.of(STAGING, name), STAGING, flag=None)
+        jobs, finished = runner.plan(named, lambda name: files.RunPaths.of(STAGING, name), STAGING, flag=None,
+                                     settings=settings)
     except UsageError as e:
         raise UsageError(f"{e} (in the report's staging folder: delete {STAGING} to start the rerun over)") from None
     files.prepare_out_dir(ROOT, [path for name, _ in named for path in files.RunPaths.of(ROOT, name).outputs],

@@ -200,7 +200,7 @@ def trainer(settings, recipe_of, path_of):
         if not todo:
             return
         jobs, _ = runner.plan([(name, recipe) for name, (_, recipe) in todo.items()],
-                              lambda name: run_paths(todo[name][0]), STAGING, flag=None)
+                              lambda name: run_paths(todo[name][0]), STAGING, flag=None, settings=settings)
         failed = runner.train_all(jobs, settings, line=runner.describe)
         for name, error in failed.items():
             path, recipe = todo[name]

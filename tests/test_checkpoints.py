@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+import checkpoints
 import demo
 import files
 import predict
@@ -103,6 +104,16 @@ def test_a_crafted_checkpoint_is_one_line_and_exit_2_everywhere(damage, crafted,
     assert out == "" and "pass --model" not in err
     with pytest.raises(UsageError, match="delete it or train again"):
         demo.load_models([path])
+
+
+@pytest.mark.parametrize("threads", ["two", 0, 2.5, True])
+def test_a_thread_count_that_is_not_a_whole_number_from_1_is_refused(threads, trained_runs):
+    checkpoint = torch.load(trained_runs / "checkpoints" / f"{RUN}.pt", weights_only=True)
+    checkpoints.check_checkpoint(checkpoint)  # as main.py saved it, with its count
+    with pytest.raises(ValueError, match=r"^its thread count is .+, not a whole number from 1$"):
+        checkpoints.check_checkpoint({**checkpoint, "threads": threads})
+    del checkpoint["threads"]
+    checkpoints.check_checkpoint(checkpoint)  # saved before the count was kept
 
 
 def test_a_crafted_file_among_the_checkpoints_is_skipped_and_said(crafted, trained_runs, one_png, monkeypatch,

@@ -446,7 +446,7 @@ class Planned(Exception):
 
 @pytest.fixture
 def planned(monkeypatch):
-    def plan(named, *args):
+    def plan(named, *args, **kwargs):
         raise Planned(len(named))
     monkeypatch.setattr(runner, "plan", plan)
 
@@ -474,7 +474,7 @@ def test_a_bad_choice_is_refused_by_the_parser(argv, problem, capsys):
 
 
 def test_a_stopped_sweep_says_how_to_continue(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(runner, "plan", lambda named, paths_of, out_dir: (["a job"], []))
+    monkeypatch.setattr(runner, "plan", lambda named, paths_of, out_dir, **kwargs: (["a job"], []))
 
     def train_all(*args, **kwargs):
         raise KeyboardInterrupt
@@ -488,7 +488,9 @@ def test_a_stopped_sweep_says_how_to_continue(monkeypatch, tmp_path, capsys):
 
 def test_a_table_with_no_finished_run_says_so(tmp_path):
     args = sweep_args("--lr", "0.05", "0.1")
-    assert sweep.table(args, sweep.grid(args), tmp_path) == ["no setting has a finished run to compare"]
+    assert sweep.table(args, sweep.grid(args), tmp_path) == [
+        "no setting has a finished run to compare", "not counted: lenet5_lr0.05, seed 0 (is missing)",
+        "not counted: lenet5_lr0.1, seed 0 (is missing)"]
 
 
 def test_the_table_counts_only_runs_that_fill_their_slots(tmp_path):
@@ -496,7 +498,9 @@ def test_the_table_counts_only_runs_that_fill_their_slots(tmp_path):
     (tmp_path / "results").mkdir()
     shutil.copy(ROOT / "results" / "lenet5_seed0.json", tmp_path / "results" / "lenet5_seed0.json")
     args = sweep_args("--model", "lenet5")
-    assert sweep.table(args, sweep.grid(args), tmp_path) == ["no setting has a finished run to compare"]
+    assert sweep.table(args, sweep.grid(args), tmp_path) == [
+        "no setting has a finished run to compare",
+        "not counted: lenet5, seed 0 (holds another run's recipe (epochs 10, not 1))"]
 
 
 # ---------------------------------------------------------------- runner.py
@@ -704,6 +708,74 @@ def test_a_run_trained_in_a_temporary_folder_leaves_none_behind(tmp_path, monkey
     assert error is None and set(made) == set(runner.KINDS)
     assert json.loads(made["results"])["status"] == "complete"
     assert not list(tmp_path.glob("mnist-run-*"))  # (torch may keep a cache of its own there)
+
+
+@pytest.fixture
+def thread_count():
+    """Set this process's torch thread count, as torch's default is set, for a test; put back after it."""
+    import torch
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def test_a_run_records_the_thread_count_it_was_given(tmp_path, monkeypatch, thread_count):
+    import io
+    import torch
+    threads = torch.get_num_threads() + 1  # never the count the run would take by default
+    monkeypatch.setattr(runner.tempfile, "tempdir", str(tmp_path))
+    made, error, _ = runner.train(tiny_recipe(), "lenet5_seed0", threads, "cpu")
+    assert error is None and json.loads(made["results"])["threads"] == threads
+    assert torch.load(io.BytesIO(made["checkpoint"]), weights_only=True)["threads"] == threads
+
+
+@pytest.fixture
+def unfinished(tmp_path):
+    """unfinished(threads): a run of 2 epochs under tmp_path, stopped after its first, whose checkpoint says it
+    trained with threads (None: a checkpoint saved before the count was kept); returns its recipe."""
+    import torch
+    recipe = resolve_recipe("lenet5", {"batch_size": 32}, epochs=2, seed=0, limit=256, train_size=None,
+                            validation=False, amp=False)
+    assert runner.train({**recipe, "epochs": 1}, "lenet5_seed0", None, "cpu", out_dir=tmp_path)[1] is None
+    path = tmp_path / "checkpoints" / "lenet5_seed0.pt"
+    trained = torch.load(path, weights_only=True)
+    (tmp_path / "results" / "lenet5_seed0.json").unlink()
+
+    def made(threads):
+        checkpoint = {**trained, "recipe": recipe}
+        if threads is None:
+            del checkpoint["threads"]
+        else:
+            checkpoint["threads"] = threads
+        torch.save(checkpoint, path)
+        return recipe
+    return made
+
+
+@pytest.mark.parametrize("began, settings, refused", [
+    (3, runner.Settings(jobs=2), "this run would take 1, which changes its numbers; pass --cpus-per-run 3 to"),
+    (3, runner.Settings(jobs=2, threads=3), None),
+    (3, runner.Settings(address="127.0.0.1:1"), "this run would take 1, which changes its numbers; pass "
+                                                 "--cpus-per-run 3 to"),
+    (3, runner.Settings(jobs=1), None),  # torch's default here, 3
+    (1, runner.Settings(jobs=1), "this run would take 3, which changes its numbers; pass --cpus-per-run 1 to"),
+    (1, runner.Settings(jobs=1, threads=1), None),
+    (None, runner.Settings(jobs=2), None),  # saved before the count was kept: unknown, so not refused
+])
+def test_a_run_resumes_only_at_the_thread_count_it_began_with(began, settings, refused, unfinished, tmp_path,
+                                                              thread_count):
+    thread_count(3)  # as torch's default would be on three cores
+    recipe = unfinished(began)
+    plan = lambda: runner.plan([("lenet5_seed0", recipe)], lambda name: files.RunPaths.of(tmp_path, name), tmp_path,
+                               settings=settings)
+    if refused:
+        with pytest.raises(UsageError) as error:
+            plan()
+        assert str(error.value) == (f"{tmp_path}/checkpoints/lenet5_seed0.pt was trained with {began} torch "
+                                    f"threads, and {refused} continue it")
+    else:
+        (job,), finished = plan()
+        assert job.resume_from and finished == []
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 done here, independently of the engine's own loops."""
 import copy
 import math
+import re
 
 import pytest
 import torch
@@ -187,3 +188,48 @@ def test_the_confusion_matrix_counts_each_pair():
     truth, predicted = torch.tensor([0, 0, 1, 2, 2, 2]), torch.tensor([0, 1, 1, 2, 0, 2])
     matrix = engine.confusion_matrix(truth, predicted, classes=3)
     assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+
+
+class LossPastBeliefFromStep(torch.nn.Module):
+    """model, with a constant logit of 1e6 for class 0 from its bad_step-th training step on (in training or,
+    with when="eval", in evaluation): a finite loss near 1e6 on every image of another class, with gradients as
+    bounded as the model's own."""
+
+    def __init__(self, model, bad_step=1, when="train"):
+        super().__init__()
+        self.model, self.steps, self.bad_step, self.when = model, 0, bad_step, when
+
+    def forward(self, x):
+        self.steps += self.training
+        logits = self.model(x)
+        if (self.when == "train") == self.training and self.steps >= self.bad_step:
+            logits = logits + torch.tensor([1e6] + [0.0] * 9)
+        return logits
+
+
+# From step 4, step 1 of epoch 2, in training; in the first evaluation, after epoch 1.
+@pytest.mark.parametrize("when, split, bad_step, epoch", [("train", "train", 4, 2), ("eval", "test", 1, 1)])
+def test_a_finite_loss_past_what_results_may_hold_is_a_divergence(when, split, bad_step, epoch):
+    images, labels = synthetic()
+    recipe = recipe_for(augment=0.0)
+    model, batches, optimizer, scheduler = engine.setup(recipe, images, labels, "cpu")
+    wrapped = LossPastBeliefFromStep(model, bad_step, when)
+    epochs = engine.fit(wrapped, optimizer, scheduler, batches, dataset.TensorLoader(images, labels, 100), recipe)
+    if epoch == 2:
+        next(epochs)
+    with pytest.raises(engine.Diverged) as diverged:
+        next(epochs)
+    loss = float(re.fullmatch(rf"{split} loss became (\S+) in epoch {epoch}, past the 10000 a run's results may "
+                              rf"hold", str(diverged.value)).group(1))
+    assert loss > 1e5  # about 1e6 times the share of images not of class 0
+
+
+def test_training_stops_a_run_by_the_readers_own_bound(monkeypatch):
+    # One rule for writer and readers: lower slots' bound, and an ordinary epoch (a loss near 2.3) is past it.
+    import slots
+    monkeypatch.setattr(slots, "MAX_LOSS", 1.0)
+    images, labels = synthetic()
+    recipe = recipe_for(augment=0.0)
+    model, batches, optimizer, scheduler = engine.setup(recipe, images, labels, "cpu")
+    with pytest.raises(engine.Diverged, match=r"^train loss became \S+ in epoch 1, past the 1 a run's results"):
+        next(engine.fit(model, optimizer, scheduler, batches, dataset.TensorLoader(images, labels, 100), recipe))

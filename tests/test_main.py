@@ -39,7 +39,8 @@ def test_a_cli_run_writes_curves_results_and_checkpoint(tmp_path, cli):
     assert (tmp_path / "plots" / "lenet5_seed0_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     checkpoint = torch.load(tmp_path / "checkpoints" / "lenet5_seed0.pt", weights_only=True)
     assert checkpoint["epoch"] == 2 and checkpoint["history"] == results["history"]
-    assert set(checkpoint) == checkpoints.CHECKPOINT_KEYS
+    assert set(checkpoint) == checkpoints.CHECKPOINT_KEYS | checkpoints.LATER_KEYS
+    assert checkpoint["threads"] == results["threads"] == torch.get_num_threads()
 
 
 def test_the_fast_recipe_trains_under_its_own_name_with_its_own_settings(tmp_path, cli):
@@ -155,6 +156,24 @@ def test_divergence_keeps_the_epochs_before_it(tmp_path, cli, monkeypatch):
     assert err.endswith("error: training diverged: loss became nan at step 2/4 of epoch 2; lower --lr (it was 0.1)\n")
     results = results_of(tmp_path, "lenet5_seed0")
     assert results["status"] == "diverged" and len(results["history"]) == 1
+
+
+def test_a_loss_past_what_results_may_hold_fails_the_run_and_its_results_say_diverged(tmp_path, cli, monkeypatch):
+    import slots
+    from recipes import resolve_recipe
+    from test_engine import LossPastBeliefFromStep
+    build_model = engine.build_model
+    monkeypatch.setattr(engine, "build_model", lambda *args: LossPastBeliefFromStep(build_model(*args)))
+    status, _, err = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])
+    assert status == 1 and err.count("\n") == 1, err
+    assert re.search(r"error: training diverged: train loss became \S+ in epoch 1, past the 10000 a run's results "
+                     r"may hold; lower --lr \(it was 0.1\)\n$", err), err
+    # Results even with no epoch to keep, that the readers take as a diverged run: a sweep does not train it again.
+    results = results_of(tmp_path, "lenet5_seed0")
+    assert results["status"] == "diverged" and results["history"] == []
+    recipe = resolve_recipe("lenet5", {"epochs": 2}, seed=0, limit=512, train_size=None, validation=False, amp=False)
+    assert slots.check(results, path="x.json", advice="train it", recipe=recipe, diverged=True) is results
+    assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob("*.pt"))  # no epoch: no curves, no weights
 
 
 def test_arguments_are_checked_before_torch_is_imported():

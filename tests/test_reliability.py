@@ -79,6 +79,30 @@ def test_a_fresh_run_refuses_to_replace_an_unfinished_one(tmp_path, cli, monkeyp
     assert cli(argv)[0] == 2  # a finished run is not run again without --overwrite
 
 
+def test_resume_at_another_thread_count_is_refused_naming_what_sets_it(tmp_path, cli, monkeypatch):
+    argv = ["--model", "lenet5", *QUICK, "--epochs", "3", "--out-dir", tmp_path]
+    began = torch.get_num_threads()
+    restore = interrupt_epoch(monkeypatch, 2)
+    assert cli(argv)[0] == 130
+    restore()
+    assert checkpoint_of(tmp_path)["threads"] == results_of(tmp_path)["threads"] == began
+    saved = (tmp_path / "checkpoints" / f"{RUN}.pt").read_bytes()
+    torch.set_num_threads(began + 1)  # as on a machine with another core count
+    try:
+        status, _, err = cli([*argv, "--resume"])
+    finally:
+        torch.set_num_threads(began)
+    assert_one_line_error(err, status, 2, f"--resume: {tmp_path}/checkpoints/{RUN}.pt was trained with {began} torch "
+                                          f"threads, and this run would take {began + 1}, which changes its numbers; "
+                                          f"set OMP_NUM_THREADS={began} in the environment to continue it\n")
+    assert (tmp_path / "checkpoints" / f"{RUN}.pt").read_bytes() == saved
+    # The advice, followed: a fresh process, where torch reads the count from the environment.
+    done = subprocess.run([sys.executable, "main.py", *map(str, argv), "--resume"], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": str(began)}, timeout=300)
+    assert done.returncode == 0 and len(re.findall(r"^epoch ", done.stdout, re.MULTILINE)) == 2, done.stderr
+    assert results_of(tmp_path)["threads"] == began and len(results_of(tmp_path)["history"]) == 3
+
+
 # A finished run is not silently replaced by one with other settings (issue 20)
 
 def outputs_of(out_dir, run=RUN):

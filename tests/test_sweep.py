@@ -432,3 +432,32 @@ def test_a_finished_run_whose_checkpoint_is_gone_is_never_trained_over(tmp_path)
     assert status == 2 and err.count("\n") == 1 and (
         f"{path} holds a finished run with --epochs 1, where this one has --epochs 2; pass --tag NAME" in err), err
     assert path.read_bytes() == kept and not (tmp_path / "checkpoints" / "lenet5_seed0.pt").exists()
+
+
+@pytest.mark.parametrize("epoch", [1, 2])
+def test_a_run_past_the_readers_bound_fails_and_the_same_command_does_not_train_it_again(epoch, tmp_path,
+                                                                                       monkeypatch, capsys):
+    import engine
+    import sweep as sweep_py
+    from test_engine import LossPastBeliefFromStep
+    build_model = engine.build_model  # 256 images in batches of 128: step 3 is step 1 of epoch 2
+    monkeypatch.setattr(engine, "build_model", lambda *args: LossPastBeliefFromStep(build_model(*args),
+                                                                                     2 * epoch - 1))
+    args = sweep_py.get_args_parser().parse_args(["--model", "lenet5", "--limit", "256", "--epochs", "2",
+                                                  "--device", "cpu", "--out-dir", str(tmp_path)])
+    assert sweep_py.main(args) == 1
+    out, err = capsys.readouterr()
+    assert re.search(rf"^lenet5_seed0: failed: training diverged: train loss became \S+ in epoch {epoch}, past the "
+                     rf"10000", out, re.MULTILINE), out
+    assert "not counted: lenet5, seed 0 (failed)" in out and "1 of 1 runs failed: lenet5_seed0" in err, (out, err)
+    run = results(tmp_path, "lenet5_seed0")
+    assert run["status"] == "diverged" and len(run["history"]) == epoch - 1
+    written = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+    assert sweep_py.main(args) == 1
+    out, err = capsys.readouterr()
+    assert "1 runs: 1 finished already (1 diverged), 0 to train" in out, out
+    assert "not counted: lenet5, seed 0 (failed)" in out
+    assert err.count("\n") == 1 and (f"1 of 1 runs failed: lenet5_seed0 (training diverged in epoch {epoch}, as "
+                                     f"{tmp_path}/results/lenet5_seed0.json says; lower --lr (it was 0.1))") in err, err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == written
