@@ -782,8 +782,9 @@ def test_a_run_resumes_only_at_the_thread_count_it_began_with(began, settings, r
 def stopped_mid_sweep(monkeypatch, tmp_path):
     """runner.run_on_ray on a Ray stand-in whose ray.get(ref) first sends this process SIGTERM, as a SIGTERM to the
     sweep's process group reaches the driver while it kills the task's worker, and then answers as get(ref) says.
-    Returns run(jobs, get): the outcomes yielded before run_on_ray raised Terminated, or pytest.fail."""
-    from cli import Terminated
+    Returns run(jobs, get, signum): the outcomes yielded before run_on_ray raised Terminated for signum, or
+    pytest.fail."""
+    from cli import ENDINGS, Terminated, terminate
     ray = pytest.importorskip("ray")
     monkeypatch.setattr(runner, "start_ray", lambda *args: None)
 
@@ -798,18 +799,23 @@ def stopped_mid_sweep(monkeypatch, tmp_path):
     monkeypatch.setattr(ray, "cancel", lambda *args, **kwargs: None)
     monkeypatch.setattr(ray, "shutdown", lambda: None)
 
-    def run(count, answer):
+    def run(count, answer, signum=signal.SIGTERM):
         def get(ref):
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
             return answer(ray)
         monkeypatch.setattr(ray, "get", get)
         jobs = [runner.Job(f"lenet5_seed{i}", {}, files.RunPaths.of(tmp_path, f"lenet5_seed{i}")) for i in range(count)]
         outcomes = []
-        with pytest.raises(Terminated):
+        with pytest.raises(Terminated) as stopped:
             for outcome in runner.run_on_ray(jobs, runner.Settings(jobs=2), lambda job: None):
                 outcomes.append(outcome)
+        assert stopped.value.signum == signum
         return outcomes
-    return run
+    # As cli.run installs them: a signal the driver does not take for itself raises Terminated wherever it lands.
+    handlers = {signum: signal.signal(signum, terminate) for signum in ENDINGS}
+    yield run
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
 
 
 def test_a_task_killed_by_the_signal_that_stops_the_sweep_is_the_stop_not_a_failed_run(stopped_mid_sweep):
@@ -818,9 +824,10 @@ def test_a_task_killed_by_the_signal_that_stops_the_sweep_is_the_stop_not_a_fail
     assert stopped_mid_sweep(2, killed) == []  # no run reported failed: the sweep stopped
 
 
-def test_a_signal_that_arrives_with_the_last_run_still_stops_the_sweep(stopped_mid_sweep):
-    # The loop ends with the last run; the signal that came with it is not lost (exit 143, the continue line).
-    outcomes = stopped_mid_sweep(1, lambda ray: ({}, None, 1.0))
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_that_arrives_with_the_last_run_still_stops_the_sweep(stopped_mid_sweep, signum):
+    # The loop ends with the last run; the signal that came with it is not lost (exit 143 or 129, the continue line).
+    outcomes = stopped_mid_sweep(1, lambda ray: ({}, None, 1.0), signum)
     assert [outcome.job.name for outcome in outcomes] == ["lenet5_seed0"] and outcomes[0].error is None
 
 
