@@ -1655,7 +1655,7 @@ TOOLS = [
     Defence("files.py", "what still runs in a dead run's folder is stopped before the folder goes",
             "            clear(folder)\n            shutil.rmtree(folder, ignore_errors=True)\n",
             "            shutil.rmtree(folder, ignore_errors=True)\n",
-            "tests/test_sweep.py::test_what_a_killed_sweep_left_is_removed_by_the_next_one"),
+            "tests/test_files.py::test_the_folders_that_dead_processes_left_are_cleared_and_removed_and_no_others"),
     Defence("files.py", "a folder whose owner's pid now names another process is a dead run's",
             "started(int(pid)) != start", "started(int(pid)) is None",
             "tests/test_files.py::test_the_folders_that_dead_processes_left_are_cleared_and_removed_and_no_others"),

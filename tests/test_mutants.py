@@ -70,6 +70,10 @@ def test_a_scratch_copy_a_killed_run_left_is_removed_by_the_next(tmp_path, monke
     left = tmp_path / "mutants-killed"  # as a run killed with SIGKILL leaves its scratch copies
     (left / "0").mkdir(parents=True)
     (left / files.OWNER).write_text(f"{child.pid} {start} {os.readlink('/proc/self/ns/pid')}\n")
+    # No copies made nor tests run: only the folders are in question here (and a scratch copy has no git to list).
+    monkeypatch.setattr(mutants, "scratch_copy", lambda into: into.mkdir())
+    monkeypatch.setattr(mutants, "pytest", lambda repo, nodes: (0, []))
+    monkeypatch.setattr(mutants, "try_each", lambda chosen, repos, jobs: iter(()))
     argv = ["--only", "plain text is not blank", "--out", str(tmp_path / "defences.json")]
     assert mutants.main(mutants.get_args_parser().parse_args(argv)) == 0, capsys.readouterr()
     assert not left.exists() and not list(tmp_path.glob("mutants-*"))
