@@ -14,7 +14,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from cli import OneLineErrorParser, add_data_flags, add_recipe_flags, emit, exit_now, parse_tag, run, setting
+from cli import (OneLineErrorParser, add_data_flags, add_recipe_flags, command_again, emit, exit_now, parse_tag, run,
+                 setting)
 from errors import Interrupted, UsageError
 from paths import relative as shown
 from recipes import MODEL_NAMES, RECIPE_NAMES, check_run_name, evaluated_on, format_recipe, resolve_recipe, run_name
@@ -196,7 +197,7 @@ def interrupted(e, args):
     saved = (f"{e} of the next model, which saved nothing" if not e.epochs_saved else
              f"{e}; its checkpoint, results and curves so far are saved" if e.results_written else
              f"{e}; its results could not be written, but the checkpoint of the last full epoch is kept")
-    command = shlex.join(["python", *[a for a in sys.argv if a != "--overwrite"]] + ([] if args.resume else ["--resume"]))
+    command = command_again([a for a in sys.argv if a != "--overwrite"] + ([] if args.resume else ["--resume"]))
     return "".join(f"{model} finished; " for model in e.done) + f"{saved}.\nresume with: {command}"
 
 

@@ -18,6 +18,7 @@ import contextlib
 import functools
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -176,24 +177,71 @@ def stopped_line():
 def rerun(labels, settings):
     """Rerun the experiments' runs into STAGING, then move them into place once all are finished."""
     named = [(experiment_run_name(label, seed), experiment_recipe(label, seed)) for label in labels for seed in SEEDS]
+    staged_paths = [files.RunPaths.of(STAGING, name) for name, _ in named]
+    # First, so that a staging folder that cannot be written is its own refusal, not one of the staged runs'.
+    files.prepare_out_dir(STAGING, [path for staged in staged_paths for path in staged.outputs], flag=None)
     try:
         jobs, finished = runner.plan(named, lambda name: files.RunPaths.of(STAGING, name), STAGING, flag=None)
     except UsageError as e:
-        raise UsageError(f"{e} (in the report's staging folder: delete {STAGING} to start the rerun over)") from None
+        raise own_advice(e, f"delete {STAGING} to start the rerun over") from None
     files.prepare_out_dir(ROOT, [path for name, _ in named for path in files.RunPaths.of(ROOT, name).outputs],
                           flag=None)
     emit(f"{len(named)} runs: {len(finished)} finished already in {STAGING}, {len(jobs)} to train")
-    failed = runner.train_all(jobs, settings, measure=lambda job: measurements(job.recipe), line=runner.describe)
+    try:
+        failed = runner.train_all(jobs, settings, measure=lambda job: measurements(job.recipe), line=runner.describe)
+    except UsageError as e:  # another process holds a run's lock
+        raise own_advice(e, "wait for it to end, then run this command again") from None
     if failed:
         raise RunFailed(f"{len(failed)} runs failed ({', '.join(failed)}); nothing committed changed")
+    moves = [(getattr(staged, kind), getattr(files.RunPaths.of(ROOT, name), kind))
+             for (name, _), staged in zip(named, staged_paths) for kind in runner.KINDS]
+    check_moves(moves)
     # The moves take milliseconds; a signal waits for them, so that no run is left half moved.
     with deferred_signals():
-        for name, _ in named:
-            staged, final = files.RunPaths.of(STAGING, name), files.RunPaths.of(ROOT, name)
-            for kind in runner.KINDS:  # the results last: a results file in place means its run is whole
-                os.replace(getattr(staged, kind), getattr(final, kind))
+        move_into_place(moves)
         PROGRESS["moved"] = True
     emit(f"moved {len(named)} runs into {ROOT / 'results'}, {PLOTS} and {ROOT / 'checkpoints'}")
+
+
+def own_advice(refusal, advice):
+    """runner's refusal for a staged run in the report's words: its advice named sweep.py's and main.py's flags,
+    which the report has not, and the settings it names are recipes.py's."""
+    problem = re.sub(r"--(?=[a-z])", "", str(refusal).removeprefix("--resume: ").split("; ")[0])
+    return UsageError(f"{problem}; {advice}")
+
+
+def check_moves(moves):
+    """UsageError, before anything is moved, unless every staged file is a regular file and no committed one a
+    folder: a run moved without its checkpoint, or half the runs moved, would leave the committed files a mix."""
+    missing = [source for source, _ in moves if not source.is_file()]
+    if missing:
+        runs_ = sorted({path.stem.removesuffix("_curves") for path in missing})
+        raise UsageError(f"{missing[0]} is missing, so {len(runs_)} staged runs ({', '.join(runs_)}) cannot be moved "
+                         f"into place whole; delete {STAGING} to start the rerun over")
+    for _, target in moves:
+        if target.is_dir():
+            raise UsageError(f"{target} is a folder, where the report moves a file; move it away")
+
+
+def move_into_place(moves):
+    """Move each staged file over its committed one, keeping the committed one in STAGING until every move is made:
+    where a move fails, every move made is undone, so that the committed files are as they were."""
+    kept, undo = STAGING / "replaced", []
+    try:
+        for source, target in moves:
+            if target.exists():
+                backup = kept / target.relative_to(ROOT)
+                backup.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(target, backup)
+                undo.append((target, backup))
+            os.replace(source, target)
+            undo.append((source, target))
+    except OSError as e:
+        for source, target in reversed(undo):
+            os.replace(target, source)
+        raise UsageError(f"could not move {source} to {target} ({e.strerror or e}); the committed files are as they "
+                         f"were, the runs still in {STAGING}: fix that and run the same command") from None
+    shutil.rmtree(kept, ignore_errors=True)
 
 
 @functools.cache

@@ -1,4 +1,6 @@
 import errno
+import os
+import re
 import signal
 import struct
 import subprocess
@@ -12,18 +14,52 @@ import pytest
 import main
 
 ROOT = Path(__file__).resolve().parents[1]
+# The interpreter as the programs name it in the commands that they print to run them again (cli.command_again).
+PYTHON = sys.executable.removeprefix(os.path.join(os.getcwd(), ""))
 QUICK = ["--limit", "512", "--epochs", "2", "--device", "cpu"]
+
+
+# A flag as a message names it, and a program whose own flags follow its name in a command that the message gives.
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+PROGRAMS = {"main.py": "main", "sweep.py": "sweep", "predict.py": "predict", "scripts.report": "scripts.report",
+            "make ": None}
+
+
+def flags_of(module):
+    import importlib
+    return set(importlib.import_module(module).get_args_parser()._option_string_actions)
+
+
+def check_advice(module, message):
+    """Every --flag that message, printed by module's program (main, sweep, predict, scripts.report), names is one
+    that program accepts; a flag after another program's name, in the same clause (`python main.py --model x`),
+    that program's, and after `make TARGET` none: advice the user cannot follow is worse than none."""
+    for clause in re.split(r"[;`()]|, or ", message.split("unrecognized arguments:")[0]):  # not what was typed
+        named = [(clause.find(name), program) for name, program in PROGRAMS.items() if name in clause]
+        start, program = min(named, key=lambda found: found[0]) if named else (len(clause), module)
+        for match in FLAG.finditer(clause):
+            owner = module if match.start() < start else program
+            accepted = flags_of(owner) if owner else set()
+            assert match.group() in accepted, f"{message!r} names {match.group()}, which {owner or 'make'} lacks"
+
+
+def check_advice_in(module, err):
+    """check_advice for each line of a program's stderr."""
+    for line in err.splitlines():
+        check_advice(module, line)
 
 
 @pytest.fixture
 def cli(capsys):
-    """Run main.py in-process: cli(argv) returns (exit status, stdout, stderr)."""
+    """Run main.py in-process: cli(argv) returns (exit status, stdout, stderr), each flag its refusals name checked
+    to be one main.py accepts."""
     def run(argv):
         try:
             status = main.main(main.get_args_parser().parse_args([str(a) for a in argv]))
         except SystemExit as e:
             status = e.code
         out, err = capsys.readouterr()
+        check_advice_in("main", err)
         return status, out, err
     return run
 

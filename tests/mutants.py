@@ -1076,8 +1076,8 @@ RUNS = [
 TOOLS = [
     # scripts/report.py: the rerun, its staging folder and its moves
     Defence("scripts/report.py", "a staging folder that refuses the rerun says how to start over",
-            "    except UsageError as e:\n        raise UsageError(f\"{e} (in the report's staging folder",
-            "    except ZeroDivisionError as e:\n        raise UsageError(f\"{e} (in the report's staging folder",
+            "    except UsageError as e:\n        raise own_advice(e, f\"delete {STAGING}",
+            "    except ZeroDivisionError as e:\n        raise own_advice(e, f\"delete {STAGING}",
             "tests/test_defences_tools.py::test_a_staging_folder_that_refuses_the_rerun_says_how_to_start_over"),
     Defence("scripts/report.py", "the committed folders checked before the rerun trains",
             "    files.prepare_out_dir(ROOT, [path for name, _ in named",
@@ -1088,8 +1088,8 @@ TOOLS = [
             "    if False:\n        raise RunFailed(f\"{len(failed)} runs failed",
             "tests/test_defences_tools.py::test_a_rerun_with_a_failed_run_moves_nothing_into_place"),
     Defence("scripts/report.py", "a signal waits for the moves (deferred_signals around them)",
-            "    with deferred_signals():\n        for name, _ in named:",
-            "    with contextlib.nullcontext():\n        for name, _ in named:",
+            "    with deferred_signals():\n        move_into_place(moves)",
+            "    with contextlib.nullcontext():\n        move_into_place(moves)",
             "tests/test_defences_tools.py::test_a_signal_during_the_moves_lands_after_every_run_is_moved"),
     Defence("scripts/report.py", "deferred_signals holds Ctrl-C and SIGTERM back",
             "handlers[signum] = signal.signal(signum, lambda number, frame: held.append(number))",

@@ -365,6 +365,18 @@ def test_resume_without_a_checkpoint_is_rejected(tmp_path, cli):
     assert_rejected(["--resume", "--out-dir", tmp_path], tmp_path, cli, "--resume: no checkpoint at")
 
 
+def test_resume_of_a_finished_run_whose_checkpoint_is_gone_says_so_and_the_advice_trains_beside_it(tmp_path, cli):
+    argv = ["--model", "lenet5", *QUICK, "--epochs", "1", "--out-dir", tmp_path]
+    assert cli(argv)[0] == 0
+    (tmp_path / "checkpoints" / "lenet5_seed0.pt").unlink()  # as in the repository, which commits no checkpoints
+    status, _, err = cli([*argv, "--resume"])
+    assert status == 2 and err == (f"main.py: error: --resume: {tmp_path / 'results' / 'lenet5_seed0.json'} holds a "
+                                   f"finished run, whose checkpoint is gone: nothing to resume; drop --resume and pass "
+                                   f"--tag NAME or another --out-dir to train it again beside it\n")
+    assert cli([*argv, "--tag", "again"])[0] == 0  # as advised
+    assert (tmp_path / "checkpoints" / "lenet5_again_seed0.pt").exists()
+
+
 def test_resume_from_another_models_checkpoint_is_rejected(tmp_path, cli):
     assert cli(["--model", "lenet5", *QUICK, "--epochs", "1", "--out-dir", tmp_path])[0] == 0
     (tmp_path / "checkpoints" / "lenet5_seed0.pt").rename(tmp_path / "checkpoints" / "custom_mlp_seed0.pt")
