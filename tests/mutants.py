@@ -1674,6 +1674,9 @@ def main(args):
         out = files.bench_output(args.out, "defences.json", quick=len(chosen) < len(DEFENCES) and not args.update)
         held = files.read_json(out) if out.exists() else {"defences": []}
         if out.suffix != ".json" or not (isinstance(held, dict) and isinstance(held.get("defences"), list)):
+            if not out.exists():  # nothing there to replace: only its name is wrong
+                raise UsageError(f"--out {out} does not end in .json, and the table of defences is JSON; pass an --out "
+                                 f"that does")
             raise UsageError(f"--out {out} is not a .json table of defences, and this would replace it; pass another "
                              f"--out")
         with tempfile.TemporaryDirectory(prefix="mutants-") as scratch:
