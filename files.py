@@ -4,6 +4,7 @@ import fcntl
 import json
 import os
 import stat
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,11 +138,28 @@ def check_output(path, flag):
 
 
 def bench_output(given, name, quick, flag="--out"):
-    """A benchmark's output file, checked (check_output): the one given; else, for a run with the report's
-    settings, the committed results/NAME, and for a quick run (quick: any setting changed) runs/NAME, so that a
-    quick run never replaces the figures that the README reports unless --out names them."""
-    default = (DEFAULT_OUT_DIR if quick else ROOT / "results") / name
-    return check_output(given or default, flag)
+    """A benchmark's output file, checked (check_output): the one given, unless it is a file of the repository's
+    (tracked) other than the benchmark's own results/NAME; else, for a run with the report's settings, the committed
+    results/NAME, and for a quick run (quick: any setting changed) runs/NAME, so that a quick run never replaces
+    the figures that the README reports unless --out names them."""
+    own = ROOT / "results" / name
+    if given and Path(given).resolve() != own and tracked(given):
+        raise UsageError(f"{flag} {paths.shown(given)} is a file of the repository's, not this benchmark's "
+                         f"results/{name}; pass another {flag}")
+    return check_output(given or (DEFAULT_OUT_DIR / name if quick else own), flag)
+
+
+def tracked(path):
+    """Whether path is a file of the repository's: one git tracks, or, where git cannot tell (a copy without .git),
+    any file in the repository outside runs/."""
+    path = Path(path).resolve()
+    if not path.is_file() or ROOT not in path.parents or DEFAULT_OUT_DIR in path.parents:
+        return False
+    try:
+        listed = subprocess.run(["git", "ls-files", "--error-unmatch", "--", path], cwd=ROOT, capture_output=True)
+    except OSError:  # no git
+        return True
+    return listed.returncode != 1  # 1: git knows the repository, and not this file
 
 
 def figure_beside(out, given, committed_json, committed_figure, beside, flag, what="figure"):

@@ -93,6 +93,9 @@ def train(args, recipes, device):
     import dataset, engine, figures, files, runs, torch  # noqa: E401  (here, not at the top: see main)
     from model import count_parameters, parameter_table
     out_dir = args.out_dir or files.DEFAULT_OUT_DIR
+    if out_dir.resolve() == files.ROOT:  # what it wrote there would mix with what the README reports
+        raise UsageError(f"--out-dir {shown(out_dir)} is the repository, whose results/ and plots/ are the report's "
+                         f"(make report writes them); pass another --out-dir")
     paths = [files.RunPaths.of(out_dir, run_name(r["model"], args.tag, args.seed, args.recipe)) for r in recipes]
     plans = [runs.plan_run(p, r, args.resume, args.overwrite, skip_finished=len(recipes) > 1)
              for p, r in zip(paths, recipes)]

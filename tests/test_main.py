@@ -13,6 +13,7 @@ import torchvision
 import checkpoints
 import engine
 import files
+import paths
 from conftest import QUICK, ROOT, files_under, without_seconds
 
 
@@ -375,6 +376,16 @@ def test_resume_of_a_finished_run_whose_checkpoint_is_gone_says_so_and_the_advic
                                    f"--tag NAME or another --out-dir to train it again beside it\n")
     assert cli([*argv, "--tag", "again"])[0] == 0  # as advised
     assert (tmp_path / "checkpoints" / "lenet5_again_seed0.pt").exists()
+
+
+def test_training_into_the_repository_is_refused_and_another_out_dir_is_taken(tmp_path, cli):
+    before = files_under(ROOT / "plots")
+    status, _, err = cli(["--model", "all", "--resume", "--out-dir", ROOT])
+    assert status == 2 and err == (f"main.py: error: --out-dir {paths.relative(ROOT)} is the repository, whose results/ and plots/ are "
+                                   f"the report's (make report writes them); pass another --out-dir\n")
+    assert files_under(ROOT / "plots") == before  # no comparison figure, or any other, drawn there
+    status, _, err = cli(["--model", "all", "--resume", *QUICK, "--out-dir", tmp_path])  # as advised
+    assert status == 0 and (tmp_path / "plots" / "comparison_seed0.png").exists(), err
 
 
 def test_resume_from_another_models_checkpoint_is_rejected(tmp_path, cli):
