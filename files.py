@@ -151,15 +151,15 @@ def bench_output(given, name, quick, flag="--out"):
 
 def tracked(path):
     """Whether path is a file of the repository's: one git tracks, or, where git cannot tell (a copy without .git),
-    any file in the repository outside runs/."""
+    any file there is in the repository outside runs/."""
     path = Path(path).resolve()
-    if not path.is_file() or ROOT not in path.parents or DEFAULT_OUT_DIR in path.parents:
+    if ROOT not in path.parents or DEFAULT_OUT_DIR in path.parents:
         return False
     try:
         listed = subprocess.run(["git", "ls-files", "--error-unmatch", "--", path], cwd=ROOT, capture_output=True)
     except OSError:  # no git
-        return True
-    return listed.returncode != 1  # 1: git knows the repository, and not this file
+        return path.is_file()
+    return listed.returncode == 0 or listed.returncode != 1 and path.is_file()  # 1: git knows it is not tracked
 
 
 def figure_beside(out, given, committed_json, committed_figure, beside, flag, what="figure"):

@@ -248,11 +248,23 @@ def move_into_place(moves):
 def load(label):
     """The runs of one experiment, seed by seed, each checked against its slot (slots.check): BadResults where one
     does not fill it."""
-    return [slots.load(path, f"restore it with `git checkout -- {path}`, or rebuild it with `make report`",
-                       recipe=experiment_recipe(label, seed), labels=test_labels(), train_eval=True,
-                       robustness=None if EXPERIMENTS[label][1].get("train_size") else
-                       {"shift": SHIFTS, "rotation": ROTATIONS}, params=params_of(label))
-            for seed, path in ((seed, RESULTS / f"{experiment_run_name(label, seed)}.json") for seed in SEEDS)]
+    return [load_run(label, seed, RESULTS / f"{experiment_run_name(label, seed)}.json") for seed in SEEDS]
+
+
+def load_run(label, seed, path):
+    """One run of an experiment, checked against its slot. A recipe other than recipes.py's names recipes.py: after
+    an edit there, every committed run differs, and restoring the files would not help."""
+    try:
+        return slots.load(path, f"restore it with `git checkout -- {path}`, or rebuild it with `make report`",
+                          recipe=experiment_recipe(label, seed), labels=test_labels(), train_eval=True,
+                          robustness=None if EXPERIMENTS[label][1].get("train_size") else
+                          {"shift": SHIFTS, "rotation": ROTATIONS}, params=params_of(label))
+    except slots.BadResults as e:
+        if not e.problem.startswith("holds another run's recipe ("):  # not a damaged file's
+            raise
+        raise slots.BadResults(path, e.problem, f"where recipes.py was edited, undo that (`git checkout -- "
+                               f"recipes.py`) or rerun every run with `make report`; else restore the file with "
+                               f"`git checkout -- {path}`") from None
 
 
 @functools.cache
