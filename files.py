@@ -142,11 +142,11 @@ def bench_output(given, name, quick, flag="--out"):
     (tracked) other than the benchmark's own results/NAME; else, for a run with the report's settings, the committed
     results/NAME, and for a quick run (quick: any setting changed) runs/NAME, so that a quick run never replaces
     the figures that the README reports unless --out names them."""
-    own = ROOT / "results" / name
-    if given and Path(given).resolve() != own and tracked(given):
+    default = (DEFAULT_OUT_DIR if quick else ROOT / "results") / name
+    if given and Path(given).resolve() != ROOT / "results" / name and tracked(given):
         raise UsageError(f"{flag} {paths.shown(given)} is a file of the repository's, not this benchmark's "
                          f"results/{name}; pass another {flag}")
-    return check_output(given or (DEFAULT_OUT_DIR / name if quick else own), flag)
+    return check_output(given or default, flag)
 
 
 def tracked(path):
