@@ -38,7 +38,8 @@ def get_args_parser():
     p.add_argument("--train-size", type=setting("train_size"),
                    help="train on a class-stratified subset of N training images, repeated to fill each epoch so "
                         "the number of steps stays the same; the test set stays whole; default: all")
-    p.add_argument("--data-dir", type=Path, help="where MNIST lives; default: data/ beside main.py")
+    p.add_argument("--data-dir", type=Path,
+                   help="where MNIST lives, or an empty folder to extract it into; default: data/ beside main.py")
     p.add_argument("--out-dir", type=Path,
                    help="where results/, plots/ and checkpoints/ go; default: runs/ beside main.py (git ignores it)")
     p.add_argument("--tag", type=parse_tag,

@@ -7,8 +7,9 @@
 Generated sections sit in README.md between <!-- report:NAME --> and <!-- /report:NAME -->. The runs go through
 runner.py, as sweep.py's do (--jobs, --address, --cpus-per-run, --gpus-per-run run many at once), into a staging
 folder, checkpoints/report/; nothing committed changes until every run asked for is finished, and then each run's
-checkpoint, curves and results are moved into checkpoints/, plots/ and results/, the results last. An interrupted
---rerun leaves the committed files as they were, and the same command continues it.
+checkpoint, curves and results are moved into checkpoints/, plots/ and results/, the results last, all or none: a
+move that fails puts back every one made. An interrupted --rerun leaves the committed files as they were, and the
+same command continues it.
 """
 if __name__ == "__main__":  # Ctrl-C while torch and matplotlib import, below: one line, not a traceback
     from cli import stop_on_ctrl_c
@@ -193,7 +194,7 @@ def rerun(labels, settings):
         raise own_advice(e, "wait for it to end, then run this command again") from None
     if failed:
         raise RunFailed(f"{len(failed)} runs failed ({', '.join(failed)}); nothing committed changed")
-    moves = [(getattr(staged, kind), getattr(files.RunPaths.of(ROOT, name), kind))
+    moves = [(getattr(staged, kind), getattr(files.RunPaths.of(ROOT, name), kind))  # each run's results last
              for (name, _), staged in zip(named, staged_paths) for kind in runner.KINDS]
     check_moves(moves)
     # The moves take milliseconds; a signal waits for them, so that no run is left half moved.
@@ -211,16 +212,13 @@ def own_advice(refusal, advice):
 
 
 def check_moves(moves):
-    """UsageError, before anything is moved, unless every staged file is a regular file and no committed one a
-    folder: a run moved without its checkpoint, or half the runs moved, would leave the committed files a mix."""
+    """UsageError, before anything is moved, unless every staged file is there (a finished run's checkpoint may be
+    gone): a run moved without it would leave the committed files a mix of two reruns."""
     missing = [source for source, _ in moves if not source.is_file()]
     if missing:
         runs_ = sorted({path.stem.removesuffix("_curves") for path in missing})
         raise UsageError(f"{missing[0]} is missing, so {len(runs_)} staged runs ({', '.join(runs_)}) cannot be moved "
                          f"into place whole; delete {STAGING} to start the rerun over")
-    for _, target in moves:
-        if target.is_dir():
-            raise UsageError(f"{target} is a folder, where the report moves a file; move it away")
 
 
 def move_into_place(moves):
