@@ -9,6 +9,8 @@ READY := $(VENV)/requirements.txt
 # Written first, as soon as make has made the environment: a .venv without it is someone else's.
 OWNED := $(VENV)/.made-by-make
 ARGS ?=
+# The flags reach each program as words, split at spaces by the shell (set -f: no wildcards) but never run by it.
+export ARGS
 # Runs at once for the report's and the tuning's sweeps (sweep.py --jobs); 1 runs them one after another.
 JOBS ?= 1
 
@@ -22,39 +24,43 @@ venv:
 	if [ -e $(VENV) ] && [ ! -e $(OWNED) ] && [ ! -e $(READY) ]; then \
 	  echo "make: $(VENV) was not built by make from requirements.txt; move it away (make builds its own there), or use it with the plain pip route in the README" >&2; exit 1; fi; \
 	echo "make: building $(VENV) from requirements.txt (a few minutes the first time)"; \
-	rm -rf $(VENV).old; if [ -e $(VENV) ]; then mv $(VENV) $(VENV).old; fi; \
-	if python3 -m venv $(VENV) && touch $(OWNED) && $(PYTHON) -m pip install --quiet -r requirements.txt; then \
+	if [ -e $(VENV).old ] && [ ! -e $(READY) ]; then rm -rf $(VENV); \
+	else rm -rf $(VENV).old; if [ -e $(VENV) ]; then mv $(VENV) $(VENV).old; fi; fi; \
+	restore() { rm -rf $(VENV); if [ -e $(VENV).old ]; then mv $(VENV).old $(VENV); fi; }; \
+	trap 'kill $$pip 2>/dev/null; wait; restore; echo "make: interrupted; $(VENV) is as it was before" >&2; exit 130' INT TERM; \
+	pip=; \
+	if python3 -m venv $(VENV) && touch $(OWNED) && { $(PYTHON) -m pip install --quiet -r requirements.txt & pip=$$!; wait $$pip; }; then \
 	  cp requirements.txt $(READY) && rm -rf $(VENV).old; \
 	else \
-	  rm -rf $(VENV); if [ -e $(VENV).old ]; then mv $(VENV).old $(VENV); fi; \
+	  restore; \
 	  echo "make: could not build $(VENV) from requirements.txt (the output above says why); fix that and run make again" >&2; exit 1; fi
 
 train: venv  ## python main.py --model lenet5 --epochs 10, or the flags in ARGS
-	$(PYTHON) main.py $(if $(ARGS),$(ARGS),--model lenet5 --epochs 10)
+	set -f; $(PYTHON) main.py $${ARGS:---model lenet5 --epochs 10}
 
 test: venv  ## the tests, CPU only, a few minutes
-	$(PYTHON) -m pytest $(ARGS)
+	set -f; $(PYTHON) -m pytest $$ARGS
 
 defences: venv  ## delete each defence in turn (in scratch copies) and check that its test fails (JOBS=2: ~40 min)
-	$(PYTHON) -m tests.mutants --jobs $(JOBS) $(ARGS)
+	set -f; $(PYTHON) -m tests.mutants --jobs $(JOBS) $$ARGS
 
 tune: venv  ## choose each model's recipe on the validation split (~55 min on 2 CPU cores); reruns only what is missing
-	$(PYTHON) -m scripts.tune --jobs $(JOBS) $(ARGS)
+	set -f; $(PYTHON) -m scripts.tune --jobs $(JOBS) $$ARGS
 
 tune-fast: venv  ## choose the fast recipe on the validation split; reruns only what is missing
-	$(PYTHON) -m scripts.tune --fast --jobs $(JOBS) $(ARGS)
+	set -f; $(PYTHON) -m scripts.tune --fast --jobs $(JOBS) $$ARGS
 
 report: venv  ## rerun every experiment and the benchmarks, then rebuild results/, plots/ and the README (~35 min on 2 CPU cores)
-	$(PYTHON) -m scripts.report --rerun --jobs $(JOBS) $(ARGS)
+	set -f; $(PYTHON) -m scripts.report --rerun --jobs $(JOBS) $$ARGS
 
 readme: venv  ## rebuild the README's generated sections and the report figures from the committed results/
 	$(PYTHON) -m scripts.report
 
 bench: venv  ## time our data pipeline against the plain torchvision one
-	$(PYTHON) -m benchmarks.bench_pipeline $(ARGS)
+	set -f; $(PYTHON) -m benchmarks.bench_pipeline $$ARGS
 
 bench-time: venv  ## time to 99% and whole processes: the fast and default recipes against the torchvision script
-	$(PYTHON) -m benchmarks.bench_time_to_accuracy $(ARGS)
+	set -f; $(PYTHON) -m benchmarks.bench_time_to_accuracy $$ARGS
 
 bench-sweep: venv  ## runs per minute: one run at a time through main.py against sweep.py's runs at once
-	$(PYTHON) -m benchmarks.bench_sweep $(ARGS)
+	set -f; $(PYTHON) -m benchmarks.bench_sweep $$ARGS

@@ -42,7 +42,10 @@ class CheckpointError(UsageError):
     """A checkpoint that cannot be used. The message names flag, the path, what is wrong (reason, e.g. "does not
     exist") and the fix (advice). unreadable: the file may be good, but this user may not read it."""
 
-    def __init__(self, flag, path, reason, advice="delete it or train again", unreadable=False):
+    def __init__(self, flag, path, reason, advice=..., unreadable=False):
+        if advice is ...:  # only a file where main.py keeps its checkpoints is one of main.py's, to delete
+            advice = ("delete it or train again" if Path(path).parent.name == "checkpoints" else
+                      "pass the .pt file that main.py wrote")
         super().__init__(f"{flag}: {paths.shown(path)} {reason}" + (f"; {advice}" if advice else ""))
         self.path, self.reason, self.unreadable = path, reason, unreadable
 

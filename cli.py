@@ -5,6 +5,7 @@ No torch here, so that a program can check its arguments and answer --help befor
 import argparse
 import math
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -240,6 +241,13 @@ def run(prog, body, interrupted="interrupted", stopped=str):
         lose_output()
         print(f"{prog}: error: cannot write the output ({e}); free some space or send it elsewhere", file=sys.stderr)
         return 1
+
+
+def command_again(argv):
+    """The command line that runs this program again with argv: through the interpreter that runs it now, since a
+    bare `python` may be one without torch; relative to the working folder where it lies inside it."""
+    python, here = sys.executable, os.path.join(os.getcwd(), "")
+    return shlex.join([python.removeprefix(here), *argv])
 
 
 def exit_now(status):

@@ -88,6 +88,11 @@ def read_mnist(data_dir=DEFAULT_DATA_DIR, bundle_dir=None):
         raise DataError(f"data directory {data_dir} cannot be read; fix its permissions or pass another --data-dir")
     raw = data_dir / "MNIST" / "raw"
     missing = [name for name in SHA256 if not (raw / name).exists()]
+    # Written only where the folder is the package's, or MNIST's already, or empty: never among others' files.
+    if missing and data_dir.resolve() != DEFAULT_DATA_DIR and not (data_dir / "MNIST").is_dir() and any(
+            data_dir.iterdir()):
+        raise DataError(f"data directory {data_dir} holds other files and no MNIST/, where MNIST would be extracted; "
+                        f"pass an empty folder or one that holds MNIST/ as --data-dir, or drop --data-dir")
     if missing and all((bundle_dir / f"{name}.gz").exists() for name in missing):
         try:
             raw.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,11 +142,28 @@ def check_output(path, flag):
 
 
 def bench_output(given, name, quick, flag="--out"):
-    """A benchmark's output file, checked (check_output): the one given; else, for a run with the report's
-    settings, the committed results/NAME, and for a quick run (quick: any setting changed) runs/NAME, so that a
-    quick run never replaces the figures that the README reports unless --out names them."""
+    """A benchmark's output file, checked (check_output): the one given, unless it is a file of the repository's
+    (tracked) other than the benchmark's own results/NAME; else, for a run with the report's settings, the committed
+    results/NAME, and for a quick run (quick: any setting changed) runs/NAME, so that a quick run never replaces
+    the figures that the README reports unless --out names them."""
     default = (DEFAULT_OUT_DIR if quick else ROOT / "results") / name
+    if given and Path(given).resolve() != ROOT / "results" / name and tracked(given):
+        raise UsageError(f"{flag} {paths.shown(given)} is a file of the repository's, not this benchmark's "
+                         f"results/{name}; pass another {flag}")
     return check_output(given or default, flag)
+
+
+def tracked(path):
+    """Whether path is a file of the repository's: one git tracks, or, where git cannot tell (a copy without .git),
+    any file there is in the repository outside runs/."""
+    path = Path(path).resolve()
+    if ROOT not in path.parents or DEFAULT_OUT_DIR in path.parents:
+        return False
+    try:
+        listed = subprocess.run(["git", "ls-files", "--error-unmatch", "--", path], cwd=ROOT, capture_output=True)
+    except OSError:  # no git
+        return path.is_file()
+    return listed.returncode == 0 or listed.returncode != 1 and path.is_file()  # 1: git knows it is not tracked
 
 
 def figure_beside(out, given, committed_json, committed_figure, beside, flag, what="figure"):

@@ -14,7 +14,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from cli import OneLineErrorParser, add_data_flags, add_recipe_flags, emit, exit_now, parse_tag, run, setting
+from cli import (OneLineErrorParser, add_data_flags, add_recipe_flags, command_again, emit, exit_now, parse_tag, run,
+                 setting)
 from errors import Interrupted, UsageError
 from paths import relative as shown
 from recipes import MODEL_NAMES, RECIPE_NAMES, check_run_name, evaluated_on, format_recipe, resolve_recipe, run_name
@@ -37,7 +38,8 @@ def get_args_parser():
     p.add_argument("--train-size", type=setting("train_size"),
                    help="train on a class-stratified subset of N training images, repeated to fill each epoch so "
                         "the number of steps stays the same; the test set stays whole; default: all")
-    p.add_argument("--data-dir", type=Path, help="where MNIST lives; default: data/ beside main.py")
+    p.add_argument("--data-dir", type=Path,
+                   help="where MNIST lives, or an empty folder to extract it into; default: data/ beside main.py")
     p.add_argument("--out-dir", type=Path,
                    help="where results/, plots/ and checkpoints/ go; default: runs/ beside main.py (git ignores it)")
     p.add_argument("--tag", type=parse_tag,
@@ -92,6 +94,9 @@ def train(args, recipes, device):
     import dataset, engine, figures, files, runs, torch  # noqa: E401  (here, not at the top: see main)
     from model import count_parameters, parameter_table
     out_dir = args.out_dir or files.DEFAULT_OUT_DIR
+    if out_dir.resolve() == files.ROOT:  # what it wrote there would mix with what the README reports
+        raise UsageError(f"--out-dir {shown(out_dir)} is the repository, whose results/ and plots/ are the report's "
+                         f"(make report writes them); pass another --out-dir")
     paths = [files.RunPaths.of(out_dir, run_name(r["model"], args.tag, args.seed, args.recipe)) for r in recipes]
     # main.py trains with torch's default thread count, which OMP_NUM_THREADS sets.
     plans = [runs.plan_run(p, r, args.resume, args.overwrite, skip_finished=len(recipes) > 1,
@@ -199,7 +204,7 @@ def interrupted(e, args):
     saved = (f"{e} of the next model, which saved nothing" if not e.epochs_saved else
              f"{e}; its checkpoint, results and curves so far are saved" if e.results_written else
              f"{e}; its results could not be written, but the checkpoint of the last full epoch is kept")
-    command = shlex.join(["python", *[a for a in sys.argv if a != "--overwrite"]] + ([] if args.resume else ["--resume"]))
+    command = command_again([a for a in sys.argv if a != "--overwrite"] + ([] if args.resume else ["--resume"]))
     return "".join(f"{model} finished; " for model in e.done) + f"{saved}.\nresume with: {command}"
 
 

@@ -102,6 +102,9 @@ def _plan(paths, recipe, held, resume, overwrite, skip_finished, replace):
                              f"this one has {settings(recipe, changed)}; pass --tag NAME to keep both, or another "
                              f"--out-dir")
         return Plan("done", results=held)
+    if not exists and isinstance(saved, dict):  # without --resume, a finished run is refused too
+        raise UsageError(f"--resume: {paths.results} holds a finished run, whose checkpoint is gone: nothing to "
+                         f"resume; drop --resume and pass --tag NAME or another --out-dir to train it again beside it")
     if not exists:
         raise UsageError(f"--resume: no checkpoint at {paths.checkpoint}; run without --resume to start from "
                          f"scratch")

@@ -14,13 +14,12 @@ settings is refused. The table at the end compares each setting with the best on
 seed against seed (significance.py).
 """
 import itertools
-import shlex
 import statistics
 import sys
 from pathlib import Path
 
-from cli import (RECIPE_FLAGS, OneLineErrorParser, add_data_flags, add_recipe_flags, add_runner_flags, emit, exit_now, parse_tag, run,
-                 setting, signal_status)
+from cli import (RECIPE_FLAGS, OneLineErrorParser, add_data_flags, add_recipe_flags, add_runner_flags, command_again,
+                 emit, exit_now, parse_tag, run, setting, signal_status)
 from errors import Interrupted, UsageError
 from paths import relative as shown
 from recipes import MODEL_NAMES, RECIPE_NAMES, check_run_name, check_tag, evaluated_on, resolve_recipe, run_name, \
@@ -79,6 +78,12 @@ def grid(args):
     names = [name for _, name, _ in runs]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
+        clash = [recipe for _, name, recipe in runs if name == repeated[0]]
+        differ = [key for key in axes if len({str(recipe[key]) for recipe in clash}) > 1]
+        if differ:  # values apart only past the 6 significant digits that a name keeps
+            flag, values = f"--{differ[0].replace('_', '-')}", " and ".join(str(r[differ[0]]) for r in clash)
+            raise UsageError(f"{flag} {values} would both name the run {repeated[0]}: the runs' names collide, since a "
+                             f"name keeps 6 significant digits; give values that differ in those")
         raise UsageError(f"the grid names {repeated[0]} more than once: a value is given twice; give each once")
     return runs
 
@@ -123,7 +128,7 @@ def table(args, runs_, out_dir, failed=()):
         else:
             c = compared[label]
             rows.append((label, str(len(accs)), spread, f"{c.difference:+.2f}",
-                         f"{c.interval[0]:+.2f} to {c.interval[1]:+.2f}", f"{c.p:.3g}", verdict(c)))
+                         f"{c.interval[0]:+.2f} to {c.interval[1]:+.2f}", f"{c.p:.3g}", verdict(c, len(args.seed))))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     lines.append(f"Final epoch, mean ± std over seeds. Each setting against the best, paired seed against seed on "
@@ -132,12 +137,13 @@ def table(args, runs_, out_dir, failed=()):
     return lines + not_counted
 
 
-def verdict(comparison):
+def verdict(comparison, seeds=1):
     """The README's verdict on a difference: real, or not measurable with the smallest difference that would be.
     One seed pair says nothing of how much runs vary from seed to seed, which McNemar's test over images cannot see:
-    a verdict takes two seeds at least."""
+    a verdict takes two seeds at least. seeds: how many the command gave."""
     if len(comparison.discordant) < 2:
-        return "not measurable (one seed; give --seed two values or more)"
+        return ("not measurable (one seed; give --seed two values or more)" if seeds < 2 else
+                "not measurable (one seed in common with the best; the same command trains the runs not counted)")
     if comparison.real:
         return "real"
     needed = comparison.detectable
@@ -167,7 +173,7 @@ def main(args):
         except (KeyboardInterrupt, Interrupted) as e:
             by = e.by if isinstance(e, Interrupted) else e
             print(f"\nsweep.py: interrupted; the finished runs are written whole.\ncontinue with: "
-                  f"{shlex.join(['python', *sys.argv])}", file=sys.stderr)
+                  f"{command_again(sys.argv)}", file=sys.stderr)
             return signal_status(by)
         emit("\n" + "\n".join(table(args, runs_, out_dir, failed)))
         if failed:

@@ -7,8 +7,9 @@
 Generated sections sit in README.md between <!-- report:NAME --> and <!-- /report:NAME -->. The runs go through
 runner.py, as sweep.py's do (--jobs, --address, --cpus-per-run, --gpus-per-run run many at once), into a staging
 folder, checkpoints/report/; nothing committed changes until every run asked for is finished, and then each run's
-checkpoint, curves and results are moved into checkpoints/, plots/ and results/, the results last. An interrupted
---rerun leaves the committed files as they were, and the same command continues it.
+checkpoint, curves and results are moved into checkpoints/, plots/ and results/, the results last, all or none: a
+move that fails puts back every one made. An interrupted --rerun leaves the committed files as they were, and the
+same command continues it.
 """
 if __name__ == "__main__":  # Ctrl-C while torch and matplotlib import, below: one line, not a traceback
     from cli import stop_on_ctrl_c
@@ -18,6 +19,7 @@ import contextlib
 import functools
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -176,36 +178,92 @@ def stopped_line():
 def rerun(labels, settings):
     """Rerun the experiments' runs into STAGING, then move them into place once all are finished."""
     named = [(experiment_run_name(label, seed), experiment_recipe(label, seed)) for label in labels for seed in SEEDS]
+    staged_paths = [files.RunPaths.of(STAGING, name) for name, _ in named]
+    # First, so that a staging folder that cannot be written is its own refusal, not one of the staged runs'.
+    files.prepare_out_dir(STAGING, [path for staged in staged_paths for path in staged.outputs], flag=None)
     try:
         jobs, finished = runner.plan(named, lambda name: files.RunPaths.of(STAGING, name), STAGING, flag=None,
                                      settings=settings)
     except UsageError as e:
-        raise UsageError(f"{e} (in the report's staging folder: delete {STAGING} to start the rerun over)") from None
+        raise own_advice(e, f"delete {STAGING} to start the rerun over") from None
     files.prepare_out_dir(ROOT, [path for name, _ in named for path in files.RunPaths.of(ROOT, name).outputs],
                           flag=None)
     emit(f"{len(named)} runs: {len(finished)} finished already in {STAGING}, {len(jobs)} to train")
-    failed = runner.train_all(jobs, settings, measure=lambda job: measurements(job.recipe), line=runner.describe)
+    try:
+        failed = runner.train_all(jobs, settings, measure=lambda job: measurements(job.recipe), line=runner.describe)
+    except UsageError as e:  # another process holds a run's lock
+        raise own_advice(e, "wait for it to end, then run this command again") from None
     if failed:
         raise RunFailed(f"{len(failed)} runs failed ({', '.join(failed)}); nothing committed changed")
+    moves = [(getattr(staged, kind), getattr(files.RunPaths.of(ROOT, name), kind))  # each run's results last
+             for (name, _), staged in zip(named, staged_paths) for kind in runner.KINDS]
+    check_moves(moves)
     # The moves take milliseconds; a signal waits for them, so that no run is left half moved.
     with deferred_signals():
-        for name, _ in named:
-            staged, final = files.RunPaths.of(STAGING, name), files.RunPaths.of(ROOT, name)
-            for kind in runner.KINDS:  # the results last: a results file in place means its run is whole
-                os.replace(getattr(staged, kind), getattr(final, kind))
+        move_into_place(moves)
         PROGRESS["moved"] = True
     emit(f"moved {len(named)} runs into {ROOT / 'results'}, {PLOTS} and {ROOT / 'checkpoints'}")
+
+
+def own_advice(refusal, advice):
+    """runner's refusal for a staged run in the report's words: its advice named sweep.py's and main.py's flags,
+    which the report has not, and the settings it names are recipes.py's."""
+    problem = re.sub(r"--(?=[a-z])", "", str(refusal).removeprefix("--resume: ").split("; ")[0])
+    return UsageError(f"{problem}; {advice}")
+
+
+def check_moves(moves):
+    """UsageError, before anything is moved, unless every staged file is there (a finished run's checkpoint may be
+    gone): a run moved without it would leave the committed files a mix of two reruns."""
+    missing = [source for source, _ in moves if not source.is_file()]
+    if missing:
+        runs_ = sorted({path.stem.removesuffix("_curves") for path in missing})
+        raise UsageError(f"{missing[0]} is missing, so {len(runs_)} staged runs ({', '.join(runs_)}) cannot be moved "
+                         f"into place whole; delete {STAGING} to start the rerun over")
+
+
+def move_into_place(moves):
+    """Move each staged file over its committed one, keeping the committed one in STAGING until every move is made:
+    where a move fails, every move made is undone, so that the committed files are as they were."""
+    kept, undo = STAGING / "replaced", []
+    try:
+        for source, target in moves:
+            if target.exists():
+                backup = kept / target.relative_to(ROOT)
+                backup.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(target, backup)
+                undo.append((target, backup))
+            os.replace(source, target)
+            undo.append((source, target))
+    except OSError as e:
+        for source, target in reversed(undo):
+            os.replace(target, source)
+        raise UsageError(f"could not move {source} to {target} ({e.strerror or e}); the committed files are as they "
+                         f"were, the runs still in {STAGING}: fix that and run the same command") from None
+    shutil.rmtree(kept, ignore_errors=True)
 
 
 @functools.cache
 def load(label):
     """The runs of one experiment, seed by seed, each checked against its slot (slots.check): BadResults where one
     does not fill it."""
-    return [slots.load(path, f"restore it with `git checkout -- {path}`, or rebuild it with `make report`",
-                       recipe=experiment_recipe(label, seed), labels=test_labels(), train_eval=True,
-                       robustness=None if EXPERIMENTS[label][1].get("train_size") else
-                       {"shift": SHIFTS, "rotation": ROTATIONS}, params=params_of(label))
-            for seed, path in ((seed, RESULTS / f"{experiment_run_name(label, seed)}.json") for seed in SEEDS)]
+    return [load_run(label, seed, RESULTS / f"{experiment_run_name(label, seed)}.json") for seed in SEEDS]
+
+
+def load_run(label, seed, path):
+    """One run of an experiment, checked against its slot. A recipe other than recipes.py's names recipes.py: after
+    an edit there, every committed run differs, and restoring the files would not help."""
+    try:
+        return slots.load(path, f"restore it with `git checkout -- {path}`, or rebuild it with `make report`",
+                          recipe=experiment_recipe(label, seed), labels=test_labels(), train_eval=True,
+                          robustness=None if EXPERIMENTS[label][1].get("train_size") else
+                          {"shift": SHIFTS, "rotation": ROTATIONS}, params=params_of(label))
+    except slots.BadResults as e:
+        if not e.problem.startswith("holds another run's recipe ("):  # not a damaged file's
+            raise
+        raise slots.BadResults(path, e.problem, f"where recipes.py was edited, undo that (`git checkout -- "
+                               f"recipes.py`) or rerun every run with `make report`; else restore the file with "
+                               f"`git checkout -- {path}`") from None
 
 
 @functools.cache

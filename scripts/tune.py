@@ -157,7 +157,9 @@ def fast_score(setting, seed):
 
 def advice(path):
     rerun = "make tune-fast" if path.parent == FAST_DIR else "make tune"
-    return f"rerun it with `{rerun}`, or restore it with `git checkout -- {path}`"
+    # A run the sweep walks to only now (after an edit to TARGET_ACCURACY, say) was never committed: no git advice.
+    return f"rerun it with `{rerun}`" + (f", or restore it with `git checkout -- {path}`"
+                                         if path.exists() or files.tracked(path) else "")
 
 
 def score_of(path, recipe):

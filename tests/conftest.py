@@ -1,10 +1,13 @@
 import errno
+import os
+import re
 import signal
 import struct
 import subprocess
 import sys
 import time
 import zlib
+from math import comb
 from pathlib import Path
 
 import pytest
@@ -12,18 +15,53 @@ import pytest
 import main
 
 ROOT = Path(__file__).resolve().parents[1]
+# The interpreter as the programs name it in the commands that they print to run them again (cli.command_again).
+PYTHON = sys.executable.removeprefix(os.path.join(os.getcwd(), ""))
 QUICK = ["--limit", "512", "--epochs", "2", "--device", "cpu"]
+
+
+# A flag as a message names it, and a program whose own flags follow its name in a command that the message gives
+# (None: a tool of another package's, such as `ray start --head`, whose flags are its own business).
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+PROGRAMS = {"main.py": "main", "sweep.py": "sweep", "predict.py": "predict", "scripts.report": "scripts.report",
+            "make ": None, "ray ": None}
+
+
+def flags_of(module):
+    import importlib
+    return set(importlib.import_module(module).get_args_parser()._option_string_actions)
+
+
+def check_advice(module, message):
+    """Every --flag that message, printed by module's program (main, sweep, predict, scripts.report), names is one
+    that program accepts; a flag after another program's name, in the same clause (`python main.py --model x`),
+    that program's: advice the user cannot follow is worse than none."""
+    for clause in re.split(r"[;`()]|, or ", message.split("unrecognized arguments:")[0]):  # not what was typed
+        named = [(clause.find(name), program) for name, program in PROGRAMS.items() if name in clause]
+        start, program = min(named, key=lambda found: found[0]) if named else (len(clause), module)
+        for match in FLAG.finditer(clause):
+            owner = module if match.start() < start else program
+            if owner:
+                assert match.group() in flags_of(owner), f"{message!r} names {match.group()}, which {owner} lacks"
+
+
+def check_advice_in(module, err):
+    """check_advice for each line of a program's stderr."""
+    for line in err.splitlines():
+        check_advice(module, line)
 
 
 @pytest.fixture
 def cli(capsys):
-    """Run main.py in-process: cli(argv) returns (exit status, stdout, stderr)."""
+    """Run main.py in-process: cli(argv) returns (exit status, stdout, stderr), each flag its refusals name checked
+    to be one main.py accepts."""
     def run(argv):
         try:
             status = main.main(main.get_args_parser().parse_args([str(a) for a in argv]))
         except SystemExit as e:
             status = e.code
         out, err = capsys.readouterr()
+        check_advice_in("main", err)
         return status, out, err
     return run
 
@@ -35,6 +73,11 @@ def ctrl_c():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+def binomial_p(k, n):
+    """Two-sided exact binomial p-value at even odds: the chance of a split no likelier than k of n."""
+    return sum(comb(n, i) for i in range(n + 1) if comb(n, i) <= comb(n, k)) / 2 ** n
 
 
 def files_under(path):

@@ -145,7 +145,7 @@ def test_a_checkpoint_whose_records_are_compressed_is_refused_before_it_expands(
     monkeypatch.setattr(torch, "load", lambda *args, **kwargs: pytest.fail("torch.load reached"))
     status, _, err = cli(["--model", "custom_mlp", "--evaluate", "--checkpoint", bomb])
     assert status == 2 and err == (f"main.py: error: --checkpoint: {bomb} is not a checkpoint of main.py: its records "
-                                   f"are compressed, which torch.save never does; delete it or train again\n")
+                                   f"are compressed, which torch.save never does; pass the .pt file that main.py wrote\n")
 
 
 def test_a_checkpoint_path_is_shown_on_one_line(tmp_path, cli):

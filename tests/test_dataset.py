@@ -11,6 +11,7 @@ import torch
 from torchvision import datasets
 
 import dataset
+from conftest import check_advice
 
 # MD5s of the decompressed files in the original MNIST distribution: a check independent of our SHA-256s.
 MD5 = {
@@ -184,6 +185,25 @@ def test_extracted_files_get_the_usual_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (raw / "t10k-labels-idx1-ubyte").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_mnist_is_extracted_only_into_an_empty_folder_or_its_own(tmp_path):
+    others = tmp_path / "etc"
+    others.mkdir()
+    (others / "passwd").write_text("root:x:0:0")
+    with pytest.raises(dataset.DataError) as refused:
+        dataset.prepare_mnist(others)
+    assert str(refused.value) == (f"data directory {others} holds other files and no MNIST/, where MNIST would be "
+                                  f"extracted; pass an empty folder or one that holds MNIST/ as --data-dir, or drop "
+                                  f"--data-dir")
+    check_advice("main", str(refused.value))
+    assert sorted(path.name for path in others.iterdir()) == ["passwd"]
+    (tmp_path / "empty").mkdir()  # as advised
+    raw = dataset.prepare_mnist(tmp_path / "empty")
+    assert sorted(path.name for path in raw.iterdir()) == sorted(dataset.SHA256)
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    (raw.parent.parent / "notes.txt").write_text("")  # its own folder: MNIST/ there, whatever else
+    dataset.prepare_mnist(raw.parent.parent)
 
 
 def test_a_missing_data_dir_is_rejected(tmp_path):

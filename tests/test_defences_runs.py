@@ -26,11 +26,12 @@ import runs
 import significance
 import slots
 import test_reliability
-from conftest import QUICK, ROOT
+from conftest import PYTHON, QUICK, ROOT
 from errors import UsageError
 from recipes import evaluated_on, resolve_recipe
 from test_reliability import RUN, assert_one_line_error, interrupt_epoch, outputs_of, results_of
-from test_significance import binomial_p, runs_with
+from conftest import binomial_p
+from test_significance import runs_with
 
 finished = test_reliability.finished  # a fixture: a folder holding a finished QUICK lenet5 run
 
@@ -369,9 +370,10 @@ def test_the_resume_command_after_an_interrupted_overwrite_drops_overwrite(finis
     monkeypatch.setattr(sys, "argv", ["main.py", *argv])
     interrupt_epoch(monkeypatch, 2)
     status, _, err = cli(argv)
-    assert status == 130 and err.splitlines()[-1].startswith("resume with: python main.py "), err
+    assert status == 130 and err.splitlines()[-1].startswith("resume with: "), err
     command = shlex.split(err.splitlines()[-1].removeprefix("resume with: "))
-    assert command == ["python", "main.py", *argv[:-1], "--resume"]
+    # The interpreter that ran it: a bare `python` may be one without torch.
+    assert command == [PYTHON, "main.py", *argv[:-1], "--resume"]
     main.get_args_parser().parse_args(command[2:])  # --resume and --overwrite together would not parse
 
 

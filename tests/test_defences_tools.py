@@ -21,7 +21,7 @@ import runner
 import slots
 import sweep
 import test_slots
-from conftest import ROOT
+from conftest import PYTHON, ROOT, check_advice
 from errors import RunFailed, UsageError
 from recipes import resolve_recipe
 from scripts import report, tune
@@ -141,16 +141,101 @@ def test_a_rerun_checks_the_committed_folders_before_it_trains(tmp_path, monkeyp
     assert str(refused.value).endswith("; fix its permissions") and "--out-dir" not in str(refused.value)
 
 
-def test_a_staging_folder_that_refuses_the_rerun_says_how_to_start_over(tmp_path, monkeypatch):
-    monkeypatch.setattr(report, "STAGING", tmp_path / "staging")
-
-    def plan(*args, **kwargs):
-        raise UsageError("lenet5_seed0 holds a run with --epochs 1")
-    monkeypatch.setattr(runner, "plan", plan)
+def test_a_staging_folder_that_refuses_the_rerun_says_how_to_start_over(staged_report, tmp_path):
+    staged = files.RunPaths.of(report.STAGING, "lenet5_seed0")
+    staged.results.parent.mkdir(parents=True)
+    other = resolve_recipe("lenet5", {}, epochs=2, seed=0, limit=256, train_size=None, validation=False, amp=False)
+    staged.results.write_text(json.dumps({"status": "complete", "recipe": other}))  # a rerun of another recipes.py
     with pytest.raises(UsageError) as refused:
         report.rerun(["LeNet5"], runner.Settings())
-    assert str(refused.value) == (f"lenet5_seed0 holds a run with --epochs 1 (in the report's staging folder: "
-                                  f"delete {tmp_path / 'staging'} to start the rerun over)")
+    check_advice("scripts.report", str(refused.value))
+    assert str(refused.value) == (f"{staged.results} holds a finished run with epochs 2, where this one has epochs 1; "
+                                  f"delete {report.STAGING} to start the rerun over")
+    shutil.rmtree(report.STAGING)  # as advised
+    report.rerun(["LeNet5"], runner.Settings())
+    assert (tmp_path / "results" / "lenet5_seed0.json").read_text() == "lenet5_seed0 results"
+
+
+def test_a_staging_folder_that_cannot_be_written_is_refused_without_advice_to_delete_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "ROOT", tmp_path)
+    monkeypatch.setattr(report, "STAGING", tmp_path / "checkpoints" / "report")
+    monkeypatch.setattr(report, "experiment_recipe", lambda label, seed: tiny_recipe())
+    real = files.make_writable
+
+    def committed_only(folder):
+        if report.STAGING in [folder, *folder.parents]:
+            raise OSError(13, "Permission denied", str(folder))
+        return real(folder)
+    monkeypatch.setattr(files, "make_writable", committed_only)
+    with pytest.raises(UsageError) as refused:
+        report.rerun(["LeNet5"], runner.Settings())
+    # Deleting the staging folder would not make it writable: the advice is its permissions.
+    assert str(refused.value).startswith(f"{report.STAGING} cannot be written (Permission denied: ")
+    assert str(refused.value).endswith("; fix its permissions")
+
+
+def test_a_staged_run_without_its_checkpoint_stops_the_moves_before_any_in_one_line(trained_runs, tmp_path,
+                                                                                   monkeypatch):
+    # Finished, so not trained again, but its checkpoint gone: each file is checked before any is moved.
+    monkeypatch.setattr(report, "ROOT", tmp_path)
+    monkeypatch.setattr(report, "STAGING", tmp_path / "checkpoints" / "report")
+    monkeypatch.setattr(report, "SEEDS", (0,))
+    monkeypatch.setattr(report, "experiment_recipe", lambda label, seed: resolve_recipe(
+        "lenet5", {}, epochs=1, seed=0, limit=None, train_size=None, validation=False, amp=False))
+    monkeypatch.setattr(report, "measurements", lambda recipe: pytest.fail("trained a finished run"))
+    made, staged = files.RunPaths.of(trained_runs, "lenet5_seed0"), files.RunPaths.of(report.STAGING, "lenet5_seed0")
+    for kind in ("results", "curves"):
+        getattr(staged, kind).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(getattr(made, kind), getattr(staged, kind))
+    with pytest.raises(UsageError) as refused:
+        report.rerun(["LeNet5"], runner.Settings())
+    check_advice("scripts.report", str(refused.value))
+    assert str(refused.value) == (f"{staged.checkpoint} is missing, so 1 staged runs (lenet5_seed0) cannot be moved "
+                                  f"into place whole; delete {report.STAGING} to start the rerun over")
+    assert not list((tmp_path / "results").glob("*")) and not list((tmp_path / "plots").glob("*"))
+
+
+def test_a_move_that_fails_leaves_every_committed_file_as_it_was(staged_report, tmp_path, monkeypatch):
+    for kind in runner.KINDS:  # the committed runs, which the rerun replaces
+        for seed in report.SEEDS:
+            committed = getattr(files.RunPaths.of(tmp_path, f"lenet5_seed{seed}"), kind)
+            committed.parent.mkdir(parents=True, exist_ok=True)
+            committed.write_text(f"committed {seed} {kind}")
+    real, moves = os.replace, []
+
+    def replace(source, target):
+        moves.append(target)
+        if len(moves) == 8:  # the second run's checkpoint, the committed one already kept aside
+            raise OSError(13, "Permission denied")
+        real(source, target)
+    monkeypatch.setattr(report.os, "replace", replace)
+    with pytest.raises(UsageError, match=r"\(Permission denied\); the committed files are as they were"):
+        report.rerun(["LeNet5"], runner.Settings())
+    for kind in runner.KINDS:  # and the staged runs are where the same command finds them
+        for seed in report.SEEDS:
+            name = f"lenet5_seed{seed}"
+            assert getattr(files.RunPaths.of(tmp_path, name), kind).read_text() == f"committed {seed} {kind}"
+            assert getattr(files.RunPaths.of(report.STAGING, name), kind).read_text() == f"{name} {kind}"
+    monkeypatch.setattr(report.os, "replace", real)
+    monkeypatch.setattr(runner, "plan", lambda named, *a, **k: ([], [name for name, _ in named]))  # all finished
+    report.rerun(["LeNet5"], runner.Settings())  # the same command, once the cause is gone
+    for seed in report.SEEDS:
+        assert (tmp_path / "results" / f"lenet5_seed{seed}.json").read_text() == f"lenet5_seed{seed} results"
+    assert not (report.STAGING / "replaced").exists()
+
+
+def test_a_staged_run_another_process_trains_is_refused_in_the_reports_words(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "ROOT", tmp_path)
+    monkeypatch.setattr(report, "STAGING", tmp_path / "checkpoints" / "report")
+    monkeypatch.setattr(report, "experiment_recipe", lambda label, seed: tiny_recipe() | {"seed": seed})
+    monkeypatch.setattr(runner, "run_all", lambda *a, **k: pytest.fail("trained a run another process holds"))
+    staged = files.RunPaths.of(report.STAGING, "lenet5_seed1")
+    staged.lock.parent.mkdir(parents=True)
+    with files.RunLock(staged), pytest.raises(UsageError) as refused:
+        report.rerun(["LeNet5"], runner.Settings())
+    check_advice("scripts.report", str(refused.value))
+    assert str(refused.value) == (f"another process is training lenet5_seed1 into {report.STAGING} right now; wait "
+                                  f"for it to end, then run this command again")
 
 
 # ---------------------------------------------------------------- scripts/report.py: main
@@ -483,7 +568,8 @@ def test_a_stopped_sweep_says_how_to_continue(monkeypatch, tmp_path, capsys):
     assert sweep.main(sweep_args("--out-dir", tmp_path)) == 130
     err = capsys.readouterr().err
     assert "sweep.py: interrupted; the finished runs are written whole." in err
-    assert "continue with: python sweep.py --model lenet5" in err
+    # The interpreter that ran it: a bare `python` may be one without torch.
+    assert f"continue with: {shlex.quote(PYTHON)} sweep.py --model lenet5" in err
 
 
 def test_a_table_with_no_finished_run_says_so(tmp_path):

@@ -13,6 +13,7 @@ import torchvision
 import checkpoints
 import engine
 import files
+import paths
 from conftest import QUICK, ROOT, files_under, without_seconds
 
 
@@ -382,6 +383,28 @@ def test_an_absent_device_is_rejected(device, tmp_path, cli):
 
 def test_resume_without_a_checkpoint_is_rejected(tmp_path, cli):
     assert_rejected(["--resume", "--out-dir", tmp_path], tmp_path, cli, "--resume: no checkpoint at")
+
+
+def test_resume_of_a_finished_run_whose_checkpoint_is_gone_says_so_and_the_advice_trains_beside_it(tmp_path, cli):
+    argv = ["--model", "lenet5", *QUICK, "--epochs", "1", "--out-dir", tmp_path]
+    assert cli(argv)[0] == 0
+    (tmp_path / "checkpoints" / "lenet5_seed0.pt").unlink()  # as in the repository, which commits no checkpoints
+    status, _, err = cli([*argv, "--resume"])
+    assert status == 2 and err == (f"main.py: error: --resume: {tmp_path / 'results' / 'lenet5_seed0.json'} holds a "
+                                   f"finished run, whose checkpoint is gone: nothing to resume; drop --resume and pass "
+                                   f"--tag NAME or another --out-dir to train it again beside it\n")
+    assert cli([*argv, "--tag", "again"])[0] == 0  # as advised
+    assert (tmp_path / "checkpoints" / "lenet5_again_seed0.pt").exists()
+
+
+def test_training_into_the_repository_is_refused_and_another_out_dir_is_taken(tmp_path, cli):
+    before = files_under(ROOT / "plots")
+    status, _, err = cli(["--model", "all", "--resume", "--out-dir", ROOT])
+    assert status == 2 and err == (f"main.py: error: --out-dir {paths.relative(ROOT)} is the repository, whose results/ and plots/ are "
+                                   f"the report's (make report writes them); pass another --out-dir\n")
+    assert files_under(ROOT / "plots") == before  # no comparison figure, or any other, drawn there
+    status, _, err = cli(["--model", "all", "--resume", *QUICK, "--out-dir", tmp_path])  # as advised
+    assert status == 0 and (tmp_path / "plots" / "comparison_seed0.png").exists(), err
 
 
 def test_resume_from_another_models_checkpoint_is_rejected(tmp_path, cli):

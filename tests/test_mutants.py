@@ -110,3 +110,12 @@ def working_in(folder):
         except OSError:  # gone meanwhile
             continue
     return found
+def test_out_with_nothing_there_is_refused_for_its_name_only_and_a_json_name_is_taken(tmp_path, capsys, monkeypatch):
+    import mutants
+    out = tmp_path / "x.txt"
+    assert mutants.main(mutants.get_args_parser().parse_args(["--only", "bold", "--out", str(out)])) == 2
+    assert not out.exists() and capsys.readouterr().err == (f"mutants: error: --out {out} does not end in .json, and "
+                                                            f"the table of defences is JSON; pass an --out that does\n")
+    monkeypatch.setattr(mutants, "scratch_copy", lambda into: pytest.fail("took --out x.json"))
+    with pytest.raises(pytest.fail.Exception, match="took --out x.json"):  # as advised: on to the work
+        mutants.main(mutants.get_args_parser().parse_args(["--only", "bold", "--out", str(tmp_path / "x.json")]))

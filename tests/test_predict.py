@@ -24,7 +24,7 @@ import engine
 import files
 import predict
 import preprocess
-from conftest import ROOT, interrupted_while_starting, png_declaring, start
+from conftest import ROOT, check_advice_in, interrupted_while_starting, png_declaring, start
 
 
 def drawing(digit, size=(300, 400), offset=(0, 0), scale=1.0, ink=20, paper=235, mode="L", gradient=0.0):
@@ -165,10 +165,12 @@ def images(tmp_path_factory):
 
 @pytest.fixture
 def run_predict(capsys):
-    """predict.py in-process: run_predict(*argv) returns (exit status, stdout, stderr)."""
+    """predict.py in-process: run_predict(*argv) returns (exit status, stdout, stderr), each flag its refusals name
+    checked to be one predict.py accepts."""
     def run(*argv):
         status = predict.main(predict.get_args_parser().parse_args([str(a) for a in argv]))
         out, err = capsys.readouterr()
+        check_advice_in("predict", err)
         return status, out, err
     return run
 
@@ -235,6 +237,17 @@ def test_a_missing_or_incompatible_checkpoint_is_exit_2(case, trained_runs, imag
         assert "train one with `python main.py --model lenet5_regularized`" in err
 
 
+def test_a_checkpoint_flag_naming_another_file_is_never_advised_deleted(trained_runs, images, tmp_path, run_predict):
+    results = tmp_path / "lenet5_seed0.json"  # a committed results file, as results/ holds them
+    shutil.copy(trained_runs / "results" / "lenet5_seed0.json", results)
+    status, out, err = run_predict(images / "one.png", "--checkpoint", results)
+    assert status == 2 and out == "" and err == (f"predict.py: error: --checkpoint: {results} is not a checkpoint of "
+                                                 f"main.py (BadZipFile); pass the .pt file that main.py wrote\n")
+    assert results.read_bytes() == (trained_runs / "results" / "lenet5_seed0.json").read_bytes()
+    status, out, _ = run_predict(images / "one.png", "--checkpoint", trained_runs / "checkpoints" / "lenet5_seed0.pt")
+    assert status == 0 and f"{images / 'one.png'}: 1 (" in out  # as advised
+
+
 def test_the_default_is_the_best_finished_checkpoint(trained_runs, tmp_path):
     best = checkpoints.best_checkpoint(trained_runs)
     accuracies = {path.name: checkpoints.read(path)["history"][-1]["eval_acc"]
@@ -260,6 +273,7 @@ def run_program(*argv, stdout=subprocess.PIPE, **kwargs):
     """predict.py as a child process: (exit status, stdout bytes, stderr text)."""
     process = subprocess.run([sys.executable, str(ROOT / "predict.py"), *map(str, argv)], stdout=stdout,
                              stderr=subprocess.PIPE, timeout=120, **kwargs)
+    check_advice_in("predict", process.stderr.decode(errors="replace"))
     return process.returncode, process.stdout, process.stderr.decode()
 
 

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import checkpoints
 import engine
 import files
 import runs
-from conftest import QUICK, ROOT, files_under, start, without_seconds
+from conftest import PYTHON, QUICK, ROOT, files_under, start, without_seconds
 
 RUN = "lenet5_seed0"
 
@@ -369,7 +370,8 @@ def test_a_signal_keeps_the_last_epoch_and_says_how_to_resume(sig, status, tmp_p
     _, err = process.communicate(timeout=60)
     assert process.returncode == status
     assert "Traceback" not in err and "checkpoint, results and curves so far are saved" in err
-    assert err.splitlines()[-1].startswith("resume with: python ") and err.splitlines()[-1].endswith("--resume")
+    assert err.splitlines()[-1].startswith(f"resume with: {shlex.quote(PYTHON)} ")
+    assert err.splitlines()[-1].endswith("--resume")
     assert_whole_files(tmp_path)
     assert (tmp_path / "plots" / f"{RUN}_curves.png").exists()
     results, checkpoint = results_of(tmp_path), checkpoint_of(tmp_path)

@@ -96,6 +96,21 @@ def test_every_output_is_checked_before_any_work(name, target, stubbed, tmp_path
     assert Path("/dev/full").is_char_device()
 
 
+@pytest.mark.parametrize("name", ["benchmarks.bench_pipeline", "benchmarks.bench_predict",
+                                  "benchmarks.bench_time_to_accuracy"])
+def test_out_never_replaces_a_file_of_the_repository_but_the_benchmarks_own(name, stubbed, tmp_path, capsys):
+    module = stubbed(name)
+    readme = (ROOT / "README.md").read_bytes()
+    assert module.main(["--out", str(ROOT / "README.md")]) == 2
+    own = f"results/{name.split('.')[1]}.json"
+    assert one_line(capsys.readouterr().err).endswith(f"--out {ROOT / 'README.md'} is a file of the repository's, "
+                                                      f"not this benchmark's {own}; pass another --out")
+    assert (ROOT / "README.md").read_bytes() == readme
+    for taken in (ROOT / own, tmp_path / "x.json"):  # its own, and another --out, as advised
+        with pytest.raises(Worked):
+            module.main(["--out", str(taken)])
+
+
 @pytest.mark.parametrize("name, flag", [("benchmarks.bench_predict", "--preview"),
                                         ("scripts.demo_screenshot", "--screenshot")])
 def test_the_figure_beside_the_json_is_checked_too(name, flag, stubbed, tmp_path, capsys):

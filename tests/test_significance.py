@@ -2,22 +2,18 @@
 import dataclasses
 import gzip
 import json
-from math import comb, sqrt
+from math import sqrt
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import significance
+from conftest import binomial_p
 from scripts.report import SEEDS, experiment_run_name
 from scripts import report
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def binomial_p(k, n):
-    """Two-sided exact binomial p-value at even odds: the chance of a split no likelier than k of n."""
-    return sum(comb(n, i) for i in range(n + 1) if comb(n, i) <= comb(n, k)) / 2 ** n
 
 
 def test_the_mcnemar_figures_of_committed_runs_match_a_count_by_hand():

@@ -4,6 +4,7 @@ committed one, and the report is pointed at the copy."""
 import contextlib
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 import runner
 import slots
+from conftest import check_advice
 from errors import UsageError
 from recipes import resolve_recipe
 from scripts import report, tune
@@ -57,6 +59,7 @@ def refused(copy, monkeypatch, path, *problem):
     for part in problem:
         assert part in message, message
     assert "git checkout -- " in message and "--overwrite" not in message, message
+    check_advice("scripts.report", message.strip())
     assert (copy.parent / "README.md").read_bytes() == readme
     assert not list((copy.parent / "plots").iterdir())  # nothing drawn
     return message
@@ -83,6 +86,28 @@ def test_a_3000_image_run_in_the_1000_image_slot_is_refused(copy, monkeypatch):
     path = copy / "lenet5_n1000_seed0.json"
     shutil.copy(copy / "lenet5_n3000_seed0.json", path)
     refused(copy, monkeypatch, path, "another run's recipe (train_size 3000, not 1000)")
+
+
+def test_an_edit_to_recipes_py_is_named_as_the_cause_and_undoing_it_is_the_way_on(copy, monkeypatch):
+    import recipes
+    monkeypatch.setitem(recipes.RECIPES["lenet5"], "lr", 0.05)  # an edit to recipes.py
+    message = refused(copy, monkeypatch, copy / "lenet5_seed0.json", "another run's recipe (lr 0.1, not 0.05)")
+    assert message.endswith("; where recipes.py was edited, undo that (`git checkout -- recipes.py`) or rerun every "
+                             f"run with `make report`; else restore the file with `git checkout -- "
+                             f"{copy / 'lenet5_seed0.json'}`\n")
+    monkeypatch.setitem(recipes.RECIPES["lenet5"], "lr", 0.1)  # undone, as advised
+    report.load.cache_clear()
+    report.check_all()
+
+
+def test_a_run_the_sweep_walks_to_only_after_an_edit_is_not_advised_restored_from_git(copy, monkeypatch):
+    monkeypatch.setattr(tune, "TARGET_ACCURACY", 99.99)  # raised: the fast sweep walks past the committed runs
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert report.main(report.get_args_parser().parse_args([])) == 2
+    message = err.getvalue()
+    assert re.fullmatch(r"report: error: \S+/tuning/fast/\S+\.json is missing; rerun it with `make tune-fast`\n",
+                        message), message
+    check_advice("scripts.report", message.strip())
 
 
 def test_a_final_accuracy_of_150_is_not_a_percentage(copy, monkeypatch):

@@ -20,8 +20,7 @@ import pytest
 
 import dataset
 import significance
-from conftest import ROOT, without_seconds
-from test_significance import binomial_p
+from conftest import ROOT, binomial_p, check_advice_in, without_seconds
 
 QUICK = ["--limit", "256", "--epochs", "1"]
 NAMESPACES = os.geteuid() == 0 and shutil.which("unshare") and shutil.which("ip") and shutil.which("ss")
@@ -33,9 +32,11 @@ UPLINK = ("ip tuntap add dev uplink0 mode tun && ip addr add 10.99.0.2/24 dev up
 
 
 def sweep(*argv, env=None):
-    """sweep.py run with argv, one run after another: (exit status, stdout, stderr)."""
+    """sweep.py run with argv, one run after another: (exit status, stdout, stderr), each flag its refusals name
+    checked to be one sweep.py accepts."""
     done = subprocess.run([sys.executable, str(ROOT / "sweep.py"), *map(str, argv)], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=600)
+    check_advice_in("sweep", done.stderr)
     return done.returncode, done.stdout, done.stderr
 
 
@@ -401,6 +402,30 @@ def test_a_difference_is_real_from_two_seeds_and_never_from_one(monkeypatch, tmp
     two = table_of(monkeypatch, tmp_path, [0, 1], wrong=30)
     assert two["custom_mlp"][1:4] == ["2", "97.00 ± 0.00", "-3.00"] and two["custom_mlp"][5] == p, two
     assert two["custom_mlp"][-1] == "real"
+def test_a_setting_with_one_seed_in_common_with_the_best_says_so_and_the_same_command_mends_it(tmp_path):
+    import sweep as program
+    argv = ["--model", "lenet5", "custom_mlp", "--seed", "0", "1", *QUICK, "--out-dir", tmp_path]
+    assert sweep(*argv)[0] == 0
+    (tmp_path / "results" / "custom_mlp_seed1.json").unlink()  # two seeds given, one left to one of the settings
+    args = program.get_args_parser().parse_args(list(map(str, argv)))
+    lines = program.table(args, program.grid(args), tmp_path)
+    verdicts = [cells[-1] for cells in table_rows("\n" + "\n".join(lines)).values() if cells[-1] != "best"]
+    assert verdicts == ["not measurable (one seed in common with the best; the same command trains the runs not "
+                        "counted)"], lines
+    status, out, _ = sweep(*argv)
+    assert status == 0 and "3 finished already, 1 to train" in out and "one seed" not in out, out
+
+
+def test_values_whose_run_names_collide_are_refused_as_a_collision_and_values_apart_in_the_name_are_taken():
+    import sweep as program
+    from errors import UsageError
+    parse = program.get_args_parser().parse_args
+    with pytest.raises(UsageError) as refused:
+        program.grid(parse(["--lr", "0.1", "0.1000001"]))
+    assert str(refused.value) == ("--lr 0.1 and 0.1000001 would both name the run lenet5_lr0.1_seed0: the runs' names "
+                                  "collide, since a name keeps 6 significant digits; give values that differ in those")
+    assert [name for _, name, _ in program.grid(parse(["--lr", "0.1", "0.100001"]))] == [
+        "lenet5_lr0.1_seed0", "lenet5_lr0.100001_seed0"]
 
 
 def test_a_finished_run_with_other_settings_is_refused(tmp_path):

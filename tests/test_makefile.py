@@ -1,0 +1,126 @@
+"""The Makefile: its environment, built whole or not at all, and ARGS, passed to the programs as words.
+
+Each test runs make in a copy of the Makefile with stand-ins on PATH for python3 and the environment's python, so
+that it is fast and offline: `python3 -m venv DIR` makes DIR/bin/python, which passes `-c ""`, does as $FAKE_PIP
+says for `-m pip` (fail, hang, or succeed), and otherwise writes its arguments, one a line, to argv.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import ROOT
+
+PYTHON3 = """#!/bin/sh
+[ "$1" = -m ] && [ "$2" = venv ] || exit 9
+mkdir -p "$3/bin" && cp "$FAKE_PYTHON" "$3/bin/python"
+"""
+PYTHON = """#!/bin/sh
+case "$1" in
+  -c) exit 0;;
+  -m) [ "$2" = pip ] || exit 9
+      touch pip-started
+      case "$FAKE_PIP" in fail) exit 1;; hang) exec sleep 60;; esac
+      exit 0;;
+esac
+printf '%s\\n' "$@" > argv
+"""
+pytestmark = pytest.mark.skipif(not shutil.which("make"), reason="needs make")
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A folder with the Makefile, a requirements.txt and the stand-ins; make(target, *variables, pip=...) runs make
+    there (SIGINT as a terminal gives it, in a process group of its own) and returns the Popen."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "requirements.txt").write_text("torch\n")
+    stand_ins = tmp_path / "stand-ins"
+    stand_ins.mkdir()
+    for name, text in (("python3", PYTHON3), ("python", PYTHON)):
+        (stand_ins / name).write_text(text)
+        (stand_ins / name).chmod(0o755)
+
+    def make(*argv, pip="succeed"):
+        env = {**os.environ, "PATH": f"{stand_ins}:{os.environ['PATH']}", "FAKE_PYTHON": str(stand_ins / "python"),
+               "FAKE_PIP": pip}
+        env.pop("ARGS", None)
+        env.pop("MAKEFLAGS", None)
+        return subprocess.Popen(["make", "--no-print-directory", *argv], cwd=tmp_path, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return tmp_path, make
+
+
+def finished(process):
+    out, err = process.communicate(timeout=60)
+    return process.returncode, out, err
+
+
+def test_a_failed_pip_leaves_no_environment_that_looks_ready(project):
+    folder, make = project
+    status, _, err = finished(make("venv", pip="fail"))
+    assert status != 0 and "could not build .venv" in err
+    assert not (folder / ".venv" / "requirements.txt").exists() and not (folder / ".venv").exists()
+    assert finished(make("venv"))[0] == 0  # pip fixed: built, and ready
+    assert (folder / ".venv" / "requirements.txt").read_text() == "torch\n"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_build_stopped_during_pip_puts_back_the_environment_there_was(signum, project):
+    folder, make = project
+    assert finished(make("venv"))[0] == 0
+    (folder / ".venv" / "good").write_text("the environment that worked")
+    (folder / "requirements.txt").write_text("torch\nnumpy\n")  # stale: a rebuild
+    (folder / "pip-started").unlink()
+    process = make("venv", pip="hang")
+    deadline = time.monotonic() + 30
+    while not (folder / "pip-started").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Ctrl-C reaches the terminal's whole process group; SIGTERM (kill) reaches make alone.
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
+    status, _, err = finished(process)
+    assert status != 0 and "interrupted; .venv is as it was before" in err, err
+    assert (folder / ".venv" / "good").exists() and not (folder / ".venv.old").exists()
+    assert (folder / ".venv" / "requirements.txt").read_text() == "torch\n"
+    (folder / "pip-started").unlink()
+    assert finished(make("venv"))[0] == 0  # the same command, to the end this time
+    assert (folder / ".venv" / "requirements.txt").read_text() == "torch\nnumpy\n"
+
+
+def test_a_build_killed_during_pip_looks_unready_and_the_rebuild_keeps_the_environment_that_worked(project):
+    folder, make = project
+    assert finished(make("venv"))[0] == 0
+    (folder / ".venv" / "good").write_text("the environment that worked")
+    (folder / "requirements.txt").write_text("torch\nnumpy\n")
+    (folder / "pip-started").unlink()
+    process = make("venv", pip="hang")
+    deadline = time.monotonic() + 30
+    while not (folder / "pip-started").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # no trap runs
+    finished(process)
+    # The copy of the requirements says the environment is whole: written before pip ends, it would lie.
+    assert not (folder / ".venv" / "requirements.txt").exists() and (folder / ".venv.old" / "good").exists()
+    status, _, err = finished(make("venv", pip="fail"))
+    assert status != 0 and (folder / ".venv" / "good").exists() and not (folder / ".venv.old").exists(), err
+
+
+@pytest.mark.parametrize("args, words", [
+    ("--model all", ["--model", "all"]),
+    ("--epochs 1; touch ran-by-the-shell", ["--epochs", "1;", "touch", "ran-by-the-shell"]),
+    ("--tag `touch ran-by-the-shell` *", ["--tag", "`touch", "ran-by-the-shell`", "*"]),
+    ("", ["--model", "lenet5", "--epochs", "10"]),
+])
+def test_args_reach_the_program_as_words_never_as_shell_commands(args, words, project):
+    folder, make = project
+    assert finished(make("venv"))[0] == 0
+    status, _, err = finished(make("train", f"ARGS={args}"))
+    assert status == 0, err
+    assert (folder / "argv").read_text().splitlines() == ["main.py", *words]
+    assert not (folder / "ran-by-the-shell").exists()
