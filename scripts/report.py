@@ -37,7 +37,7 @@ import runner
 import runs
 import significance
 import slots
-from cli import OneLineErrorParser, add_runner_flags, emit, run
+from cli import STOPS, OneLineErrorParser, add_runner_flags, emit, run
 from errors import RunFailed, UsageError
 from model import MODELS, count_parameters, parameter_table
 from recipes import (EPOCHS, LABELS, MODEL_NAMES, NAMED_RECIPES, RECIPES, completed, format_recipe, resolve_recipe,
@@ -151,9 +151,9 @@ PROGRESS = {"rerun": False, "moved": False}
 
 @contextlib.contextmanager
 def deferred_signals():
-    """Ctrl-C and SIGTERM held back until the block is done, then delivered."""
+    """Ctrl-C, SIGTERM and SIGHUP held back until the block is done, then delivered."""
     held, handlers = [], {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOPS:
         if signal.getsignal(signum) is not signal.SIG_IGN:
             handlers[signum] = signal.signal(signum, lambda number, frame: held.append(number))
     try:

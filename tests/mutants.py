@@ -667,13 +667,15 @@ SERVING = [
             "    if len(comparison.discordant)", "    if len(comparison.ahead)",
             "tests/test_sweep.py::test_a_difference_is_real_from_two_seeds_and_never_from_one"),
     Defence("sweep.py", "a verdict asks for two seeds before it asks whether the difference is real",
-            '    if len(comparison.discordant) < 2:\n        return "not measurable (one seed; give --seed two values or '
-            'more)"\n    if comparison.real:\n        return "real"\n',
+            '    if len(comparison.discordant) < 2:\n        return ("not measurable (one seed; give --seed two values or '
+            'more)" if seeds < 2 else\n                "not measurable (one seed in common with the best; the same '
+            'command trains the runs not counted)")\n    if comparison.real:\n        return "real"\n',
             '    if comparison.real:\n        return "real"\n    if len(comparison.discordant) < 2:\n        return '
             '"not measurable (one seed; give --seed two values or more)"\n',
             "tests/test_sweep.py::test_a_difference_is_real_from_two_seeds_and_never_from_one"),
     Defence("sweep.py", "the table gives the verdict of verdict(), not Comparison.real alone",
-            'f"{c.p:.3g}", verdict(c)))', 'f"{c.p:.3g}", "real" if c.real else verdict(c)))',
+            'f"{c.p:.3g}", verdict(c, len(args.seed))))',
+            'f"{c.p:.3g}", "real" if c.real else verdict(c, len(args.seed))))',
             "tests/test_sweep.py::test_a_difference_is_real_from_two_seeds_and_never_from_one"),
     Defence("slots.py", "predictions longer than the slot's images are refused",
             "len(predictions) != images:", "len(predictions) < images:",
@@ -1271,6 +1273,11 @@ TOOLS = [
             "    with deferred_signals():\n        move_into_place(moves)",
             "    with contextlib.nullcontext():\n        move_into_place(moves)",
             "tests/test_defences_tools.py::test_a_signal_during_the_moves_lands_after_every_run_is_moved"),
+    Defence("scripts/report.py", "deferred_signals holds SIGHUP back too",
+            "    for signum in STOPS:\n        if signal.getsignal(signum) is not signal.SIG_IGN:\n            handlers",
+            "    for signum in (signal.SIGINT, signal.SIGTERM):\n        if signal.getsignal(signum) is not signal.SIG_IGN:"
+            "\n            handlers",
+            "tests/test_report.py::test_a_termination_waits_for_the_moves_then_arrives_as_itself"),
     Defence("scripts/report.py", "deferred_signals holds Ctrl-C and SIGTERM back",
             "handlers[signum] = signal.signal(signum, lambda number, frame: held.append(number))",
             "handlers[signum] = signal.getsignal(signum)",

@@ -138,3 +138,20 @@ def test_signals_wait_for_the_moves_then_arrive(ctrl_c):
             signal.raise_signal(signal.SIGINT)
             moved = True  # the block runs to its end first
     assert moved
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
+def test_a_termination_waits_for_the_moves_then_arrives_as_itself(signum):
+    import signal
+
+    from cli import Terminated, terminate
+    number = getattr(signal, signum)
+    previous = signal.signal(number, terminate)  # as cli.run installs it
+    try:
+        with pytest.raises(Terminated) as stopped:
+            with report.deferred_signals():
+                signal.raise_signal(number)
+                moved = True  # the block runs to its end first
+        assert moved and stopped.value.signum == number
+    finally:
+        signal.signal(number, previous)
