@@ -52,12 +52,15 @@ def check_advice_in(module, err):
 
 
 @pytest.fixture
-def cli(capsys):
+def cli(capsys, monkeypatch):
     """Run main.py in-process: cli(argv) returns (exit status, stdout, stderr), each flag its refusals name checked
-    to be one main.py accepts."""
+    to be one main.py accepts. sys.argv is main.py's, as in the program, whatever started pytest: the advice to
+    run again quotes it."""
     def run(argv):
+        argv = [str(a) for a in argv]
+        monkeypatch.setattr(sys, "argv", ["main.py", *argv])
         try:
-            status = main.main(main.get_args_parser().parse_args([str(a) for a in argv]))
+            status = main.main(main.get_args_parser().parse_args(argv))
         except SystemExit as e:
             status = e.code
         out, err = capsys.readouterr()
