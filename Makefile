@@ -22,7 +22,7 @@ JOBS ?= 1
 venv:
 	@if cmp -s requirements.txt $(READY) 2>/dev/null && $(PYTHON) -c "" 2>/dev/null; then exit 0; fi; \
 	if [ -e $(VENV) ] && [ ! -e $(OWNED) ] && [ ! -e $(READY) ]; then \
-	  echo "make: $(VENV) was not built by make from requirements.txt; move it away (make builds its own there), or use it with the plain pip route in the README" >&2; exit 1; fi; \
+	  echo "make: $(VENV) was not built by make from requirements.txt; move it away (make builds its own there), or use it with the plain pip route in docs/usage.md" >&2; exit 1; fi; \
 	echo "make: building $(VENV) from requirements.txt (a few minutes the first time)"; \
 	if [ -e $(VENV).old ] && [ ! -e $(READY) ]; then rm -rf $(VENV); \
 	else rm -rf $(VENV).old; if [ -e $(VENV) ]; then mv $(VENV) $(VENV).old; fi; fi; \
@@ -50,10 +50,10 @@ tune: venv  ## choose each model's recipe on the validation split (~55 min on 2 
 tune-fast: venv  ## choose the fast recipe on the validation split; reruns only what is missing
 	set -f; $(PYTHON) -m scripts.tune --fast --jobs $(JOBS) $$ARGS
 
-report: venv  ## rerun every experiment and the benchmarks, then rebuild results/, plots/ and the README (~35 min on 2 CPU cores)
+report: venv  ## rerun every experiment and the benchmarks, then rebuild results/, plots/, the README and docs/ (~35 min on 2 CPU cores)
 	set -f; $(PYTHON) -m scripts.report --rerun --jobs $(JOBS) $$ARGS
 
-readme: venv  ## rebuild the README's generated sections and the report figures from the committed results/
+readme: venv  ## rebuild the generated sections of the README and docs/, and the report figures, from the committed results/
 	$(PYTHON) -m scripts.report
 
 bench: venv  ## time our data pipeline against the plain torchvision one

@@ -1,15 +1,15 @@
-"""Rebuild the README's report, its generated sections and figures, from results/*.json.
+"""Rebuild the report, the generated sections of README.md and docs/ and the figures, from results/*.json.
 
     python -m scripts.report           # from the committed results, in seconds
     python -m scripts.report --rerun   # first rerun every experiment and the benchmark (about 35 min on 2 CPU cores)
     python -m scripts.report --rerun "batch norm only"   # first rerun just the named experiments
 
-Generated sections sit in README.md between <!-- report:NAME --> and <!-- /report:NAME -->. The runs go through
-runner.py, as sweep.py's do (--jobs, --address, --cpus-per-run, --gpus-per-run run many at once), into a staging
-folder, checkpoints/report/; nothing committed changes until every run asked for is finished, and then each run's
-checkpoint, curves and results are moved into checkpoints/, plots/ and results/, the results last, all or none: a
-move that fails puts back every one made. An interrupted --rerun leaves the committed files as they were, and the
-same command continues it.
+Generated sections sit in the documents (DOCUMENTS) between <!-- report:NAME --> and <!-- /report:NAME -->. The
+runs go through runner.py, as sweep.py's do (--jobs, --address, --cpus-per-run, --gpus-per-run run many at once),
+into a staging folder, checkpoints/report/; nothing committed changes until every run asked for is finished, and
+then each run's checkpoint, curves and results are moved into checkpoints/, plots/ and results/, the results last,
+all or none: a move that fails puts back every one made. An interrupted --rerun leaves the committed files as they
+were, and the same command continues it.
 """
 if __name__ == "__main__":  # Ctrl-C while torch and matplotlib import, below: one line, not a traceback
     from cli import stop_on_ctrl_c
@@ -129,7 +129,8 @@ def measurements(recipe):
 ROOT = files.ROOT
 # Where --rerun trains, so that nothing committed changes before every run is whole (git ignores checkpoints/).
 STAGING = ROOT / "checkpoints" / "report"
-RESULTS, PLOTS, README = ROOT / "results", ROOT / "plots", ROOT / "README.md"
+RESULTS, PLOTS = ROOT / "results", ROOT / "plots"
+PAGES = ROOT  # where README.md and docs/ lie
 MODEL_LABELS = ["LeNet5", "CustomMLP", "LeNet5_Regularized"]
 ABLATION_LABELS = ["LeNet5", "weight decay only", "batch norm only", "dropout only", "augmentation only",
                    "all four at LeNet5's learning rate", "LeNet5_Regularized"]
@@ -168,11 +169,11 @@ def deferred_signals():
 def stopped_line():
     if PROGRESS["moved"]:
         return ("report: interrupted after the rerun's runs were moved into results/, plots/ and checkpoints/; "
-                "make readme redraws the figures and the README from them")
+                "make readme redraws the figures, the README and docs/ from them")
     if PROGRESS["rerun"]:
         return (f"report: interrupted; the committed results are as they were, and the same command continues from "
                 f"{STAGING}")
-    return "report: interrupted; the README and the figures are as they were, or whole and new"
+    return "report: interrupted; each document and figure is as it was, or whole and new"
 
 
 def rerun(labels, settings):
@@ -463,7 +464,34 @@ def section_results():
         f"at the final epoch. Hardware: {hardware}; torch {versions}. Seconds per epoch include the test pass."
         f"\n\nLeNet-5 as LeCun et al. (1998) trained it, without distortions, made {LECUN_1998_ERROR:.2f}% test errors; "
         f"ours makes {lenet_error:.2f}% in {EPOCHS} epochs, and the regularized one {regularized_error:.2f}%; "
-        "[Which differences are real](#which-differences-are-real) tests whether those differences are measurable.")
+        "[docs/statistics.md](docs/statistics.md) tests whether those differences are measurable.")
+
+
+def section_headline():
+    """The report in two sentences: the three models' accuracy, and whether the two differences it is about are real."""
+    accuracy = {label: mean_std(final(load(label), "eval_acc")) for label in MODEL_LABELS}
+    versus, regularized = comparison("LeNet5", "CustomMLP"), comparison("LeNet5_Regularized", "LeNet5")
+    said = {True: "real", False: "not measurable"}
+    return (f"After {EPOCHS} epochs, over seeds {', '.join(map(str, SEEDS))}, LeNet5 reaches {accuracy['LeNet5']}% "
+            f"test accuracy against the MLP's {accuracy['CustomMLP']}%, a lead of {versus.difference:.2f} points "
+            f"({said[versus.real]}, paired over seeds and test images), and LeNet5_Regularized "
+            f"{accuracy['LeNet5_Regularized']}%, {regularized.difference:+.2f} points over LeNet5 "
+            f"({said[regularized.real]}).")
+
+
+def section_verdicts():
+    """Every comparison the report makes, in one table: its difference, interval and verdict."""
+    rows, seen = ["| comparison | difference, points | 95% interval | verdict |", "|---|---:|---:|---|"], set()
+    for title, _, pairs, _ in significance_groups():
+        for row, first, second in pairs:
+            if (first, second) in seen:  # the same two experiments in another table
+                continue
+            seen.add((first, second))
+            c = comparison(first, second)
+            shown = (row if "−" in row else f"{first} − {second}" if title != "Fewer training images" else
+                     f"LeNet5 − CustomMLP without augmentation, {row} training images")
+            rows.append(f"| {shown} | {c.difference:+.3f} | {span(c.interval)} | {verdict(c.real, c.detectable)} |")
+    return "\n".join(rows)
 
 
 def section_ablation():
@@ -1015,7 +1043,7 @@ def section_data():
     return "\n".join(rows)
 
 
-SECTIONS = {"quickstart": section_quickstart, "recipes": section_recipes, "models": section_models,
+SECTIONS = {"headline": section_headline, "verdicts": section_verdicts, "quickstart": section_quickstart, "recipes": section_recipes, "models": section_models,
             "results": section_results, "versus": section_versus, "ablation": section_ablation,
             "errors": section_errors, "speed": section_speed, "time_to_accuracy": section_time_to_accuracy,
             "tuning_fast": section_tuning_fast, "data": section_data, "reproduce": section_reproduce,
@@ -1025,25 +1053,48 @@ SECTIONS = {"quickstart": section_quickstart, "recipes": section_recipes, "model
             "predict": section_predict, "demo": section_demo, "sweep": section_sweep, "defences": section_defences}
 
 
+# Each document the report writes into, and its generated sections. README.md is the report; docs/ holds the
+# manuals and the long appendices.
+DOCUMENTS = {
+    "README.md": ("headline", "results", "quickstart", "models", "recipes", "versus", "robustness",
+                  "sample_efficiency", "ablation", "verdicts", "errors", "data"),
+    "docs/predict.md": ("predict",),
+    "docs/demo.md": ("demo",),
+    "docs/sweeps.md": ("sweep",),
+    "docs/statistics.md": ("significance",),
+    "docs/tuning.md": ("tuning_space", "tuning", "selection", "tuning_fast"),
+    "docs/speed.md": ("time_to_accuracy", "speed"),
+    "docs/reproducing.md": ("reproduce",),
+    "docs/defences.md": ("defences",),
+}
+
+
 def marker_pattern(name):
     return re.compile(rf"(<!-- report:{name} -->)(.*?)(<!-- /report:{name} -->)", re.DOTALL)
 
 
-def readme_sections(text):
-    """The generated sections as they stand in the README text; None for a missing one."""
+def rendered(document, name):
+    """A section's text as it stands in document: its figures' paths from the document's own folder."""
+    up = "../" * document.count("/")
+    return re.sub(r"\]\((?=plots/)", f"]({up}", SECTIONS[name]())
+
+
+def document_sections(document, text):
+    """The generated sections as they stand in a document's text; None for a missing one."""
     sections = {}
-    for name in SECTIONS:
+    for name in DOCUMENTS[document]:
         match = marker_pattern(name).search(text)
         sections[name] = match.group(2).strip("\n") if match else None
     return sections
 
 
-def render_readme(text):
-    for name, render in SECTIONS.items():
+def render_document(document, text):
+    for name in DOCUMENTS[document]:
         pattern = marker_pattern(name)
         if not pattern.search(text):
-            raise UsageError(f"README.md has no <!-- report:{name} --> section; restore it with git checkout -- README.md")
-        content = render()
+            raise UsageError(f"{document} has no <!-- report:{name} --> section; restore it with git checkout -- "
+                             f"{document}")
+        content = rendered(document, name)
         text = pattern.sub(lambda m: f"{m.group(1)}\n{content}\n{m.group(3)}", text)
     return text
 
@@ -1081,6 +1132,14 @@ def learning_rate_sweep(steps):
     return [rate for rate, _ in scored], [accs for _, accs in scored]
 
 
+def read_document(name):
+    try:
+        return (PAGES / name).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{name} cannot be read ({getattr(e, 'strerror', None) or e}); restore it with git checkout "
+                         f"-- {name}") from None
+
+
 def get_args_parser():
     parser = OneLineErrorParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rerun", nargs="*", metavar="EXPERIMENT", choices=list(EXPERIMENTS),
@@ -1092,7 +1151,7 @@ def get_args_parser():
 
 def main(args):
     def body():
-        for folder in (README.parent, PLOTS):  # checked before any work: the README and every figure go there
+        for folder in (*{(PAGES / name).parent for name in DOCUMENTS}, PLOTS):  # checked before any work
             try:
                 files.make_writable(folder)
             except OSError as e:
@@ -1105,11 +1164,12 @@ def main(args):
             if subprocess.run([sys.executable, "-m", "benchmarks.bench_pipeline"], cwd=ROOT).returncode:
                 raise RunFailed("benchmarks.bench_pipeline failed (above); rerun it with make bench")
         check_all()  # slots.BadResults is a UsageError: one line, exit 2
-        text = render_readme(README.read_text())
+        texts = {name: render_document(name, read_document(name)) for name in DOCUMENTS}
         # Only now, with every file checked and all the text rendered, is anything drawn or written.
         build_figures()
-        files.atomic_write(README, lambda f: f.write(text.encode()))
-        emit(f"wrote {README} and the figures in {PLOTS}")
+        for name, text in texts.items():  # each whole or not at all
+            files.atomic_write(PAGES / name, lambda f: f.write(text.encode()))
+        emit(f"wrote README.md, docs/ and the figures in {PLOTS}")
         return 0
     return run("report", body, interrupted=stopped_line,
                stopped=lambda e: f"report: {e}; the committed results are as they were, and the same command "

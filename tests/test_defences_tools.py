@@ -243,9 +243,10 @@ def test_a_staged_run_another_process_trains_is_refused_in_the_reports_words(tmp
 
 @pytest.fixture
 def report_in(tmp_path, monkeypatch):
-    """The report's README and plots/ in tmp_path (the README a copy of the committed one)."""
+    """The report's documents and plots/ in tmp_path (the documents copies of the committed ones)."""
     (tmp_path / "README.md").write_bytes((ROOT / "README.md").read_bytes())
-    monkeypatch.setattr(report, "README", tmp_path / "README.md")
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    monkeypatch.setattr(report, "PAGES", tmp_path)
     monkeypatch.setattr(report, "PLOTS", tmp_path / "plots")
     return tmp_path
 
@@ -259,10 +260,11 @@ def test_a_failed_benchmark_in_a_full_rerun_stops_the_report(report_in, monkeypa
                                                  "with make bench")
 
 
-def test_a_readme_without_a_sections_markers_is_refused():
-    text = (ROOT / "README.md").read_text().replace("<!-- report:quickstart -->", "")
-    with pytest.raises(UsageError, match="README.md has no <!-- report:quickstart --> section"):
-        report.render_readme(text)
+def test_a_document_without_a_sections_markers_is_refused():
+    text = (ROOT / "docs" / "speed.md").read_text().replace("<!-- report:speed -->", "")
+    with pytest.raises(UsageError, match="docs/speed.md has no <!-- report:speed --> section; restore it with git "
+                                         "checkout -- docs/speed.md"):
+        report.render_document("docs/speed.md", text)
 
 
 def test_nothing_is_drawn_before_every_section_is_rendered(report_in, monkeypatch, capsys):
@@ -284,16 +286,24 @@ def test_nothing_is_drawn_before_every_section_is_rendered(report_in, monkeypatc
     assert (report_in / "README.md").read_bytes() == readme
 
 
-def test_the_readme_is_replaced_whole_or_not_at_all(report_in, monkeypatch):
+def test_a_missing_document_is_one_line_that_says_how_to_restore_it(report_in, monkeypatch, capsys):
+    monkeypatch.setattr(report, "check_all", lambda: None)
+    monkeypatch.setattr(report, "build_figures", lambda: pytest.fail("drew figures for a report it cannot write"))
+    (report_in / "docs" / "speed.md").unlink()
+    assert report.main(report.get_args_parser().parse_args([])) == 2
+    assert one_line(capsys.readouterr().err) == ("report: error: docs/speed.md cannot be read (No such file or "
+                                                 "directory); restore it with git checkout -- docs/speed.md")
+
+
+def test_a_document_is_replaced_whole_or_not_at_all(report_in, monkeypatch):
     monkeypatch.setattr(report, "check_all", lambda: None)
     monkeypatch.setattr(report, "build_figures", lambda: None)
     # A text that cannot be encoded fails in the middle of the write.
-    monkeypatch.setattr(report, "render_readme", lambda text: "# a report\n" * 1000 + "\ud800")
-    readme = (report_in / "README.md").read_bytes()
+    monkeypatch.setattr(report, "render_document", lambda name, text: "# a report\n" * 1000 + "\ud800")
+    before = {path: path.read_bytes() for path in report_in.rglob("*") if path.is_file()}
     with pytest.raises(UnicodeEncodeError):
         report.main(report.get_args_parser().parse_args([]))
-    assert (report_in / "README.md").read_bytes() == readme
-    assert [path.name for path in report_in.iterdir() if path.is_file()] == ["README.md"]  # no temporary file
+    assert {path: path.read_bytes() for path in report_in.rglob("*") if path.is_file()} == before  # no temporary file
 
 
 def test_an_unknown_experiment_to_rerun_is_refused_by_the_parser(capsys):

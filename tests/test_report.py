@@ -12,22 +12,52 @@ from recipes import resolve_recipe
 from scripts import report
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+DOCUMENTS = {name: (ROOT / name).read_text() for name in report.DOCUMENTS}
+README = DOCUMENTS["README.md"]
 
 
-@pytest.mark.parametrize("name", report.SECTIONS)
-def test_generated_section_agrees_with_the_results(name):
-    written = report.readme_sections(README)[name]
-    assert written is not None, f"README.md has no <!-- report:{name} --> section"
-    assert written == report.SECTIONS[name](), f"README section {name!r} disagrees with results/; run `make readme`"
+@pytest.mark.parametrize("document, name", [(document, name) for document, names in report.DOCUMENTS.items()
+                                            for name in names])
+def test_generated_section_agrees_with_the_results(document, name):
+    written = report.document_sections(document, DOCUMENTS[document])[name]
+    assert written is not None, f"{document} has no <!-- report:{name} --> section"
+    assert written == report.rendered(document, name), f"{document}'s section {name!r} disagrees with results/; run " \
+                                                       f"`make readme`"
 
 
-def test_every_linked_image_exists():
-    links = set(re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", README))
-    figures = {"comparison_3seeds", "ablation", "confusion_matrix", "misclassified",
-               *(f"{model}_seed0_curves" for model in ("lenet5", "custom_mlp", "lenet5_regularized"))}
-    assert links >= {f"plots/{figure}.png" for figure in figures}
-    assert not [link for link in links if not (ROOT / link).is_file()]
+def test_every_section_is_written_into_one_document():
+    placed = [name for names in report.DOCUMENTS.values() for name in names]
+    assert sorted(placed) == sorted(report.SECTIONS)
+
+
+def anchor(heading):
+    """GitHub's anchor for a heading: lower case, punctuation but - and _ dropped, spaces as -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_relative_link_and_anchor_in_the_readme_and_docs_resolves():
+    documents = {ROOT / "README.md", *(ROOT / "docs").glob("*.md")}
+    assert documents == {ROOT / name for name in report.DOCUMENTS} | {ROOT / "docs" / "usage.md",
+                                                                       ROOT / "docs" / "architecture.md"}
+    anchors = {path: {anchor(h) for h in re.findall(r"(?m)^#+ (.+)$", path.read_text())} for path in documents}
+    broken, checked = [], 0
+    for path in sorted(documents):
+        text = re.sub(r"(?s)```.*?```", "", path.read_text())  # code is not links
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):  # https:, mailto:: not this repository's
+                continue
+            checked += 1
+            file, _, fragment = target.partition("#")
+            linked = (path.parent / file).resolve() if file else path
+            if not linked.exists() or (fragment and fragment not in anchors.get(linked, ())):
+                broken.append(f"{path.relative_to(ROOT)}: {target}")
+    assert checked > 50 and not broken, broken
+
+
+def test_the_readme_is_the_report_and_short():
+    assert len(README.encode()) <= 30_000
+    first_screen = README.split("## ", 2)[:2]
+    assert "<!-- report:results -->" in first_screen[0] and "comparison_3seeds.png" in first_screen[0]
 
 
 def test_stored_predictions_give_the_reported_final_accuracy():

@@ -22,14 +22,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def copy(tmp_path, monkeypatch):
-    """A copy of results/ and README.md that the report and the tuning read instead, and an empty plots/ folder
-    that they would draw into; returns the copy's results/ folder."""
+    """A copy of results/, README.md and docs/ that the report and the tuning read instead, and an empty plots/
+    folder that they would draw into; returns the copy's results/ folder."""
     results = tmp_path / "results"
     shutil.copytree(ROOT / "results", results)
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
     (tmp_path / "plots").mkdir()
     for name, value in (("ROOT", tmp_path), ("RESULTS", results), ("PLOTS", tmp_path / "plots"),
-                        ("README", tmp_path / "README.md")):
+                        ("PAGES", tmp_path)):
         monkeypatch.setattr(report, name, value)
     monkeypatch.setattr(tune, "TUNING_DIR", results / "tuning")
     monkeypatch.setattr(tune, "FAST_DIR", results / "tuning" / "fast")
