@@ -32,6 +32,7 @@ import dataset
 import engine
 import figures
 import files
+import measurements
 import paths
 import runner
 import runs
@@ -89,42 +90,6 @@ def experiment_run_name(label, seed):
     model, _, tag = EXPERIMENTS[label]
     return run_name(model, tag, seed)
 
-
-# The robustness sweep: test accuracy under shifts in the four diagonal directions and under rotations both ways.
-SHIFTS = range(0, 7)
-ROTATIONS = range(0, 31, 5)
-
-
-def robustness(model, images, labels, batch_size=1000, ctx=contextlib.nullcontext()):
-    """Accuracy % under shifts of SHIFTS pixels, averaged over the 4 diagonal directions, and under rotations of
-    ROTATIONS degrees, averaged over both ways; as {"shift": {pixels: acc}, "rotation": {degrees: acc}}."""
-    def accuracy(transformed):
-        return engine.evaluate(model, dataset.TensorLoader(transformed, labels, batch_size), ctx).acc
-
-    def mean(values):
-        return sum(values) / len(values)
-
-    clean = accuracy(images)
-    directions = ((1, 1), (1, -1), (-1, 1), (-1, -1))
-    return {"shift": {k: mean([accuracy(dataset.shift(images, sx * k, sy * k)) for sx, sy in directions])
-                      if k else clean for k in SHIFTS},
-            "rotation": {d: mean([accuracy(dataset.rotate(images, way * d)) for way in (1, -1)]) if d else clean
-                         for d in ROTATIONS}}
-
-
-def measurements(recipe):
-    """The report's measurements of a run's final model, for runs.train_run: a clean pass over the training set,
-    and, for runs on the whole training set, the robustness sweep."""
-    def measure(model, train_batches, eval_batches, ctx):
-        # The train metrics of the epochs are taken on the fly, through dropout and augmentation; these are clean.
-        clean = dataset.TensorLoader(train_batches.images, train_batches.labels, eval_batches.batch_size)
-        train_eval = engine.evaluate(model, clean, ctx)
-        measured = {"final_train_eval": {"loss": train_eval.loss, "acc": train_eval.acc}}
-        if not recipe["train_size"]:
-            measured["robustness"] = robustness(model, eval_batches.images, eval_batches.labels,
-                                                eval_batches.batch_size, ctx)
-        return measured
-    return measure
 
 ROOT = files.ROOT
 # Where --rerun trains, so that nothing committed changes before every run is whole (git ignores checkpoints/).
@@ -191,7 +156,8 @@ def rerun(labels, settings):
                           flag=None)
     emit(f"{len(named)} runs: {len(finished)} finished already in {STAGING}, {len(jobs)} to train")
     try:
-        failed = runner.train_all(jobs, settings, measure=lambda job: measurements(job.recipe), line=runner.describe)
+        failed = runner.train_all(jobs, settings, measure=lambda job: measurements.measurements(job.recipe),
+                                  line=runner.describe)
     except UsageError as e:  # another process holds a run's lock
         raise own_advice(e, "wait for it to end, then run this command again") from None
     if failed:
@@ -258,7 +224,8 @@ def load_run(label, seed, path):
         return slots.load(path, f"restore it with `git checkout -- {path}`, or rebuild it with `make report`",
                           recipe=experiment_recipe(label, seed), labels=test_labels(), train_eval=True,
                           robustness=None if EXPERIMENTS[label][1].get("train_size") else
-                          {"shift": SHIFTS, "rotation": ROTATIONS}, params=params_of(label))
+                          {"shift": measurements.SHIFTS, "rotation": measurements.ROTATIONS},
+                          params=params_of(label))
     except slots.BadResults as e:
         if not e.problem.startswith("holds another run's recipe ("):  # not a damaged file's
             raise

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import files
+import measurements
 import runner
 import slots
 import sweep
@@ -182,7 +183,7 @@ def test_a_staged_run_without_its_checkpoint_stops_the_moves_before_any_in_one_l
     monkeypatch.setattr(report, "SEEDS", (0,))
     monkeypatch.setattr(report, "experiment_recipe", lambda label, seed: resolve_recipe(
         "lenet5", {}, epochs=1, seed=0, limit=None, train_size=None, validation=False, amp=False))
-    monkeypatch.setattr(report, "measurements", lambda recipe: pytest.fail("trained a finished run"))
+    monkeypatch.setattr(measurements, "measurements", lambda recipe: pytest.fail("trained a finished run"))
     made, staged = files.RunPaths.of(trained_runs, "lenet5_seed0"), files.RunPaths.of(report.STAGING, "lenet5_seed0")
     for kind in ("results", "curves"):
         getattr(staged, kind).parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 import dataset
 import engine
+import measurements
 from recipes import resolve_recipe
 from scripts import report
 
@@ -100,9 +101,10 @@ def test_robustness_without_a_shift_or_rotation_is_the_plain_accuracy():
     images, labels = synthetic()
     model = engine.build_model(recipe_for(), "cpu").eval()
     plain = engine.evaluate(model, dataset.TensorLoader(images, labels, 128)).acc
-    sweep = report.robustness(model, images, labels, batch_size=128)
+    sweep = measurements.robustness(model, images, labels, batch_size=128)
     assert sweep["shift"][0] == sweep["rotation"][0] == plain
-    assert list(sweep["shift"]) == list(report.SHIFTS) and list(sweep["rotation"]) == list(report.ROTATIONS)
+    assert list(sweep["shift"]) == list(measurements.SHIFTS)
+    assert list(sweep["rotation"]) == list(measurements.ROTATIONS)
     # Independently: a 2-pixel shift is the mean of four exact shifts done here with torch.roll on padded images.
     padded = F.pad(images, (2, 2, 2, 2), value=dataset.BACKGROUND)
     accs = []
