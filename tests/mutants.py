@@ -1642,7 +1642,7 @@ TOOLS = [
             "        else:\n            os.environ[\"HOME\"] = home\n", "",
             "tests/test_defences_tools.py::test_a_private_ray_instance_stays_on_loopback_behind_its_own_token"),
     Defence("runner.py", "Ray's workers get the package alone: no .venv, tests or raw data",
-            "PACKAGE = (\"*.py\", \"scripts/*.py\", \"data/bundle/*\")", "PACKAGE = (\"**/*.py\", \"data/bundle/*\")",
+            "PACKAGE = (\"*.py\", \"data/bundle/*\")", "PACKAGE = (\"**/*.py\", \"data/bundle/*\")",
             "tests/test_defences_tools.py::test_rays_workers_get_the_package_and_nothing_else"),
     # runner.py: signals, leftover processes and the scratch folder
     Defence("runner.py", "reap: SIGKILL what holds a file in the scratch folder",

@@ -673,7 +673,24 @@ def test_rays_workers_get_the_package_and_nothing_else(tmp_path, monkeypatch):
     runner.stage_package(tmp_path / "package")
     staged = sorted(str(path.relative_to(tmp_path / "package")) for path in (tmp_path / "package").rglob("*")
                     if path.is_file())
-    assert staged == ["data/bundle/train.gz", "main.py", "scripts/tune.py"]
+    assert staged == ["data/bundle/train.gz", "main.py"]  # no task runs scripts/
+
+
+def test_what_the_reports_rerun_sends_to_rays_workers_needs_nothing_from_scripts(tmp_path, monkeypatch):
+    # Ray's workers get PACKAGE, without scripts/: a measure that named a function there would fail in every task.
+    from ray import cloudpickle
+    monkeypatch.setattr(report, "ROOT", tmp_path)
+    monkeypatch.setattr(report, "STAGING", tmp_path / "checkpoints" / "report")
+    monkeypatch.setattr(report, "experiment_recipe", lambda label, seed: tiny_recipe() | {"seed": seed})
+    sent = []
+
+    def train_all(jobs, settings, measure, line):
+        sent.extend(cloudpickle.dumps(measure(job)) for job in jobs)  # as run_on_ray sends it to each task
+        return {job.name: "not trained here" for job in jobs}
+    monkeypatch.setattr(runner, "train_all", train_all)
+    with pytest.raises(RunFailed):
+        report.rerun(["LeNet5"], runner.Settings(jobs=2))
+    assert len(sent) == len(report.SEEDS) and not any(b"scripts" in pickled for pickled in sent)
 
 
 def test_a_private_ray_instance_stays_on_loopback_behind_its_own_token(ray_init, tmp_path):
