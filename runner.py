@@ -28,8 +28,9 @@ from errors import RunFailed, UsageError
 ROOT = Path(__file__).resolve().parent
 # What a run's files are, in the order the driver writes them: its results last, as the mark of a whole run.
 KINDS = ("checkpoint", "curves", "results")
-# What Ray's workers need of the package: its modules and the bundled MNIST, never .venv, .git or anyone's runs.
-PACKAGE = ("*.py", "scripts/*.py", "data/bundle/*")
+# What Ray's workers need of the package: its modules and the bundled MNIST, never .venv, .git or anyone's runs. A
+# task runs runner.train and, for the report, measurements.py's measure: neither needs scripts/.
+PACKAGE = ("*.py", "data/bundle/*")
 # A task whose worker or node dies is run again this many times; a run that fails on its own is not.
 RETRIES = 3
 POLL_SECONDS = 0.5  # how often the driver looks for a signal while it waits on Ray

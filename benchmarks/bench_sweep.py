@@ -13,8 +13,8 @@ into a fresh folder, the ways taking turns --repeats times so that drifting mach
 
 For each: the wall seconds from launch to exit (the median of the repeats, and their range), runs per minute, and
 the speed-up over main.py's loop. Writes
-results/bench_sweep.json, from which scripts/report.py builds the README's table; a quick run (other runs or
-epochs) writes runs/bench_sweep.json unless --out says otherwise.
+results/bench_sweep.json, from which scripts/report/ builds the table in docs/sweeps.md; a quick run (other runs
+or epochs) writes runs/bench_sweep.json unless --out says otherwise.
 """
 import os
 import statistics

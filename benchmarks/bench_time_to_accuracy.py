@@ -14,8 +14,8 @@ loading the data, checkpoints, the results and curves at the end); the epoch at 
 reaches 99.0%, and the seconds from launch to the moment that epoch's line was printed; its final test accuracy.
 An epoch's seconds are the program's own count, training and test pass. Beside them, the seconds of processes
 that only import torch, torchvision or matplotlib: the floor under any run's start-up. Writes
-results/bench_time_to_accuracy.json, from which scripts/report.py builds the README's table; a quick run (fewer
-or more seeds) writes runs/bench_time_to_accuracy.json unless --out says otherwise.
+results/bench_time_to_accuracy.json, from which scripts/report/ builds the table in docs/speed.md; a quick run
+(fewer or more seeds) writes runs/bench_time_to_accuracy.json unless --out says otherwise.
 """
 if __name__ == "__main__":  # Ctrl-C while torch imports, below: one line, not a traceback
     from cli import stop_on_ctrl_c

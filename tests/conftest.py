@@ -23,7 +23,7 @@ QUICK = ["--limit", "512", "--epochs", "2", "--device", "cpu"]
 # A flag as a message names it, and a program whose own flags follow its name in a command that the message gives
 # (None: a tool of another package's, such as `ray start --head`, whose flags are its own business).
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
-PROGRAMS = {"main.py": "main", "sweep.py": "sweep", "predict.py": "predict", "scripts.report": "scripts.report",
+PROGRAMS = {"main.py": "main", "sweep.py": "sweep", "predict.py": "predict", "scripts.report": "scripts.report.command",
             "make ": None, "ray ": None}
 
 
@@ -33,9 +33,9 @@ def flags_of(module):
 
 
 def check_advice(module, message):
-    """Every --flag that message, printed by module's program (main, sweep, predict, scripts.report), names is one
-    that program accepts; a flag after another program's name, in the same clause (`python main.py --model x`),
-    that program's: advice the user cannot follow is worse than none."""
+    """Every --flag that message, printed by module's program (main, sweep, predict, scripts.report.command), names
+    is one that program accepts; a flag after another program's name, in the same clause (`python main.py --model
+    x`), that program's: advice the user cannot follow is worse than none."""
     for clause in re.split(r"[;`()]|, or ", message.split("unrecognized arguments:")[0]):  # not what was typed
         named = [(clause.find(name), program) for name, program in PROGRAMS.items() if name in clause]
         start, program = min(named, key=lambda found: found[0]) if named else (len(clause), module)

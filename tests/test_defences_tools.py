@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import files
+import measurements
 import runner
 import slots
 import sweep
@@ -24,7 +25,8 @@ import test_slots
 from conftest import PYTHON, ROOT, check_advice
 from errors import RunFailed, UsageError
 from recipes import resolve_recipe
-from scripts import report, tune
+from scripts import tune
+from scripts.report import command, committed, experiments, pages, plots, staging
 
 
 def tiny_recipe(validation=False):
@@ -75,17 +77,17 @@ def reaped():
         process.wait()
 
 
-# ---------------------------------------------------------------- scripts/report.py: the rerun and its moves
+# ---------------------------------------------------------------- scripts/report/staging.py: the rerun and its moves
 
 
 @pytest.fixture
 def staged_report(tmp_path, monkeypatch):
-    """report.rerun pointed at tmp_path, with runner.train_all replaced by one that writes every job's files
+    """staging.rerun pointed at tmp_path, with runner.train_all replaced by one that writes every job's files
     (failing the runs named in the returned set): the moves without the training."""
-    monkeypatch.setattr(report, "ROOT", tmp_path)
-    monkeypatch.setattr(report, "STAGING", tmp_path / "checkpoints" / "report")
-    monkeypatch.setattr(report, "PROGRESS", {"rerun": True, "moved": False})
-    monkeypatch.setattr(report, "experiment_recipe", lambda label, seed: resolve_recipe(
+    monkeypatch.setattr(committed, "ROOT", tmp_path)
+    monkeypatch.setattr(staging, "STAGING", tmp_path / "checkpoints" / "report")
+    monkeypatch.setattr(staging, "PROGRESS", {"rerun": True, "moved": False})
+    monkeypatch.setattr(experiments, "experiment_recipe", lambda label, seed: resolve_recipe(
         "lenet5", {}, epochs=1, seed=seed, limit=256, train_size=None, validation=False, amp=False))
     failing = set()
 
@@ -101,7 +103,7 @@ def staged_report(tmp_path, monkeypatch):
 def test_a_rerun_with_a_failed_run_moves_nothing_into_place(staged_report, tmp_path):
     staged_report.add("lenet5_seed1")
     with pytest.raises(RunFailed, match=r"1 runs failed \(lenet5_seed1\); nothing committed changed"):
-        report.rerun(["LeNet5"], runner.Settings())
+        staging.rerun(["LeNet5"], runner.Settings())
     assert not list((tmp_path / "results").glob("*")) and not list((tmp_path / "plots").glob("*"))
     assert not list((tmp_path / "checkpoints").glob("*.pt"))
 
@@ -114,90 +116,90 @@ def test_a_signal_during_the_moves_lands_after_every_run_is_moved(staged_report,
         if len(moves) == 1:
             signal.raise_signal(signal.SIGINT)  # Ctrl-C, at the first move
         real(source, target)
-    monkeypatch.setattr(report.os, "replace", replace)
+    monkeypatch.setattr(staging.os, "replace", replace)
     with pytest.raises(KeyboardInterrupt):
-        report.rerun(["LeNet5"], runner.Settings())
-    assert len(moves) == 3 * len(runner.KINDS) and report.PROGRESS["moved"]
-    for seed in report.SEEDS:
+        staging.rerun(["LeNet5"], runner.Settings())
+    assert len(moves) == 3 * len(runner.KINDS) and staging.PROGRESS["moved"]
+    for seed in experiments.SEEDS:
         assert (tmp_path / "results" / f"lenet5_seed{seed}.json").read_text() == f"lenet5_seed{seed} results"
 
 
 def test_a_rerun_checks_the_committed_folders_before_it_trains(tmp_path, monkeypatch):
-    monkeypatch.setattr(report, "ROOT", tmp_path)
-    monkeypatch.setattr(report, "STAGING", tmp_path / "checkpoints" / "report")
-    monkeypatch.setattr(report, "experiment_recipe", lambda label, seed: tiny_recipe())
+    monkeypatch.setattr(committed, "ROOT", tmp_path)
+    monkeypatch.setattr(staging, "STAGING", tmp_path / "checkpoints" / "report")
+    monkeypatch.setattr(experiments, "experiment_recipe", lambda label, seed: tiny_recipe())
     real = files.make_writable
 
     def staging_only(folder):  # the staging folder can be written, the committed ones not
-        if report.STAGING in folder.parents:
+        if staging.STAGING in folder.parents:
             return real(folder)
         raise OSError(13, "Permission denied", str(folder))
     monkeypatch.setattr(files, "make_writable", staging_only)
     monkeypatch.setattr(runner, "train_all", lambda *a, **k: pytest.fail("trained before checking the folders"))
     with pytest.raises(UsageError) as refused:
-        report.rerun(["LeNet5"], runner.Settings())
+        staging.rerun(["LeNet5"], runner.Settings())
     # The report has no --out-dir to pass: the advice is the folder's permissions.
     assert str(refused.value).startswith(f"{tmp_path} cannot be written (Permission denied: ")
     assert str(refused.value).endswith("; fix its permissions") and "--out-dir" not in str(refused.value)
 
 
 def test_a_staging_folder_that_refuses_the_rerun_says_how_to_start_over(staged_report, tmp_path):
-    staged = files.RunPaths.of(report.STAGING, "lenet5_seed0")
+    staged = files.RunPaths.of(staging.STAGING, "lenet5_seed0")
     staged.results.parent.mkdir(parents=True)
     other = resolve_recipe("lenet5", {}, epochs=2, seed=0, limit=256, train_size=None, validation=False, amp=False)
     staged.results.write_text(json.dumps({"status": "complete", "recipe": other}))  # a rerun of another recipes.py
     with pytest.raises(UsageError) as refused:
-        report.rerun(["LeNet5"], runner.Settings())
-    check_advice("scripts.report", str(refused.value))
+        staging.rerun(["LeNet5"], runner.Settings())
+    check_advice("scripts.report.command", str(refused.value))
     assert str(refused.value) == (f"{staged.results} holds a finished run with epochs 2, where this one has epochs 1; "
-                                  f"delete {report.STAGING} to start the rerun over")
-    shutil.rmtree(report.STAGING)  # as advised
-    report.rerun(["LeNet5"], runner.Settings())
+                                  f"delete {staging.STAGING} to start the rerun over")
+    shutil.rmtree(staging.STAGING)  # as advised
+    staging.rerun(["LeNet5"], runner.Settings())
     assert (tmp_path / "results" / "lenet5_seed0.json").read_text() == "lenet5_seed0 results"
 
 
 def test_a_staging_folder_that_cannot_be_written_is_refused_without_advice_to_delete_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(report, "ROOT", tmp_path)
-    monkeypatch.setattr(report, "STAGING", tmp_path / "checkpoints" / "report")
-    monkeypatch.setattr(report, "experiment_recipe", lambda label, seed: tiny_recipe())
+    monkeypatch.setattr(committed, "ROOT", tmp_path)
+    monkeypatch.setattr(staging, "STAGING", tmp_path / "checkpoints" / "report")
+    monkeypatch.setattr(experiments, "experiment_recipe", lambda label, seed: tiny_recipe())
     real = files.make_writable
 
     def committed_only(folder):
-        if report.STAGING in [folder, *folder.parents]:
+        if staging.STAGING in [folder, *folder.parents]:
             raise OSError(13, "Permission denied", str(folder))
         return real(folder)
     monkeypatch.setattr(files, "make_writable", committed_only)
     with pytest.raises(UsageError) as refused:
-        report.rerun(["LeNet5"], runner.Settings())
+        staging.rerun(["LeNet5"], runner.Settings())
     # Deleting the staging folder would not make it writable: the advice is its permissions.
-    assert str(refused.value).startswith(f"{report.STAGING} cannot be written (Permission denied: ")
+    assert str(refused.value).startswith(f"{staging.STAGING} cannot be written (Permission denied: ")
     assert str(refused.value).endswith("; fix its permissions")
 
 
 def test_a_staged_run_without_its_checkpoint_stops_the_moves_before_any_in_one_line(trained_runs, tmp_path,
                                                                                    monkeypatch):
     # Finished, so not trained again, but its checkpoint gone: each file is checked before any is moved.
-    monkeypatch.setattr(report, "ROOT", tmp_path)
-    monkeypatch.setattr(report, "STAGING", tmp_path / "checkpoints" / "report")
-    monkeypatch.setattr(report, "SEEDS", (0,))
-    monkeypatch.setattr(report, "experiment_recipe", lambda label, seed: resolve_recipe(
+    monkeypatch.setattr(committed, "ROOT", tmp_path)
+    monkeypatch.setattr(staging, "STAGING", tmp_path / "checkpoints" / "report")
+    monkeypatch.setattr(experiments, "SEEDS", (0,))
+    monkeypatch.setattr(experiments, "experiment_recipe", lambda label, seed: resolve_recipe(
         "lenet5", {}, epochs=1, seed=0, limit=None, train_size=None, validation=False, amp=False))
-    monkeypatch.setattr(report, "measurements", lambda recipe: pytest.fail("trained a finished run"))
-    made, staged = files.RunPaths.of(trained_runs, "lenet5_seed0"), files.RunPaths.of(report.STAGING, "lenet5_seed0")
+    monkeypatch.setattr(measurements, "measurements", lambda recipe: pytest.fail("trained a finished run"))
+    made, staged = files.RunPaths.of(trained_runs, "lenet5_seed0"), files.RunPaths.of(staging.STAGING, "lenet5_seed0")
     for kind in ("results", "curves"):
         getattr(staged, kind).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(getattr(made, kind), getattr(staged, kind))
     with pytest.raises(UsageError) as refused:
-        report.rerun(["LeNet5"], runner.Settings())
-    check_advice("scripts.report", str(refused.value))
+        staging.rerun(["LeNet5"], runner.Settings())
+    check_advice("scripts.report.command", str(refused.value))
     assert str(refused.value) == (f"{staged.checkpoint} is missing, so 1 staged runs (lenet5_seed0) cannot be moved "
-                                  f"into place whole; delete {report.STAGING} to start the rerun over")
+                                  f"into place whole; delete {staging.STAGING} to start the rerun over")
     assert not list((tmp_path / "results").glob("*")) and not list((tmp_path / "plots").glob("*"))
 
 
 def test_a_move_that_fails_leaves_every_committed_file_as_it_was(staged_report, tmp_path, monkeypatch):
     for kind in runner.KINDS:  # the committed runs, which the rerun replaces
-        for seed in report.SEEDS:
+        for seed in experiments.SEEDS:
             committed = getattr(files.RunPaths.of(tmp_path, f"lenet5_seed{seed}"), kind)
             committed.parent.mkdir(parents=True, exist_ok=True)
             committed.write_text(f"committed {seed} {kind}")
@@ -208,37 +210,37 @@ def test_a_move_that_fails_leaves_every_committed_file_as_it_was(staged_report, 
         if len(moves) == 8:  # the second run's checkpoint, the committed one already kept aside
             raise OSError(13, "Permission denied")
         real(source, target)
-    monkeypatch.setattr(report.os, "replace", replace)
+    monkeypatch.setattr(staging.os, "replace", replace)
     with pytest.raises(UsageError, match=r"\(Permission denied\); the committed files are as they were"):
-        report.rerun(["LeNet5"], runner.Settings())
+        staging.rerun(["LeNet5"], runner.Settings())
     for kind in runner.KINDS:  # and the staged runs are where the same command finds them
-        for seed in report.SEEDS:
+        for seed in experiments.SEEDS:
             name = f"lenet5_seed{seed}"
             assert getattr(files.RunPaths.of(tmp_path, name), kind).read_text() == f"committed {seed} {kind}"
-            assert getattr(files.RunPaths.of(report.STAGING, name), kind).read_text() == f"{name} {kind}"
-    monkeypatch.setattr(report.os, "replace", real)
+            assert getattr(files.RunPaths.of(staging.STAGING, name), kind).read_text() == f"{name} {kind}"
+    monkeypatch.setattr(staging.os, "replace", real)
     monkeypatch.setattr(runner, "plan", lambda named, *a, **k: ([], [name for name, _ in named]))  # all finished
-    report.rerun(["LeNet5"], runner.Settings())  # the same command, once the cause is gone
-    for seed in report.SEEDS:
+    staging.rerun(["LeNet5"], runner.Settings())  # the same command, once the cause is gone
+    for seed in experiments.SEEDS:
         assert (tmp_path / "results" / f"lenet5_seed{seed}.json").read_text() == f"lenet5_seed{seed} results"
-    assert not (report.STAGING / "replaced").exists()
+    assert not (staging.STAGING / "replaced").exists()
 
 
 def test_a_staged_run_another_process_trains_is_refused_in_the_reports_words(tmp_path, monkeypatch):
-    monkeypatch.setattr(report, "ROOT", tmp_path)
-    monkeypatch.setattr(report, "STAGING", tmp_path / "checkpoints" / "report")
-    monkeypatch.setattr(report, "experiment_recipe", lambda label, seed: tiny_recipe() | {"seed": seed})
+    monkeypatch.setattr(committed, "ROOT", tmp_path)
+    monkeypatch.setattr(staging, "STAGING", tmp_path / "checkpoints" / "report")
+    monkeypatch.setattr(experiments, "experiment_recipe", lambda label, seed: tiny_recipe() | {"seed": seed})
     monkeypatch.setattr(runner, "run_all", lambda *a, **k: pytest.fail("trained a run another process holds"))
-    staged = files.RunPaths.of(report.STAGING, "lenet5_seed1")
+    staged = files.RunPaths.of(staging.STAGING, "lenet5_seed1")
     staged.lock.parent.mkdir(parents=True)
     with files.RunLock(staged), pytest.raises(UsageError) as refused:
-        report.rerun(["LeNet5"], runner.Settings())
-    check_advice("scripts.report", str(refused.value))
-    assert str(refused.value) == (f"another process is training lenet5_seed1 into {report.STAGING} right now; wait "
+        staging.rerun(["LeNet5"], runner.Settings())
+    check_advice("scripts.report.command", str(refused.value))
+    assert str(refused.value) == (f"another process is training lenet5_seed1 into {staging.STAGING} right now; wait "
                                   f"for it to end, then run this command again")
 
 
-# ---------------------------------------------------------------- scripts/report.py: main
+# ---------------------------------------------------------------- scripts/report/command.py: main
 
 
 @pytest.fixture
@@ -246,16 +248,16 @@ def report_in(tmp_path, monkeypatch):
     """The report's documents and plots/ in tmp_path (the documents copies of the committed ones)."""
     (tmp_path / "README.md").write_bytes((ROOT / "README.md").read_bytes())
     shutil.copytree(ROOT / "docs", tmp_path / "docs")
-    monkeypatch.setattr(report, "PAGES", tmp_path)
-    monkeypatch.setattr(report, "PLOTS", tmp_path / "plots")
+    monkeypatch.setattr(committed, "PAGES", tmp_path)
+    monkeypatch.setattr(committed, "PLOTS", tmp_path / "plots")
     return tmp_path
 
 
 def test_a_failed_benchmark_in_a_full_rerun_stops_the_report(report_in, monkeypatch, capsys):
-    monkeypatch.setattr(report, "rerun", lambda labels, settings: None)
-    monkeypatch.setattr(report.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 3))
-    monkeypatch.setattr(report, "check_all", lambda: pytest.fail("went on past a failed benchmark"))
-    assert report.main(report.get_args_parser().parse_args(["--rerun"])) == 1
+    monkeypatch.setattr(staging, "rerun", lambda labels, settings: None)
+    monkeypatch.setattr(command.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 3))
+    monkeypatch.setattr(committed, "check_all", lambda: pytest.fail("went on past a failed benchmark"))
+    assert command.main(command.get_args_parser().parse_args(["--rerun"])) == 1
     assert one_line(capsys.readouterr().err) == ("report: error: benchmarks.bench_pipeline failed (above); rerun it "
                                                  "with make bench")
 
@@ -264,20 +266,20 @@ def test_a_document_without_a_sections_markers_is_refused():
     text = (ROOT / "docs" / "speed.md").read_text().replace("<!-- report:speed -->", "")
     with pytest.raises(UsageError, match="docs/speed.md has no <!-- report:speed --> section; restore it with git "
                                          "checkout -- docs/speed.md"):
-        report.render_document("docs/speed.md", text)
+        pages.render_document("docs/speed.md", text)
 
 
 def test_nothing_is_drawn_before_every_section_is_rendered(report_in, monkeypatch, capsys):
     results = report_in / "results"
     shutil.copytree(ROOT / "results", results, ignore=shutil.ignore_patterns("tuning"))
     (results / "bench_pipeline.json").write_text("[1, 2]")  # damaged: the speed section cannot be rendered
-    monkeypatch.setattr(report, "RESULTS", results)
-    caches = (report.load, report.correct, report.comparison)
+    monkeypatch.setattr(committed, "RESULTS", results)
+    caches = (committed.load, committed.correct, committed.comparison)
     for cache in caches:
         cache.cache_clear()
     readme = (report_in / "README.md").read_bytes()
     try:
-        assert report.main(report.get_args_parser().parse_args([])) == 2
+        assert command.main(command.get_args_parser().parse_args([])) == 2
     finally:
         for cache in caches:
             cache.cache_clear()
@@ -287,28 +289,28 @@ def test_nothing_is_drawn_before_every_section_is_rendered(report_in, monkeypatc
 
 
 def test_a_missing_document_is_one_line_that_says_how_to_restore_it(report_in, monkeypatch, capsys):
-    monkeypatch.setattr(report, "check_all", lambda: None)
-    monkeypatch.setattr(report, "build_figures", lambda: pytest.fail("drew figures for a report it cannot write"))
+    monkeypatch.setattr(committed, "check_all", lambda: None)
+    monkeypatch.setattr(plots, "build_figures", lambda: pytest.fail("drew figures for a report it cannot write"))
     (report_in / "docs" / "speed.md").unlink()
-    assert report.main(report.get_args_parser().parse_args([])) == 2
+    assert command.main(command.get_args_parser().parse_args([])) == 2
     assert one_line(capsys.readouterr().err) == ("report: error: docs/speed.md cannot be read (No such file or "
                                                  "directory); restore it with git checkout -- docs/speed.md")
 
 
 def test_a_document_is_replaced_whole_or_not_at_all(report_in, monkeypatch):
-    monkeypatch.setattr(report, "check_all", lambda: None)
-    monkeypatch.setattr(report, "build_figures", lambda: None)
+    monkeypatch.setattr(committed, "check_all", lambda: None)
+    monkeypatch.setattr(plots, "build_figures", lambda: None)
     # A text that cannot be encoded fails in the middle of the write.
-    monkeypatch.setattr(report, "render_document", lambda name, text: "# a report\n" * 1000 + "\ud800")
+    monkeypatch.setattr(pages, "render_document", lambda name, text: "# a report\n" * 1000 + "\ud800")
     before = {path: path.read_bytes() for path in report_in.rglob("*") if path.is_file()}
     with pytest.raises(UnicodeEncodeError):
-        report.main(report.get_args_parser().parse_args([]))
+        command.main(command.get_args_parser().parse_args([]))
     assert {path: path.read_bytes() for path in report_in.rglob("*") if path.is_file()} == before  # no temporary file
 
 
 def test_an_unknown_experiment_to_rerun_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit) as stopped:
-        report.get_args_parser().parse_args(["--rerun", "LeNet6"])
+        command.get_args_parser().parse_args(["--rerun", "LeNet6"])
     assert stopped.value.code == 2 and "--rerun: invalid choice: 'LeNet6'" in one_line(capsys.readouterr().err)
 
 
@@ -321,7 +323,7 @@ def test_check_all_holds_each_scored_tuning_run_to_its_slot(copy, name):
     # Whole in form, but another setting's run: only the sweep that scores it, against its slot, can tell.
     test_slots.change(copy / name, lambda r: r["recipe"].update(lr=0.3))
     with pytest.raises(slots.BadResults, match=r"another run's recipe \(lr 0.3, not"):
-        report.check_all()
+        committed.check_all()
 
 
 # ---------------------------------------------------------------- scripts/tune.py
@@ -672,7 +674,24 @@ def test_rays_workers_get_the_package_and_nothing_else(tmp_path, monkeypatch):
     runner.stage_package(tmp_path / "package")
     staged = sorted(str(path.relative_to(tmp_path / "package")) for path in (tmp_path / "package").rglob("*")
                     if path.is_file())
-    assert staged == ["data/bundle/train.gz", "main.py", "scripts/tune.py"]
+    assert staged == ["data/bundle/train.gz", "main.py"]  # no task runs scripts/
+
+
+def test_what_the_reports_rerun_sends_to_rays_workers_needs_nothing_from_scripts(tmp_path, monkeypatch):
+    # Ray's workers get PACKAGE, without scripts/: a measure that named a function there would fail in every task.
+    from ray import cloudpickle
+    monkeypatch.setattr(committed, "ROOT", tmp_path)
+    monkeypatch.setattr(staging, "STAGING", tmp_path / "checkpoints" / "report")
+    monkeypatch.setattr(experiments, "experiment_recipe", lambda label, seed: tiny_recipe() | {"seed": seed})
+    sent = []
+
+    def train_all(jobs, settings, measure, line):
+        sent.extend(cloudpickle.dumps(measure(job)) for job in jobs)  # as run_on_ray sends it to each task
+        return {job.name: "not trained here" for job in jobs}
+    monkeypatch.setattr(runner, "train_all", train_all)
+    with pytest.raises(RunFailed):
+        staging.rerun(["LeNet5"], runner.Settings(jobs=2))
+    assert len(sent) == len(experiments.SEEDS) and not any(b"scripts" in pickled for pickled in sent)
 
 
 def test_a_private_ray_instance_stays_on_loopback_behind_its_own_token(ray_init, tmp_path):

@@ -35,3 +35,14 @@ def test_no_module_imports_an_entry_point():
 def test_the_check_sees_every_kind_of_import():
     found = set(imported_modules("import main\nfrom predict import read\ndef f():\n    import demo.x\n"))
     assert {"main", "predict", "demo"} <= found
+
+
+def test_no_module_rays_workers_get_imports_from_scripts():
+    # runner.PACKAGE ships the root modules, not scripts/, to Ray's workers: measurements.py, which a report run's
+    # task calls, or any module it imports would fail there on an import from scripts/.
+    import runner
+    shipped = sorted(path for pattern in runner.PACKAGE if pattern.endswith(".py") for path in ROOT.glob(pattern))
+    assert "measurements.py" in {path.name for path in shipped}
+    offenders = [f"{path.name} imports scripts" for path in shipped
+                 if "scripts" in set(imported_modules(path.read_text()))]
+    assert not offenders, offenders

@@ -66,14 +66,15 @@ def test_stored_predictions_give_the_final_accuracy(tmp_path, cli):
 
 
 def test_the_reports_clean_pass_scores_the_final_model_on_the_training_set(tmp_path):
+    import measurements
     import runs
     from recipes import resolve_recipe
-    from scripts import report
     recipe = resolve_recipe("lenet5_regularized", {}, epochs=1, seed=0, limit=256, train_size=None, validation=False,
                             amp=False)
     data = engine.dataset.load_splits(limit=256)
     paths = files.RunPaths.of(tmp_path, "run")
-    results = runs.train_run(recipe, data, torch.device("cpu"), paths, measure=report.measurements(recipe))
+    results = runs.train_run(recipe, data, torch.device("cpu"), paths,
+                             measure=measurements.measurements(recipe))
     model, _ = checkpoints.load_model(paths.checkpoint, torch.device("cpu"))
     with torch.no_grad():
         logits = model(data[0])  # eval mode, no augmentation, one batch: an independent pass

@@ -8,26 +8,27 @@ import torch.nn.functional as F
 
 import dataset
 import engine
+import measurements
 from recipes import resolve_recipe
-from scripts import report
+from scripts.report import command, committed, experiments, pages, staging
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = {name: (ROOT / name).read_text() for name in report.DOCUMENTS}
+DOCUMENTS = {name: (ROOT / name).read_text() for name in pages.DOCUMENTS}
 README = DOCUMENTS["README.md"]
 
 
-@pytest.mark.parametrize("document, name", [(document, name) for document, names in report.DOCUMENTS.items()
+@pytest.mark.parametrize("document, name", [(document, name) for document, names in pages.DOCUMENTS.items()
                                             for name in names])
 def test_generated_section_agrees_with_the_results(document, name):
-    written = report.document_sections(document, DOCUMENTS[document])[name]
+    written = pages.document_sections(document, DOCUMENTS[document])[name]
     assert written is not None, f"{document} has no <!-- report:{name} --> section"
-    assert written == report.rendered(document, name), f"{document}'s section {name!r} disagrees with results/; run " \
+    assert written == pages.rendered(document, name), f"{document}'s section {name!r} disagrees with results/; run " \
                                                        f"`make readme`"
 
 
 def test_every_section_is_written_into_one_document():
-    placed = [name for names in report.DOCUMENTS.values() for name in names]
-    assert sorted(placed) == sorted(report.SECTIONS)
+    placed = [name for names in pages.DOCUMENTS.values() for name in names]
+    assert sorted(placed) == sorted(pages.SECTIONS)
 
 
 def anchor(heading):
@@ -37,7 +38,7 @@ def anchor(heading):
 
 def test_every_relative_link_and_anchor_in_the_readme_and_docs_resolves():
     documents = {ROOT / "README.md", *(ROOT / "docs").glob("*.md")}
-    assert documents == {ROOT / name for name in report.DOCUMENTS} | {ROOT / "docs" / "usage.md",
+    assert documents == {ROOT / name for name in pages.DOCUMENTS} | {ROOT / "docs" / "usage.md",
                                                                        ROOT / "docs" / "architecture.md"}
     anchors = {path: {anchor(h) for h in re.findall(r"(?m)^#+ (.+)$", path.read_text())} for path in documents}
     broken, checked = [], 0
@@ -61,8 +62,8 @@ def test_the_readme_is_the_report_and_short():
 
 
 def test_stored_predictions_give_the_reported_final_accuracy():
-    _, truth = report.test_split()
-    runs = [json.loads(path.read_text()) for path in sorted(report.RESULTS.glob("*_seed*.json"))]
+    _, truth = committed.test_split()
+    runs = [json.loads(path.read_text()) for path in sorted(committed.RESULTS.glob("*_seed*.json"))]
     tested = [run for run in runs if run["evaluated_on"] == "test"]
     assert len(tested) >= 3 * 8
     for run in tested:
@@ -76,7 +77,7 @@ def test_the_readme_stands_on_its_own():
 
 
 def test_no_shift_and_no_rotation_give_each_runs_final_test_accuracy():
-    runs = [json.loads(path.read_text()) for path in sorted(report.RESULTS.glob("*_seed*.json"))]
+    runs = [json.loads(path.read_text()) for path in sorted(committed.RESULTS.glob("*_seed*.json"))]
     swept = [run for run in runs if "robustness" in run]
     assert len(swept) >= 3 * 8
     for run in swept:
@@ -100,9 +101,10 @@ def test_robustness_without_a_shift_or_rotation_is_the_plain_accuracy():
     images, labels = synthetic()
     model = engine.build_model(recipe_for(), "cpu").eval()
     plain = engine.evaluate(model, dataset.TensorLoader(images, labels, 128)).acc
-    sweep = report.robustness(model, images, labels, batch_size=128)
+    sweep = measurements.robustness(model, images, labels, batch_size=128)
     assert sweep["shift"][0] == sweep["rotation"][0] == plain
-    assert list(sweep["shift"]) == list(report.SHIFTS) and list(sweep["rotation"]) == list(report.ROTATIONS)
+    assert list(sweep["shift"]) == list(measurements.SHIFTS)
+    assert list(sweep["rotation"]) == list(measurements.ROTATIONS)
     # Independently: a 2-pixel shift is the mean of four exact shifts done here with torch.roll on padded images.
     padded = F.pad(images, (2, 2, 2, 2), value=dataset.BACKGROUND)
     accs = []
@@ -116,9 +118,9 @@ def test_a_rerun_changes_nothing_committed_until_every_run_is_whole_and_resumes_
                                                                                                   monkeypatch):
     import runner
     from errors import Interrupted
-    monkeypatch.setattr(report, "ROOT", tmp_path)
-    monkeypatch.setattr(report, "STAGING", tmp_path / "checkpoints" / "report")
-    monkeypatch.setattr(report, "experiment_recipe", lambda label, seed: resolve_recipe(
+    monkeypatch.setattr(committed, "ROOT", tmp_path)
+    monkeypatch.setattr(staging, "STAGING", tmp_path / "checkpoints" / "report")
+    monkeypatch.setattr(experiments, "experiment_recipe", lambda label, seed: resolve_recipe(
         "lenet5", {}, epochs=2, seed=seed, limit=256, train_size=None, validation=False, amp=False))
     real, calls = engine.train_one_epoch, []
 
@@ -129,15 +131,15 @@ def test_a_rerun_changes_nothing_committed_until_every_run_is_whole_and_resumes_
         return real(*args, **kwargs)
     monkeypatch.setattr(engine, "train_one_epoch", stopped_in_the_second_runs_second_epoch)
     with pytest.raises(Interrupted):
-        report.rerun(["LeNet5"], runner.Settings())
+        staging.rerun(["LeNet5"], runner.Settings())
     assert not list((tmp_path / "results").glob("*")) and not list((tmp_path / "plots").glob("*"))
     staged = tmp_path / "checkpoints" / "report" / "results"
     assert json.loads((staged / "lenet5_seed0.json").read_text())["status"] == "complete"
     assert json.loads((staged / "lenet5_seed1.json").read_text())["status"] == "interrupted"
 
-    report.rerun(["LeNet5"], runner.Settings())
+    staging.rerun(["LeNet5"], runner.Settings())
     assert len(calls) == 4 + 1 + 2  # the second run resumed for its last epoch; the third ran whole
-    for seed in report.SEEDS:
+    for seed in experiments.SEEDS:
         run = json.loads((tmp_path / "results" / f"lenet5_seed{seed}.json").read_text())
         assert run["status"] == "complete" and len(run["history"]) == 2 and "final_train_eval" in run
         assert (tmp_path / "plots" / f"lenet5_seed{seed}_curves.png").exists()
@@ -148,7 +150,7 @@ def test_a_rerun_changes_nothing_committed_until_every_run_is_whole_and_resumes_
 def test_an_unwritable_plots_folder_is_one_line_before_any_work(tmp_path, monkeypatch, capsys):
     import errno
     import files
-    monkeypatch.setattr(report, "PLOTS", tmp_path / "plots")
+    monkeypatch.setattr(committed, "PLOTS", tmp_path / "plots")
     real = files.make_writable
 
     def read_only(folder):
@@ -156,7 +158,7 @@ def test_an_unwritable_plots_folder_is_one_line_before_any_work(tmp_path, monkey
             raise OSError(errno.EACCES, "Permission denied")
         return real(folder)
     monkeypatch.setattr(files, "make_writable", read_only)
-    assert report.main(report.get_args_parser().parse_args([])) == 2
+    assert command.main(command.get_args_parser().parse_args([])) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{tmp_path / 'plots'} cannot be written (Permission denied)" in err
 
@@ -164,7 +166,7 @@ def test_an_unwritable_plots_folder_is_one_line_before_any_work(tmp_path, monkey
 def test_signals_wait_for_the_moves_then_arrive(ctrl_c):
     import signal
     with pytest.raises(KeyboardInterrupt):
-        with report.deferred_signals():
+        with staging.deferred_signals():
             signal.raise_signal(signal.SIGINT)
             moved = True  # the block runs to its end first
     assert moved
@@ -179,7 +181,7 @@ def test_a_termination_waits_for_the_moves_then_arrives_as_itself(signum):
     previous = signal.signal(number, terminate)  # as cli.run installs it
     try:
         with pytest.raises(Terminated) as stopped:
-            with report.deferred_signals():
+            with staging.deferred_signals():
                 signal.raise_signal(number)
                 moved = True  # the block runs to its end first
         assert moved and stopped.value.signum == number

@@ -16,7 +16,7 @@ import pytest
 
 import files
 from errors import UsageError
-from scripts import report
+from scripts.report import appendices, committed, pages
 
 ROOT = Path(__file__).resolve().parents[1]
 WITHOUT_ROOTS_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
@@ -356,9 +356,9 @@ def test_a_damaged_benchmark_file_stops_the_report_in_one_line(case, monkeypatch
                  "demo_screenshot.json", "bench_sweep.json", "defences.json"):
         shutil.copy(ROOT / "results" / name, tmp_path / name)
     (tmp_path / file).write_text(json.dumps(damaged(json.loads((tmp_path / file).read_text()), damage)))
-    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    monkeypatch.setattr(committed, "RESULTS", tmp_path)
     with pytest.raises(UsageError) as stopped:
-        report.SECTIONS[section]()
+        pages.SECTIONS[section]()
     message = str(stopped.value)
     assert "\n" not in message and str(tmp_path / file) in message
     assert f"rebuild it with `{command}`" in message and f"git checkout results/{file}" in message
@@ -368,9 +368,9 @@ def test_a_damaged_benchmark_file_stops_the_report_in_one_line(case, monkeypatch
 def test_a_missing_or_unreadable_benchmark_file_stops_the_report_in_one_line(content, monkeypatch, tmp_path):
     if content is not None:
         (tmp_path / "bench_pipeline.json").write_text(content)
-    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    monkeypatch.setattr(committed, "RESULTS", tmp_path)
     with pytest.raises(UsageError) as stopped:
-        report.section_speed()
+        appendices.section_speed()
     assert str(stopped.value) == (f"{tmp_path}/bench_pipeline.json is missing or not JSON; rebuild it with "
                                   f"`make bench`, or restore it with `git checkout results/bench_pipeline.json`")
 

@@ -10,8 +10,8 @@ import pytest
 
 import significance
 from conftest import binomial_p
-from scripts.report import SEEDS, experiment_run_name
-from scripts import report
+from scripts.report import committed
+from scripts.report.experiments import SEEDS, experiment_run_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def test_the_mcnemar_figures_of_committed_runs_match_a_count_by_hand():
     ahead = sum(a > b for a, b in zip(*margins)), sum(b > a for a, b in zip(*margins))
     accuracy = {label: sum(run["history"][-1]["eval_acc"] for run in runs[label]) / len(SEEDS) for label in runs}
 
-    c = report.comparison(first, second)
+    c = committed.comparison(first, second)
     assert c.discordant == tuple(discordant)
     assert c.seed_p == pytest.approx([binomial_p(a, a + b) for a, b in discordant], rel=1e-9)
     assert c.ahead == ahead
@@ -40,7 +40,7 @@ def test_the_mcnemar_figures_of_committed_runs_match_a_count_by_hand():
 
 
 def test_a_run_against_itself_differs_by_exactly_zero():
-    correct = report.correct("LeNet5")
+    correct = committed.correct("LeNet5")
     c = significance.compare(correct, correct)
     assert c.difference == 0 and c.interval == (0.0, 0.0)
     assert c.discordant == ((0, 0),) * len(SEEDS) and c.ahead == (0, 0) and c.p == 1.0

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
+import recipes
 import runner
 import slots
 from conftest import check_advice
 from errors import UsageError
 from recipes import resolve_recipe
-from scripts import report, tune
+from scripts import tune
+from scripts.report import appendices, command, committed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,10 +33,10 @@ def copy(tmp_path, monkeypatch):
     (tmp_path / "plots").mkdir()
     for name, value in (("ROOT", tmp_path), ("RESULTS", results), ("PLOTS", tmp_path / "plots"),
                         ("PAGES", tmp_path)):
-        monkeypatch.setattr(report, name, value)
+        monkeypatch.setattr(committed, name, value)
     monkeypatch.setattr(tune, "TUNING_DIR", results / "tuning")
     monkeypatch.setattr(tune, "FAST_DIR", results / "tuning" / "fast")
-    caches = (report.load, report.correct, report.comparison)
+    caches = (committed.load, committed.correct, committed.comparison)
     for cache in caches:
         cache.cache_clear()  # runs read from the committed results/ by other tests
     yield results
@@ -54,13 +56,13 @@ def refused(copy, monkeypatch, path, *problem):
     of the problem, and advice that destroys nothing, having drawn and written nothing."""
     readme = (copy.parent / "README.md").read_bytes()
     with contextlib.redirect_stderr(io.StringIO()) as err:
-        assert report.main(report.get_args_parser().parse_args([])) == 2
+        assert command.main(command.get_args_parser().parse_args([])) == 2
     message = err.getvalue()
     assert message.startswith(f"report: error: {path} ") and message.count("\n") == 1, message
     for part in problem:
         assert part in message, message
     assert "git checkout -- " in message and "--overwrite" not in message, message
-    check_advice("scripts.report", message.strip())
+    check_advice("scripts.report.command", message.strip())
     assert (copy.parent / "README.md").read_bytes() == readme
     assert not list((copy.parent / "plots").iterdir())  # nothing drawn
     return message
@@ -69,7 +71,7 @@ def refused(copy, monkeypatch, path, *problem):
 def test_the_committed_results_fill_their_slots(copy, monkeypatch, capsys):
     # The copy, untouched, passes, and make readme writes the README it holds: every refusal below is the damage's.
     readme = (copy.parent / "README.md").read_bytes()
-    assert report.main(report.get_args_parser().parse_args([])) == 0
+    assert command.main(command.get_args_parser().parse_args([])) == 0
     assert (copy.parent / "README.md").read_bytes() == readme
     assert {path.name for path in (copy.parent / "plots").iterdir()} >= {"confusion_matrix.png", "ablation.png"}
     assert capsys.readouterr().out.startswith("wrote ")
@@ -97,18 +99,18 @@ def test_an_edit_to_recipes_py_is_named_as_the_cause_and_undoing_it_is_the_way_o
                              f"run with `make report`; else restore the file with `git checkout -- "
                              f"{copy / 'lenet5_seed0.json'}`\n")
     monkeypatch.setitem(recipes.RECIPES["lenet5"], "lr", 0.1)  # undone, as advised
-    report.load.cache_clear()
-    report.check_all()
+    committed.load.cache_clear()
+    committed.check_all()
 
 
 def test_a_run_the_sweep_walks_to_only_after_an_edit_is_not_advised_restored_from_git(copy, monkeypatch):
     monkeypatch.setattr(tune, "TARGET_ACCURACY", 99.99)  # raised: the fast sweep walks past the committed runs
     with contextlib.redirect_stderr(io.StringIO()) as err:
-        assert report.main(report.get_args_parser().parse_args([])) == 2
+        assert command.main(command.get_args_parser().parse_args([])) == 2
     message = err.getvalue()
     assert re.fullmatch(r"report: error: \S+/tuning/fast/\S+\.json is missing; rerun it with `make tune-fast`\n",
                         message), message
-    check_advice("scripts.report", message.strip())
+    check_advice("scripts.report.command", message.strip())
 
 
 def test_a_final_accuracy_of_150_is_not_a_percentage(copy, monkeypatch):
@@ -294,7 +296,7 @@ def test_a_history_is_a_list(copy, monkeypatch, history):
 def test_every_file_the_report_uses_is_checked_before_any_section(copy, name):
     change(copy / name, lambda r: r["history"][-1].update(seconds=-1))
     with pytest.raises(slots.BadResults, match="negative or past belief"):
-        report.check_all()
+        committed.check_all()
 
 
 def test_a_tuning_file_no_sweep_scores_is_named_and_neither_read_nor_counted(copy, capsys):
@@ -306,7 +308,7 @@ def test_a_tuning_file_no_sweep_scores_is_named_and_neither_read_nor_counted(cop
     shutil.copy(copy / "tuning" / LENET5_RUN, strays[0])
     strays[1].write_text("not a run")
     strays[2].write_text("{}")
-    assert report.main(report.get_args_parser().parse_args([])) == 0
+    assert command.main(command.get_args_parser().parse_args([])) == 0
     assert (copy.parent / "README.md").read_bytes() == readme
     lines = capsys.readouterr().out.splitlines()
     for path in strays:  # each on one line, a newline in its name shown as \n
@@ -317,8 +319,8 @@ def test_a_tuning_file_no_sweep_scores_is_named_and_neither_read_nor_counted(cop
 
 def test_the_readme_counts_the_sweeps_runs(copy):
     scored = len(list((copy / "tuning").glob("*.json")))  # every committed file is a run the sweeps score
-    assert f"\n\n{scored} runs of 10 epochs" in report.section_tuning()
-    assert report.section_tuning_fast().split("\n\n")[1].startswith(f"{len(list((copy / 'tuning' / 'fast').glob('*.json')))} runs.")
+    assert f"\n\n{scored} runs of 10 epochs" in appendices.section_tuning()
+    assert appendices.section_tuning_fast().split("\n\n")[1].startswith(f"{len(list((copy / 'tuning' / 'fast').glob('*.json')))} runs.")
 
 
 def test_a_believable_score_that_chooses_another_fast_recipe_than_recipes_py_is_refused(copy, monkeypatch, capsys):
@@ -328,7 +330,7 @@ def test_a_believable_score_that_chooses_another_fast_recipe_than_recipes_py_is_
         change(copy / "tuning" / "fast" / f"lenet5_fast_ep1_bs128_lr0.1_ls0.1_seed{seed}.json",
                lambda r: r["history"][-1].update(eval_acc=99.5))
     readme = (copy.parent / "README.md").read_bytes()
-    assert report.main(report.get_args_parser().parse_args([])) == 2
+    assert command.main(command.get_args_parser().parse_args([])) == 2
     fast = copy / "tuning" / "fast"
     assert capsys.readouterr().err == (
         f"report: error: the sweep in {fast} chooses epochs 1, but recipes.py's NAMED_RECIPES[\"fast\"][\"lenet5\"] "
@@ -339,10 +341,10 @@ def test_a_believable_score_that_chooses_another_fast_recipe_than_recipes_py_is_
 
 def test_a_default_recipe_other_than_the_sweeps_choice_is_refused(copy, monkeypatch):
     # (the report's own runs would be refused too, as runs of another recipe: check_choices alone is tried here)
-    monkeypatch.setitem(report.RECIPES, "custom_mlp", {**report.RECIPES["custom_mlp"], "hidden": [72, 64]})
+    monkeypatch.setitem(recipes.RECIPES, "custom_mlp", {**recipes.RECIPES["custom_mlp"], "hidden": [72, 64]})
     with pytest.raises(UsageError, match=r'chooses hidden 75-32, but recipes.py\'s RECIPES\["custom_mlp"\] has '
                                          r"hidden 72-64; restore the committed sweep with `git checkout -- .*tuning/\*\.json`"):
-        report.check_choices()
+        committed.check_choices()
 
 
 def test_the_parameter_count_is_counted_not_taken_from_the_file(copy, monkeypatch):

@@ -1,0 +1,118 @@
+"""The staged rerun (--rerun): the experiments' runs train through runner.py into STAGING, and only once every one
+is finished are their files moved into checkpoints/, plots/ and results/, all or none."""
+import contextlib
+import os
+import re
+import shutil
+import signal
+
+import files
+import measurements
+import runner
+from cli import STOPS, emit
+from errors import RunFailed, UsageError
+
+from . import committed, experiments
+
+
+# Where --rerun trains, so that nothing committed changes before every run is whole (git ignores checkpoints/).
+STAGING = committed.ROOT / "checkpoints" / "report"
+# How far the command got, for the line that a signal prints.
+PROGRESS = {"rerun": False, "moved": False}
+
+
+@contextlib.contextmanager
+def deferred_signals():
+    """Ctrl-C, SIGTERM and SIGHUP held back until the block is done, then delivered."""
+    held, handlers = [], {}
+    for signum in STOPS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            handlers[signum] = signal.signal(signum, lambda number, frame: held.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        for signum in held[:1]:
+            signal.raise_signal(signum)
+
+
+def stopped_line():
+    if PROGRESS["moved"]:
+        return ("report: interrupted after the rerun's runs were moved into results/, plots/ and checkpoints/; "
+                "make readme redraws the figures, the README and docs/ from them")
+    if PROGRESS["rerun"]:
+        return (f"report: interrupted; the committed results are as they were, and the same command continues from "
+                f"{STAGING}")
+    return "report: interrupted; each document and figure is as it was, or whole and new"
+
+
+def rerun(labels, settings):
+    """Rerun the experiments' runs into STAGING, then move them into place once all are finished."""
+    named = [(experiments.experiment_run_name(label, seed), experiments.experiment_recipe(label, seed))
+             for label in labels for seed in experiments.SEEDS]
+    staged_paths = [files.RunPaths.of(STAGING, name) for name, _ in named]
+    # First, so that a staging folder that cannot be written is its own refusal, not one of the staged runs'.
+    files.prepare_out_dir(STAGING, [path for staged in staged_paths for path in staged.outputs], flag=None)
+    try:
+        jobs, finished = runner.plan(named, lambda name: files.RunPaths.of(STAGING, name), STAGING, flag=None,
+                                     settings=settings)
+    except UsageError as e:
+        raise own_advice(e, f"delete {STAGING} to start the rerun over") from None
+    files.prepare_out_dir(committed.ROOT, [path for name, _ in named
+                                           for path in files.RunPaths.of(committed.ROOT, name).outputs], flag=None)
+    emit(f"{len(named)} runs: {len(finished)} finished already in {STAGING}, {len(jobs)} to train")
+    try:
+        failed = runner.train_all(jobs, settings, measure=lambda job: measurements.measurements(job.recipe),
+                                  line=runner.describe)
+    except UsageError as e:  # another process holds a run's lock
+        raise own_advice(e, "wait for it to end, then run this command again") from None
+    if failed:
+        raise RunFailed(f"{len(failed)} runs failed ({', '.join(failed)}); nothing committed changed")
+    moves = [(getattr(staged, kind), getattr(files.RunPaths.of(committed.ROOT, name), kind))  # each run's results last
+             for (name, _), staged in zip(named, staged_paths) for kind in runner.KINDS]
+    check_moves(moves)
+    # The moves take milliseconds; a signal waits for them, so that no run is left half moved.
+    with deferred_signals():
+        move_into_place(moves)
+        PROGRESS["moved"] = True
+    emit(f"moved {len(named)} runs into {committed.ROOT / 'results'}, {committed.PLOTS} and "
+         f"{committed.ROOT / 'checkpoints'}")
+
+
+def own_advice(refusal, advice):
+    """runner's refusal for a staged run in the report's words: its advice named sweep.py's and main.py's flags,
+    which the report has not, and the settings it names are recipes.py's."""
+    problem = re.sub(r"--(?=[a-z])", "", str(refusal).removeprefix("--resume: ").split("; ")[0])
+    return UsageError(f"{problem}; {advice}")
+
+
+def check_moves(moves):
+    """UsageError, before anything is moved, unless every staged file is there (a finished run's checkpoint may be
+    gone): a run moved without it would leave the committed files a mix of two reruns."""
+    missing = [source for source, _ in moves if not source.is_file()]
+    if missing:
+        runs_ = sorted({path.stem.removesuffix("_curves") for path in missing})
+        raise UsageError(f"{missing[0]} is missing, so {len(runs_)} staged runs ({', '.join(runs_)}) cannot be moved "
+                         f"into place whole; delete {STAGING} to start the rerun over")
+
+
+def move_into_place(moves):
+    """Move each staged file over its committed one, keeping the committed one in STAGING until every move is made:
+    where a move fails, every move made is undone, so that the committed files are as they were."""
+    kept, undo = STAGING / "replaced", []
+    try:
+        for source, target in moves:
+            if target.exists():
+                backup = kept / target.relative_to(committed.ROOT)
+                backup.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(target, backup)
+                undo.append((target, backup))
+            os.replace(source, target)
+            undo.append((source, target))
+    except OSError as e:
+        for source, target in reversed(undo):
+            os.replace(target, source)
+        raise UsageError(f"could not move {source} to {target} ({e.strerror or e}); the committed files are as they "
+                         f"were, the runs still in {STAGING}: fix that and run the same command") from None
+    shutil.rmtree(kept, ignore_errors=True)
