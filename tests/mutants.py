@@ -1263,7 +1263,7 @@ TOOLS = [
             "tests/test_defences_tools.py::test_a_staging_folder_that_refuses_the_rerun_says_how_to_start_over"),
     Defence("scripts/report/staging.py", "the committed folders checked before the rerun trains",
             "    files.prepare_out_dir(committed.ROOT, [path for name, _ in named",
-            "    (lambda *a: None)(committed.ROOT, [path for name, _ in named",
+            "    (lambda *a, **k: None)(committed.ROOT, [path for name, _ in named",
             "tests/test_defences_tools.py::test_a_rerun_checks_the_committed_folders_before_it_trains"),
     Defence("scripts/report/staging.py", "a failed run in the rerun: nothing moved into place",
             "    if failed:\n        raise RunFailed(f\"{len(failed)} runs failed",
