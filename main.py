@@ -98,10 +98,8 @@ def train(args, recipes, device):
         raise UsageError(f"--out-dir {shown(out_dir)} is the repository, whose results/ and plots/ are the report's "
                          f"(make report writes them); pass another --out-dir")
     paths = [files.RunPaths.of(out_dir, run_name(r["model"], args.tag, args.seed, args.recipe)) for r in recipes]
-    # main.py trains with torch's default thread count, which OMP_NUM_THREADS sets.
     plans = [runs.plan_run(p, r, args.resume, args.overwrite, skip_finished=len(recipes) > 1,
-                           threads=torch.get_num_threads(),
-                           set_threads="set OMP_NUM_THREADS={} in the environment to continue it")
+                           threads=torch.get_num_threads(), set_threads=set_threads)
              for p, r in zip(paths, recipes)]
     comparison = out_dir / "plots" / f"{run_name('comparison', args.tag, args.seed)}.png" if len(recipes) > 1 else None
     data = dataset.load_splits(args.data_dir or dataset.DEFAULT_DATA_DIR, device, args.validation, args.limit)
@@ -210,6 +208,15 @@ def interrupted(e, args):
 
 # What torch.compile's inductor calls to build CPU kernels: $CXX where set, else the usual names.
 COMPILERS = tuple(dict.fromkeys([*filter(None, [os.environ.get("CXX")]), "g++", "c++", "clang++"]))
+
+
+def set_threads(count):
+    """How to resume at count threads: main.py trains with torch's default, which OMP_NUM_THREADS sets, but never
+    past this machine's cores, where torch stops it."""
+    if count <= (os.cpu_count() or 1):
+        return f"set OMP_NUM_THREADS={count} in the environment to continue it"
+    return (f"OMP_NUM_THREADS cannot go past this machine's {os.cpu_count()} cores, so continue it where there are "
+            f"{count}, or train it again with --overwrite instead of --resume")
 
 
 def main(args):

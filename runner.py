@@ -143,7 +143,7 @@ def plan(named_recipes, paths_of, out_dir, flag="--out-dir", settings=None, dive
     for name, recipe in named_recipes:
         paths = paths_of(name)
         step = runs.plan_run(paths, recipe, resume=True, skip_finished=True, threads=threads,
-                             set_threads="pass --cpus-per-run {} to continue it")
+                             set_threads="pass --cpus-per-run {} to continue it".format)
         stopped = step.action == "diverged" and diverged is not None
         if step.action == "done" or stopped:
             try:  # finished, but is its results file whole? A damaged one is trained again, not skipped forever

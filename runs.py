@@ -40,7 +40,7 @@ def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False, thread
     "fresh" (for --model all and many runs at once).
 
     threads: the torch threads this run would train with. A run resumes only at the count it began with, which
-    changes its numbers (the order of floating-point sums); set_threads says how to set it, with {} for the count.
+    changes its numbers (the order of floating-point sums); set_threads(count) says how to set it.
     """
     held = files.read_json(paths.results)
     extra = sorted(set(held) - set(RESULT_KEYS)) if isinstance(held, dict) else []
@@ -50,7 +50,7 @@ def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False, thread
     if threads is not None and began is not None and began != threads:
         raise UsageError(f"{'' if skip_finished else '--resume: '}{paths.checkpoint} was trained with {began} torch "
                          f"threads, and this run would take {threads}, which changes its numbers; "
-                         f"{set_threads.format(began)}")
+                         f"{set_threads(began)}")
     if extra and plan.action != "done":
         raise UsageError(f"{paths.results} holds measurements that this run does not make "
                          f"({', '.join(map(shown_value, extra))}), which training it would throw away; pass "

@@ -1,5 +1,6 @@
 """main.py as users call it: training, its files, resuming, evaluating, and one-line errors."""
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -452,3 +453,17 @@ def test_compile_without_a_cpp_compiler_is_one_line_before_any_work(tmp_path, cl
     status, out, err = cli(["--compile", *QUICK, "--out-dir", tmp_path])
     assert status == 2 and err.count("\n") == 1 and "--compile: torch.compile builds its kernels with a C++" in err
     assert not (tmp_path / "results").exists()
+
+
+def test_the_thread_advice_names_omp_num_threads_only_up_to_the_cores_torch_lets_it_reach(monkeypatch):
+    import main
+    from conftest import check_advice
+    cores = os.cpu_count()
+    # torch caps the count OMP_NUM_THREADS asks for at the cores, so advice past them would loop.
+    reached = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], text=True,
+                             capture_output=True, env={**os.environ, "OMP_NUM_THREADS": str(cores + 1)}, timeout=60)
+    assert int(reached.stdout) <= cores
+    assert main.set_threads(cores) == f"set OMP_NUM_THREADS={cores} in the environment to continue it"
+    advice = main.set_threads(cores + 1)
+    assert "OMP_NUM_THREADS=" not in advice and f"where there are {cores + 1}" in advice
+    check_advice("main", advice)

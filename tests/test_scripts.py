@@ -340,6 +340,8 @@ DAMAGES = {
     "an empty name": ("bench_predict.json", "predict", "python -m benchmarks.bench_predict",
                       lambda b: b.update(device_name="")),
     "bold": ("bench_pipeline.json", "speed", "make bench", lambda b: b.update(device_name="__init__ bold__")),
+    "bold in a path that is no file here": ("bench_pipeline.json", "speed", "make bench",
+                                            lambda b: b.update(device_name="scripts/__bold__.py")),
     "an emoji": ("bench_pipeline.json", "speed", "make bench", lambda b: b.update(device_name="CPU :warning:")),
     "struck through": ("bench_pipeline.json", "speed", "make bench", lambda b: b.update(device_name="~~AMD~~")),
     "a second command": ("bench_time_to_accuracy.json", "time_to_accuracy", "make bench-time",

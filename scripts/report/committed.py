@@ -1,6 +1,7 @@
 """The committed files the report draws on, read and checked: each experiment's runs in results/ against its slot
 (slots.py), the tuning sweeps in results/tuning/ against recipes.py, and the benchmarks' JSON files."""
 import functools
+import re
 import statistics
 
 import numpy as np
@@ -180,10 +181,17 @@ def check_plain(value, where="the file"):
         for item in value:
             check_plain(item, f"an item of {where}")
     elif isinstance(value, str):
-        if not slots.is_plain_text(value):
+        # A file of the repository's (scripts/report/__main__.py) is quoted as code, where _ is no markup.
+        if not slots.is_plain_text(value) and not is_source_file(value):
             raise ValueError(f"{where} holds {shown_value(value)}, not plain text")
     elif type(value) not in (int, float) or not 0 <= value <= MAX_FIGURE:  # not math.isfinite: a huge int overflows
         raise ValueError(f"{where} holds {shown_value(value)}, not a figure from 0 to {MAX_FIGURE:g}")
+
+
+def is_source_file(value):
+    """Whether value is the path of a Python file in the repository, as tests/mutants.py names them."""
+    return (re.fullmatch(r"(?:[A-Za-z0-9_]+/)*[A-Za-z0-9_]+\.py", value) is not None
+            and (ROOT / value).is_file())
 
 
 # The largest figure a benchmark may report: counts, seconds and ratios are all far below it.
