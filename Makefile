@@ -27,7 +27,8 @@ venv:
 	if [ -e $(VENV).old ] && [ ! -e $(READY) ]; then rm -rf $(VENV); \
 	else rm -rf $(VENV).old; if [ -e $(VENV) ]; then mv $(VENV) $(VENV).old; fi; fi; \
 	restore() { rm -rf $(VENV); if [ -e $(VENV).old ]; then mv $(VENV).old $(VENV); fi; }; \
-	trap 'kill $$pip 2>/dev/null; wait; restore; echo "make: interrupted; $(VENV) is as it was before" >&2; exit 130' INT TERM; \
+	stop() { kill $$pip 2>/dev/null; wait; restore; echo "make: interrupted; $(VENV) is as it was before" >&2; exit $$1; }; \
+	trap 'stop 130' INT; trap 'stop 143' TERM; trap 'stop 129' HUP; \
 	pip=; \
 	if python3 -m venv $(VENV) && touch $(OWNED) && { $(PYTHON) -m pip install --quiet -r requirements.txt & pip=$$!; wait $$pip; }; then \
 	  cp requirements.txt $(READY) && rm -rf $(VENV).old; \
@@ -36,31 +37,31 @@ venv:
 	  echo "make: could not build $(VENV) from requirements.txt (the output above says why); fix that and run make again" >&2; exit 1; fi
 
 train: venv  ## python main.py --model lenet5 --epochs 10, or the flags in ARGS
-	set -f; $(PYTHON) main.py $${ARGS:---model lenet5 --epochs 10}
+	set -f; exec $(PYTHON) main.py $${ARGS:---model lenet5 --epochs 10}
 
 test: venv  ## the tests, CPU only, a few minutes
-	set -f; $(PYTHON) -m pytest $$ARGS
+	set -f; exec $(PYTHON) -m pytest $$ARGS
 
 defences: venv  ## delete each defence in turn (in scratch copies) and check that its test fails (JOBS=2: ~40 min)
-	set -f; $(PYTHON) -m tests.mutants --jobs $(JOBS) $$ARGS
+	set -f; exec $(PYTHON) -m tests.mutants --jobs $(JOBS) $$ARGS
 
 tune: venv  ## choose each model's recipe on the validation split (~55 min on 2 CPU cores); reruns only what is missing
-	set -f; $(PYTHON) -m scripts.tune --jobs $(JOBS) $$ARGS
+	set -f; exec $(PYTHON) -m scripts.tune --jobs $(JOBS) $$ARGS
 
 tune-fast: venv  ## choose the fast recipe on the validation split; reruns only what is missing
-	set -f; $(PYTHON) -m scripts.tune --fast --jobs $(JOBS) $$ARGS
+	set -f; exec $(PYTHON) -m scripts.tune --fast --jobs $(JOBS) $$ARGS
 
 report: venv  ## rerun every experiment and the benchmarks, then rebuild results/, plots/, the README and docs/ (~35 min on 2 CPU cores)
-	set -f; $(PYTHON) -m scripts.report --rerun --jobs $(JOBS) $$ARGS
+	set -f; exec $(PYTHON) -m scripts.report --jobs $(JOBS) --rerun $$ARGS
 
 readme: venv  ## rebuild the generated sections of the README and docs/, and the report figures, from the committed results/
-	$(PYTHON) -m scripts.report
+	exec $(PYTHON) -m scripts.report
 
 bench: venv  ## time our data pipeline against the plain torchvision one
-	set -f; $(PYTHON) -m benchmarks.bench_pipeline $$ARGS
+	set -f; exec $(PYTHON) -m benchmarks.bench_pipeline $$ARGS
 
 bench-time: venv  ## time to 99% and whole processes: the fast and default recipes against the torchvision script
-	set -f; $(PYTHON) -m benchmarks.bench_time_to_accuracy $$ARGS
+	set -f; exec $(PYTHON) -m benchmarks.bench_time_to_accuracy $$ARGS
 
 bench-sweep: venv  ## runs per minute: one run at a time through main.py against sweep.py's runs at once
-	set -f; $(PYTHON) -m benchmarks.bench_sweep $$ARGS
+	set -f; exec $(PYTHON) -m benchmarks.bench_sweep $$ARGS

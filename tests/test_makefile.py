@@ -2,7 +2,8 @@
 
 Each test runs make in a copy of the Makefile with stand-ins on PATH for python3 and the environment's python, so
 that it is fast and offline: `python3 -m venv DIR` makes DIR/bin/python, which passes `-c ""`, does as $FAKE_PIP
-says for `-m pip` (fail, hang, or succeed), and otherwise writes its arguments, one a line, to argv.
+says for `-m pip` (fail, hang, or succeed), and otherwise writes its arguments, one a line, to argv (and, where
+$FAKE_RUN says hang, runs until SIGTERM, which it notes in the file stopped).
 """
 import os
 import shutil
@@ -27,6 +28,10 @@ case "$1" in
       exit 0;;
 esac
 printf '%s\\n' "$@" > argv
+[ "$FAKE_RUN" = hang ] || exit 0
+trap 'touch stopped; exit 143' TERM
+touch running
+while :; do sleep 0.1; done
 """
 pytestmark = pytest.mark.skipif(not shutil.which("make"), reason="needs make")
 
@@ -43,9 +48,9 @@ def project(tmp_path):
         (stand_ins / name).write_text(text)
         (stand_ins / name).chmod(0o755)
 
-    def make(*argv, pip="succeed"):
+    def make(*argv, pip="succeed", run="finish"):
         env = {**os.environ, "PATH": f"{stand_ins}:{os.environ['PATH']}", "FAKE_PYTHON": str(stand_ins / "python"),
-               "FAKE_PIP": pip}
+               "FAKE_PIP": pip, "FAKE_RUN": run}
         env.pop("ARGS", None)
         env.pop("MAKEFLAGS", None)
         return subprocess.Popen(["make", "--no-print-directory", *argv], cwd=tmp_path, env=env, text=True,
@@ -68,7 +73,7 @@ def test_a_failed_pip_leaves_no_environment_that_looks_ready(project):
     assert (folder / ".venv" / "requirements.txt").read_text() == "torch\n"
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_build_stopped_during_pip_puts_back_the_environment_there_was(signum, project):
     folder, make = project
     assert finished(make("venv"))[0] == 0
@@ -79,11 +84,11 @@ def test_a_build_stopped_during_pip_puts_back_the_environment_there_was(signum, 
     deadline = time.monotonic() + 30
     while not (folder / "pip-started").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    # Ctrl-C reaches the terminal's whole process group; SIGTERM (kill) reaches make alone.
-    if signum == signal.SIGINT:
-        os.killpg(process.pid, signum)
-    else:
+    # Ctrl-C and a closed terminal's hangup reach the whole process group; SIGTERM (kill) reaches make alone.
+    if signum == signal.SIGTERM:
         process.send_signal(signum)
+    else:
+        os.killpg(process.pid, signum)
     status, _, err = finished(process)
     assert status != 0 and "interrupted; .venv is as it was before" in err, err
     assert (folder / ".venv" / "good").exists() and not (folder / ".venv.old").exists()
@@ -124,3 +129,24 @@ def test_args_reach_the_program_as_words_never_as_shell_commands(args, words, pr
     assert status == 0, err
     assert (folder / "argv").read_text().splitlines() == ["main.py", *words]
     assert not (folder / "ran-by-the-shell").exists()
+
+
+def test_sigterm_to_make_alone_reaches_the_program_it_runs(project):
+    folder, make = project
+    assert finished(make("venv"))[0] == 0
+    process = make("train", run="hang")
+    try:
+        deadline = time.monotonic() + 30
+        while not (folder / "running").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)  # as kill and job schedulers send it: make forwards it to its child
+        finished(process)
+        deadline = time.monotonic() + 10
+        while not (folder / "stopped").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (folder / "stopped").exists(), "the program ran on without the signal"
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # whatever the make left behind
+        except ProcessLookupError:
+            pass
