@@ -11,6 +11,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -423,7 +424,7 @@ def split_address(address, given="--address"):
         host = host[1:-1]
     elif ":" in host:
         host = ""  # an IPv6 address wants its brackets, or the port cannot be told from it
-    if not (host and port.isdigit() and 0 < int(port) < 65536):
+    if not (host and re.fullmatch(r"[0-9]{1,5}", port) and 0 < int(port) < 65536):  # not isdigit(): it takes ²
         raise UsageError(f"{given} {address!r} is not HOST:PORT; give the Ray head's address and GCS port, e.g. "
                          f"10.0.0.5:6379 or [::1]:6379")
     return host, int(port)

@@ -26,7 +26,7 @@ def test_an_address_is_host_and_port(address, host, port):
 
 
 @pytest.mark.parametrize("address", ["::1", "::1:6379", "ray://head:10001", "head", "head:", ":6379", "head:0",
-                                     "head:65536", "auto"])
+                                     "head:65536", "auto", "head:²", "head:6379 "])
 def test_an_address_that_is_not_host_and_port_is_refused_in_one_line(address):
     with pytest.raises(UsageError, match=r"^--address .* is not HOST:PORT; give .* e\.g\. 10\.0\.0\.5:6379 or "
                                          r"\[::1\]:6379$"):
