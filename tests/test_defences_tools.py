@@ -94,7 +94,8 @@ def staged_report(tmp_path, monkeypatch):
     def train_all(jobs, settings, measure=None, line=None):
         for job in jobs:
             for kind in runner.KINDS:
-                getattr(job.paths, kind).write_text(f"{job.name} {kind}")
+                getattr(job.paths, kind).write_bytes(staging.PNG_SIGNATURE * (kind == "curves") +
+                                                     f"{job.name} {kind}".encode())
         return {name: "boom" for name in failing}
     monkeypatch.setattr(runner, "train_all", train_all)
     return failing
@@ -176,24 +177,50 @@ def test_a_staging_folder_that_cannot_be_written_is_refused_without_advice_to_de
     assert str(refused.value).endswith("; fix its permissions")
 
 
-def test_a_staged_run_without_its_checkpoint_stops_the_moves_before_any_in_one_line(trained_runs, tmp_path,
-                                                                                   monkeypatch):
-    # Finished, so not trained again, but its checkpoint gone: each file is checked before any is moved.
+@pytest.mark.parametrize("damage, problem", [
+    ("no checkpoint", "checkpoint is missing"),
+    ("empty curves", "curves is not a file the rerun wrote (a link, or not a PNG)"),
+    ("curves a link", "curves is not a file the rerun wrote (a link, or not a PNG)")])
+def test_a_damaged_staged_run_stops_the_rerun_in_one_line_before_any_training(damage, problem, trained_runs,
+                                                                               tmp_path, monkeypatch):
+    # Finished, so not trained again, but a file of it gone or not its own: each file of the runs finished already
+    # is checked before the others train, which a refusal after them would throw away.
     monkeypatch.setattr(committed, "ROOT", tmp_path)
     monkeypatch.setattr(staging, "STAGING", tmp_path / "checkpoints" / "report")
-    monkeypatch.setattr(experiments, "SEEDS", (0,))
+    monkeypatch.setattr(experiments, "SEEDS", (0, 1))
     monkeypatch.setattr(experiments, "experiment_recipe", lambda label, seed: resolve_recipe(
-        "lenet5", {}, epochs=1, seed=0, limit=None, train_size=None, validation=False, amp=False))
-    monkeypatch.setattr(measurements, "measurements", lambda recipe: pytest.fail("trained a finished run"))
+        "lenet5", {}, epochs=1, seed=seed, limit=None, train_size=None, validation=False, amp=False))
+    monkeypatch.setattr(runner, "train_all", lambda *a, **k: pytest.fail("trained before checking the staged runs"))
     made, staged = files.RunPaths.of(trained_runs, "lenet5_seed0"), files.RunPaths.of(staging.STAGING, "lenet5_seed0")
-    for kind in ("results", "curves"):
+    for kind in runner.KINDS:
         getattr(staged, kind).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(getattr(made, kind), getattr(staged, kind))
+    if damage == "no checkpoint":
+        staged.checkpoint.unlink()
+    elif damage == "empty curves":
+        staged.curves.write_bytes(b"")
+    else:
+        staged.curves.unlink()
+        staged.curves.symlink_to(made.curves)
     with pytest.raises(UsageError) as refused:
         staging.rerun(["LeNet5"], runner.Settings())
     check_advice("scripts.report.command", str(refused.value))
-    assert str(refused.value) == (f"{staged.checkpoint} is missing, so 1 staged runs (lenet5_seed0) cannot be moved "
-                                  f"into place whole; delete {staging.STAGING} to start the rerun over")
+    what = staged.checkpoint if damage == "no checkpoint" else staged.curves
+    assert str(refused.value) == (f"{what} {problem.split(' ', 1)[1]}, so 1 staged runs (lenet5_seed0) cannot be "
+                                  f"moved into place whole; delete {staging.STAGING} to start the rerun over")
+    assert not list((tmp_path / "results").glob("*")) and not list((tmp_path / "plots").glob("*"))
+
+
+def test_a_rerun_whose_trained_run_lacks_a_file_moves_nothing_into_place(staged_report, tmp_path, monkeypatch):
+    real = runner.train_all
+
+    def without_a_checkpoint(jobs, *args, **kwargs):
+        failed = real(jobs, *args, **kwargs)
+        jobs[1].paths.checkpoint.unlink()
+        return failed
+    monkeypatch.setattr(runner, "train_all", without_a_checkpoint)
+    with pytest.raises(UsageError, match=r"lenet5_seed1\.pt is missing, so 1 staged runs \(lenet5_seed1\)"):
+        staging.rerun(["LeNet5"], runner.Settings())
     assert not list((tmp_path / "results").glob("*")) and not list((tmp_path / "plots").glob("*"))
 
 

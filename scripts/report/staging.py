@@ -61,6 +61,11 @@ def rerun(labels, settings):
         raise own_advice(e, f"delete {STAGING} to start the rerun over") from None
     files.prepare_out_dir(committed.ROOT, [path for name, _ in named
                                            for path in files.RunPaths.of(committed.ROOT, name).outputs], flag=None)
+    moves = {name: [(getattr(staged, kind), getattr(files.RunPaths.of(committed.ROOT, name), kind))
+                    for kind in runner.KINDS]  # each run's results last
+             for (name, _), staged in zip(named, staged_paths)}
+    # The runs finished already are checked before any training, which a refusal after it would throw away.
+    check_moves([move for name in finished for move in moves[name]])
     emit(f"{len(named)} runs: {len(finished)} finished already in {STAGING}, {len(jobs)} to train")
     try:
         failed = runner.train_all(jobs, settings, measure=lambda job: measurements.measurements(job.recipe),
@@ -69,12 +74,11 @@ def rerun(labels, settings):
         raise own_advice(e, "wait for it to end, then run this command again") from None
     if failed:
         raise RunFailed(f"{len(failed)} runs failed ({', '.join(failed)}); nothing committed changed")
-    moves = [(getattr(staged, kind), getattr(files.RunPaths.of(committed.ROOT, name), kind))  # each run's results last
-             for (name, _), staged in zip(named, staged_paths) for kind in runner.KINDS]
-    check_moves(moves)
+    every = [move for name, _ in named for move in moves[name]]
+    check_moves(every)
     # The moves take milliseconds; a signal waits for them, so that no run is left half moved.
     with deferred_signals():
-        move_into_place(moves)
+        move_into_place(every)
         PROGRESS["moved"] = True
     emit(f"moved {len(named)} runs into {committed.ROOT / 'results'}, {committed.PLOTS} and "
          f"{committed.ROOT / 'checkpoints'}")
@@ -89,12 +93,19 @@ def own_advice(refusal, advice):
 
 def check_moves(moves):
     """UsageError, before anything is moved, unless every staged file is there (a finished run's checkpoint may be
-    gone): a run moved without it would leave the committed files a mix of two reruns."""
-    missing = [source for source, _ in moves if not source.is_file()]
-    if missing:
-        runs_ = sorted({path.stem.removesuffix("_curves") for path in missing})
-        raise UsageError(f"{missing[0]} is missing, so {len(runs_)} staged runs ({', '.join(runs_)}) cannot be moved "
+    gone), a file and not a link, and the curves a PNG: a run moved without one would leave the committed files a
+    mix of two reruns. (The results and checkpoint are checked whole where runner.plan finds the run finished.)"""
+    bad = [(source, "is missing" if not source.exists() and not source.is_symlink() else
+            "is not a file the rerun wrote (a link, or not a PNG)")
+           for source, _ in moves if source.is_symlink() or not source.is_file() or source.suffix == ".png" and
+           source.open("rb").read(8) != PNG_SIGNATURE]
+    if bad:
+        runs_ = sorted({path.stem.removesuffix("_curves") for path, _ in bad})
+        raise UsageError(f"{bad[0][0]} {bad[0][1]}, so {len(runs_)} staged runs ({', '.join(runs_)}) cannot be moved "
                          f"into place whole; delete {STAGING} to start the rerun over")
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def move_into_place(moves):
