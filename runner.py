@@ -9,6 +9,7 @@ Ray is imported only where runs go to it.
 """
 import contextlib
 import functools
+import importlib.metadata
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import secrets
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -435,8 +437,9 @@ HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0
 
 
 def ray_head(address, seconds=10):
-    """This machine's address on its route to the Ray head at address. UsageError, within seconds, unless a gRPC
-    server answers there: Ray would wait on anything else for minutes."""
+    """This machine's address on its route to the Ray head at address. UsageError, within seconds twice over,
+    unless a gRPC server answers there, and answers Ray's first request as a head of this Ray version does: Ray
+    would wait on anything else for minutes."""
     host, port = split_address(address)
     try:
         connection = socket.create_connection((host, port), timeout=seconds)
@@ -449,10 +452,35 @@ def ray_head(address, seconds=10):
             answer = connection.recv(9)
         except OSError:  # a timeout, or a server that hung up
             answer = b""
-        if answer[3:4] == b"\x04":
-            return connection.getsockname()[0]
-    raise UsageError(f"--address {address}: what answers there is not a Ray head (no gRPC answer within {seconds} "
-                     f"s); give the head's GCS port, 6379 unless ray start --port said otherwise")
+        here = connection.getsockname()[0]
+    if answer[3:4] == b"\x04" and answers_as_ray(address, seconds):
+        return here
+    ray = importlib.metadata.version("ray")
+    raise UsageError(f"--address {address}: what answers there is not a Ray {ray} head (no answer as one); give the "
+                     f"GCS port of a head that runs Ray {ray}, 6379 unless ray start --port said otherwise")
+
+
+# Ray's own client asks what answers for its cluster's ID, as ray.init does first, in a process of its own: its core
+# logs each failed try on stderr, and aborts where RAY_AUTH_MODE=token comes without a token.
+ASK_AS_RAY = """import sys
+from ray._raylet import InnerGcsClient
+try:
+    InnerGcsClient.standalone(sys.argv[1], None, int(sys.argv[2]))
+    print("ray")
+except Exception as e:
+    print("timeout" if "imed out" in str(e) or "Deadline Exceeded" in str(e) else "refused")
+"""
+
+
+def answers_as_ray(address, seconds):
+    """Whether the gRPC server at address answers Ray's first request, its cluster's ID, within about seconds (and
+    Ray's import). Only a timeout says no: any other refusal, such as a token it wants, is ray.init's to name."""
+    try:
+        said = subprocess.run([sys.executable, "-c", ASK_AS_RAY, address, str(int(seconds * 1000))], text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=seconds + 30).stdout
+    except subprocess.TimeoutExpired:
+        return False
+    return said.strip() != "timeout"
 
 
 def gpus_here(settings):

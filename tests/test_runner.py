@@ -64,15 +64,30 @@ def serving(answer):
 SETTINGS_FRAME = bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 
-def test_a_grpc_server_is_taken_for_a_ray_head_and_gives_this_machines_address_towards_it():
+@pytest.fixture
+def as_ray(monkeypatch):
+    """A gRPC server taken for a Ray head of this version: Ray's own request to it is the test's to make."""
+    monkeypatch.setattr(runner, "answers_as_ray", lambda address, seconds: True)
+
+
+def test_a_grpc_server_is_taken_for_a_ray_head_and_gives_this_machines_address_towards_it(as_ray):
     assert runner.ray_head(serving(SETTINGS_FRAME)) == "127.0.0.1"
+
+
+def test_a_grpc_server_that_does_not_answer_as_a_ray_head_is_refused_within_the_bound(capfd):
+    address = serving(SETTINGS_FRAME)
+    started = time.monotonic()
+    with pytest.raises(UsageError, match=f"^--address {address}: what answers there is not a Ray "):
+        runner.ray_head(address, seconds=2)
+    assert time.monotonic() - started < 30  # Ray's client waits about 10 s for a connection, whatever its deadline
+    assert capfd.readouterr().err == ""  # Ray's core logged its failed tries nowhere
 
 
 @pytest.mark.parametrize("answer", [b"HTTP/1.1 400 Bad Request\r\n\r\n", b"SSH-2.0-OpenSSH_9.6\r\n", None])
 def test_what_answers_but_is_not_a_ray_head_is_refused_within_the_bound(answer):
     address = serving(answer)
     started = time.monotonic()
-    with pytest.raises(UsageError, match=f"^--address {address}: what answers there is not a Ray head"):
+    with pytest.raises(UsageError, match=rf"^--address {address}: what answers there is not a Ray \S+ head"):
         runner.ray_head(address, seconds=1)
     assert time.monotonic() - started < 5
 
@@ -114,14 +129,14 @@ def ray_init(monkeypatch):
     return calls, raised
 
 
-def test_the_driver_joins_a_cluster_under_its_address_on_the_route_to_the_head(ray_init, tmp_path):
+def test_the_driver_joins_a_cluster_under_its_address_on_the_route_to_the_head(ray_init, as_ray, tmp_path):
     calls, _ = ray_init
     address = serving(SETTINGS_FRAME)
     runner.start_ray(runner.Settings(jobs=2, address=address), tmp_path / "package", tmp_path)
     assert calls[0]["address"] == address and calls[0]["_node_ip_address"] == "127.0.0.1"
 
 
-def test_a_cluster_that_cannot_be_joined_names_the_token_that_may_be_wrong(ray_init, tmp_path):
+def test_a_cluster_that_cannot_be_joined_names_the_token_that_may_be_wrong(ray_init, as_ray, tmp_path):
     # A cluster that refuses this driver's token says only that it could not connect.
     _, raised = ray_init
     raised.append(ConnectionError("Failed to connect to Ray cluster"))
@@ -131,7 +146,7 @@ def test_a_cluster_that_cannot_be_joined_names_the_token_that_may_be_wrong(ray_i
         runner.start_ray(runner.Settings(jobs=2, address=address), tmp_path / "package", tmp_path)
 
 
-def test_a_cluster_that_wants_a_token_the_driver_lacks_is_one_line(ray_init, tmp_path):
+def test_a_cluster_that_wants_a_token_the_driver_lacks_is_one_line(ray_init, as_ray, tmp_path):
     import ray.exceptions
     _, raised = ray_init
     raised.append(ray.exceptions.AuthenticationError("Token authentication is enabled but no token was found"))
