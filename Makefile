@@ -51,7 +51,7 @@ tune: venv  ## choose each model's recipe on the validation split (~55 min on 2 
 tune-fast: venv  ## choose the fast recipe on the validation split; reruns only what is missing
 	set -f; exec $(PYTHON) -m scripts.tune --fast --jobs $(JOBS) $$ARGS
 
-report: venv  ## rerun every experiment and the benchmarks, then rebuild results/, plots/, the README and docs/ (~35 min on 2 CPU cores)
+report: venv  ## rerun every experiment and the pipeline benchmark, then rebuild results/, plots/, the README and docs/ (~35 min on 2 CPU cores)
 	set -f; exec $(PYTHON) -m scripts.report --jobs $(JOBS) --rerun $$ARGS
 
 readme: venv  ## rebuild the generated sections of the README and docs/, and the report figures, from the committed results/

@@ -31,6 +31,7 @@ import files
 import checkpoints
 import preprocess
 from cli import OneLineErrorParser, count, emit, run
+from errors import UsageError
 from recipes import run_name
 
 PROG = "bench_predict"
@@ -127,6 +128,9 @@ def main(argv=None):
 
 
 def measure(args, out, preview_path):
+    if args.checkpoint == CHECKPOINT and not CHECKPOINT.is_file():  # the report's, which git does not hold
+        raise UsageError(f"no checkpoint at {CHECKPOINT.relative_to(files.ROOT)}; `make report` trains the report's "
+                         f"seed-0 models, or pass --checkpoint PATH")
     model, checkpoint = checkpoints.load_model(args.checkpoint, torch.device("cpu"))
     _, _, test_images, test_labels = dataset.load_splits()
     plain = engine.evaluate(model, dataset.TensorLoader(test_images[:args.count], test_labels[:args.count], 1000))

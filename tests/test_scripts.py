@@ -245,6 +245,17 @@ def test_bench_demo_names_a_missing_checkpoint_before_starting_the_server(monkey
                                                  "`make report` trains the report's seed-0 models")
 
 
+
+def test_bench_predict_names_the_report_checkpoint_it_lacks_and_how_to_get_it(monkeypatch, tmp_path, capsys):
+    module = importlib.import_module("benchmarks.bench_predict")
+    monkeypatch.setattr(files, "ROOT", tmp_path)
+    monkeypatch.setattr(module, "CHECKPOINT", files.RunPaths.of(tmp_path, "lenet5_regularized_seed0").checkpoint)
+    assert module.main(["--out", str(tmp_path / "predict.json")]) == 2
+    assert one_line(capsys.readouterr().err) == ("bench_predict: error: no checkpoint at "
+                                                 "checkpoints/lenet5_regularized_seed0.pt; `make report` trains the "
+                                                 "report's seed-0 models, or pass --checkpoint PATH")
+    assert not list(tmp_path.iterdir())
+
 # ---------------------------------------------------------------- signals and a lost output
 
 

@@ -13,11 +13,12 @@ from .experiments import EXPERIMENTS
 
 
 def get_args_parser():
-    # prog: the name its lines have always borne, not __main__.py's
-    parser = OneLineErrorParser(prog="report.py", description=scripts.report.__doc__.split("\n")[0])
+    # prog: the name its other lines bear (report: ...), not __main__.py's
+    parser = OneLineErrorParser(prog="report", description=scripts.report.__doc__.split("\n")[0])
     parser.add_argument("--rerun", nargs="*", metavar="EXPERIMENT", choices=list(EXPERIMENTS),
                         help="first rerun these experiments, or with no names every experiment and the benchmark; "
-                             "default: rerun nothing")
+                             "default: rerun nothing. The experiments, each a quoted name: "
+                             + "; ".join(f"'{label}'" if "'" not in label else f'"{label}"' for label in EXPERIMENTS))
     add_runner_flags(parser)
     return parser
 
