@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, as_from_a_terminal
 
 PYTHON3 = """#!/bin/sh
 [ "$1" = -m ] && [ "$2" = venv ] || exit 9
@@ -39,7 +39,8 @@ pytestmark = pytest.mark.skipif(not shutil.which("make"), reason="needs make")
 @pytest.fixture
 def project(tmp_path):
     """A folder with the Makefile, a requirements.txt and the stand-ins; make(target, *variables, pip=...) runs make
-    there (SIGINT as a terminal gives it, in a process group of its own) and returns the Popen."""
+    there (SIGINT and SIGHUP as a terminal gives them, however pytest was started, in a process group of its own)
+    and returns the Popen."""
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
     (tmp_path / "requirements.txt").write_text("torch\n")
     stand_ins = tmp_path / "stand-ins"
@@ -55,7 +56,7 @@ def project(tmp_path):
         env.pop("MAKEFLAGS", None)
         return subprocess.Popen(["make", "--no-print-directory", *argv], cwd=tmp_path, env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                                preexec_fn=as_from_a_terminal)
     return tmp_path, make
 
 
