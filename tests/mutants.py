@@ -1831,7 +1831,7 @@ TOOLS = [
     Defence("runner.py", "what answers at --address must answer Ray's first request as a head",
             'if answer[3:4] == b"\\x04" and answers_as_ray(address, seconds):', 'if answer[3:4] == b"\\x04":',
             "tests/test_runner.py::test_a_grpc_server_that_does_not_answer_as_a_ray_head_is_refused_within_the_bound"),
-    Defence("runner.py", "Ray's client asks in a process of its own, bounded in time",
+    Defence("runner.py", "Ray's client asks in a process of its own, its core's lines kept off the terminal",
             "stderr=subprocess.DEVNULL, timeout=seconds + 30).stdout", "stderr=None).stdout",
             "tests/test_runner.py::test_a_grpc_server_that_does_not_answer_as_a_ray_head_is_refused_within_the_bound"),
     Defence("runner.py", "what answers at --address must speak gRPC",
