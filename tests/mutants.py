@@ -59,7 +59,7 @@ QUOTED = [
             r"(?!.*(?:^|[^A-Za-z0-9])_|.*_(?:[^A-Za-z0-9]|$))", "",
             "tests/test_slots.py::test_text_the_readme_quotes_from_a_run_is_plain"),
     Defence("scripts/report/committed.py", "text with markup passes only as the path of a file of the repository's",
-            "            and (ROOT / value).is_file())", "            )",
+            "            and (files.ROOT / value).is_file())", "            )",
             "tests/test_scripts.py::test_a_damaged_benchmark_file_stops_the_report_in_one_line"),
     Defence("slots.py", "plain text has no emoji codes", r"(?!.*:[\w+-]+:)", "",
             "tests/test_scripts.py::test_a_damaged_benchmark_file_stops_the_report_in_one_line"),

@@ -191,7 +191,7 @@ def check_plain(value, where="the file"):
 def is_source_file(value):
     """Whether value is the path of a Python file in the repository, as tests/mutants.py names them."""
     return (re.fullmatch(r"(?:[A-Za-z0-9_]+/)*[A-Za-z0-9_]+\.py", value) is not None
-            and (ROOT / value).is_file())
+            and (files.ROOT / value).is_file())  # the code's folder, wherever ROOT's results are read from
 
 
 # The largest figure a benchmark may report: counts, seconds and ratios are all far below it.
