@@ -214,11 +214,22 @@ def run(prog, body, interrupted="interrupted", stopped=str):
     2 bad input (UsageError), 1 a run that failed (RunFailed) or output that cannot be written, 130 Ctrl-C and
     143 SIGTERM, 129 SIGHUP, 141 a reader that went away. interrupted is the line for a signal before anything was saved (or
     the function that gives it, as things stand then);
-    stopped(e) the one for an errors.Interrupted run, which says what was saved and how to go on."""
+    stopped(e) the one for an errors.Interrupted run, which says what was saved and how to go on. The handlers it
+    installs are put back as they were when it returns, so that a caller that goes on (a test) is stopped as before."""
+    handled = {}
     if threading.current_thread() is threading.main_thread():  # only there can Python handle a signal
         for signum in ENDINGS:
             if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup's SIGHUP stays ignored
-                signal.signal(signum, terminate)
+                handled[signum] = signal.signal(signum, terminate)
+    try:
+        return _outcome(prog, body, interrupted, stopped)
+    finally:
+        for signum, previous in handled.items():
+            signal.signal(signum, previous)
+
+
+def _outcome(prog, body, interrupted, stopped):
+    """run()'s exit status for body, its errors turned into their lines."""
     try:
         return body()
     except UsageError as e:

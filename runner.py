@@ -453,7 +453,11 @@ def ray_head(address, seconds=10):
         except OSError:  # a timeout, or a server that hung up
             answer = b""
         here = connection.getsockname()[0]
-    if answer[3:4] == b"\x04" and answers_as_ray(address, seconds):
+    said = answer[3:4] == b"\x04" and asked_as_ray(address, seconds)
+    if said == "token":
+        raise UsageError(f"the Ray cluster at {address} refuses this driver's token; set RAY_AUTH_MODE=token and "
+                         f"RAY_AUTH_TOKEN to the cluster's token")
+    if said and said != "timeout":
         return here
     ray = importlib.metadata.version("ray")
     raise UsageError(f"--address {address}: what answers there is not a Ray {ray} head (no answer as one); give the "
@@ -468,19 +472,21 @@ try:
     InnerGcsClient.standalone(sys.argv[1], None, int(sys.argv[2]))
     print("ray")
 except Exception as e:
-    print("timeout" if "imed out" in str(e) or "Deadline Exceeded" in str(e) else "refused")
+    print("timeout" if "imed out" in str(e) or "Deadline Exceeded" in str(e) else
+          "token" if "InvalidAuthToken" in str(e) or "Unauthenticated" in str(e) else "refused")
 """
 
 
-def answers_as_ray(address, seconds):
-    """Whether the gRPC server at address answers Ray's first request, its cluster's ID, within about seconds (and
-    Ray's import). Only a timeout says no: any other refusal, such as a token it wants, is ray.init's to name."""
+def asked_as_ray(address, seconds):
+    """How the gRPC server at address answers Ray's first request, its cluster's ID, within about seconds (and
+    Ray's import): "ray"; "timeout", as anything that is not a Ray head of this version; "token", a head that
+    refuses this driver's token (or lack of one); anything else ray.init is left to name."""
     try:
         said = subprocess.run([sys.executable, "-c", ASK_AS_RAY, address, str(int(seconds * 1000))], text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=seconds + 30).stdout
     except subprocess.TimeoutExpired:
-        return False
-    return said.strip() != "timeout"
+        return "timeout"
+    return said.strip() or "refused"
 
 
 def gpus_here(settings):

@@ -129,8 +129,8 @@ def main(argv=None):
 
 def measure(args, out, preview_path):
     if args.checkpoint == CHECKPOINT and not CHECKPOINT.is_file():  # the report's, which git does not hold
-        raise UsageError(f"no checkpoint at {CHECKPOINT.relative_to(files.ROOT)}; `make report` trains the report's "
-                         f"seed-0 models, or pass --checkpoint PATH")
+        raise UsageError(f"no checkpoint at {CHECKPOINT.relative_to(files.ROOT)}; `make report ARGS=LeNet5_Regularized` "
+                         f"trains it (git holds none), or pass --checkpoint PATH")
     model, checkpoint = checkpoints.load_model(args.checkpoint, torch.device("cpu"))
     _, _, test_images, test_labels = dataset.load_splits()
     plain = engine.evaluate(model, dataset.TensorLoader(test_images[:args.count], test_labels[:args.count], 1000))

@@ -3,6 +3,7 @@
 starts Ray: where Ray would be reached, ray.init is replaced by a function that fails the test."""
 import argparse
 import importlib
+import io
 import json
 import os
 import shlex
@@ -79,6 +80,16 @@ def reaped():
 
 # ---------------------------------------------------------------- scripts/report/staging.py: the rerun and its moves
 
+def one_pixel_png():
+    """A whole PNG of one pixel, as a staged run's curves must be."""
+    from PIL import Image
+    written = io.BytesIO()
+    Image.new("L", (1, 1)).save(written, format="PNG")
+    return written.getvalue()
+
+
+TINY_PNG = one_pixel_png()
+
 
 @pytest.fixture
 def staged_report(tmp_path, monkeypatch):
@@ -94,8 +105,7 @@ def staged_report(tmp_path, monkeypatch):
     def train_all(jobs, settings, measure=None, line=None):
         for job in jobs:
             for kind in runner.KINDS:
-                getattr(job.paths, kind).write_bytes(staging.PNG_SIGNATURE * (kind == "curves") +
-                                                     f"{job.name} {kind}".encode())
+                getattr(job.paths, kind).write_bytes(TINY_PNG * (kind == "curves") + f"{job.name} {kind}".encode())
         return {name: "boom" for name in failing}
     monkeypatch.setattr(runner, "train_all", train_all)
     return failing
@@ -180,6 +190,7 @@ def test_a_staging_folder_that_cannot_be_written_is_refused_without_advice_to_de
 @pytest.mark.parametrize("damage, problem", [
     ("no checkpoint", "checkpoint is missing"),
     ("empty curves", "curves is not a file the rerun wrote (a link, or not a PNG)"),
+    ("curves a PNG's first bytes only", "curves is not a file the rerun wrote (a link, or not a PNG)"),
     ("curves a link", "curves is not a file the rerun wrote (a link, or not a PNG)")])
 def test_a_damaged_staged_run_stops_the_rerun_in_one_line_before_any_training(damage, problem, trained_runs,
                                                                                tmp_path, monkeypatch):
@@ -199,6 +210,8 @@ def test_a_damaged_staged_run_stops_the_rerun_in_one_line_before_any_training(da
         staged.checkpoint.unlink()
     elif damage == "empty curves":
         staged.curves.write_bytes(b"")
+    elif damage == "curves a PNG's first bytes only":
+        staged.curves.write_bytes(made.curves.read_bytes()[:100])
     else:
         staged.curves.unlink()
         staged.curves.symlink_to(made.curves)
@@ -206,7 +219,7 @@ def test_a_damaged_staged_run_stops_the_rerun_in_one_line_before_any_training(da
         staging.rerun(["LeNet5"], runner.Settings())
     check_advice("scripts.report.command", str(refused.value))
     what = staged.checkpoint if damage == "no checkpoint" else staged.curves
-    assert str(refused.value) == (f"{what} {problem.split(' ', 1)[1]}, so 1 staged runs (lenet5_seed0) cannot be "
+    assert str(refused.value) == (f"{what} {problem.split(' ', 1)[1]}, so 1 staged run (lenet5_seed0) cannot be "
                                   f"moved into place whole; delete {staging.STAGING} to start the rerun over")
     assert not list((tmp_path / "results").glob("*")) and not list((tmp_path / "plots").glob("*"))
 
@@ -219,7 +232,7 @@ def test_a_rerun_whose_trained_run_lacks_a_file_moves_nothing_into_place(staged_
         jobs[1].paths.checkpoint.unlink()
         return failed
     monkeypatch.setattr(runner, "train_all", without_a_checkpoint)
-    with pytest.raises(UsageError, match=r"lenet5_seed1\.pt is missing, so 1 staged runs \(lenet5_seed1\)"):
+    with pytest.raises(UsageError, match=r"lenet5_seed1\.pt is missing, so 1 staged run \(lenet5_seed1\)"):
         staging.rerun(["LeNet5"], runner.Settings())
     assert not list((tmp_path / "results").glob("*")) and not list((tmp_path / "plots").glob("*"))
 

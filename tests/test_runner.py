@@ -67,7 +67,7 @@ SETTINGS_FRAME = bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 @pytest.fixture
 def as_ray(monkeypatch):
     """A gRPC server taken for a Ray head of this version: Ray's own request to it is the test's to make."""
-    monkeypatch.setattr(runner, "answers_as_ray", lambda address, seconds: True)
+    monkeypatch.setattr(runner, "asked_as_ray", lambda address, seconds: "ray")
 
 
 def test_a_grpc_server_is_taken_for_a_ray_head_and_gives_this_machines_address_towards_it(as_ray):

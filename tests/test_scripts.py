@@ -252,8 +252,9 @@ def test_bench_predict_names_the_report_checkpoint_it_lacks_and_how_to_get_it(mo
     monkeypatch.setattr(module, "CHECKPOINT", files.RunPaths.of(tmp_path, "lenet5_regularized_seed0").checkpoint)
     assert module.main(["--out", str(tmp_path / "predict.json")]) == 2
     assert one_line(capsys.readouterr().err) == ("bench_predict: error: no checkpoint at "
-                                                 "checkpoints/lenet5_regularized_seed0.pt; `make report` trains the "
-                                                 "report's seed-0 models, or pass --checkpoint PATH")
+                                                 "checkpoints/lenet5_regularized_seed0.pt; `make report "
+                                                 "ARGS=LeNet5_Regularized` trains it (git holds none), or pass "
+                                                 "--checkpoint PATH")
     assert not list(tmp_path.iterdir())
 
 # ---------------------------------------------------------------- signals and a lost output

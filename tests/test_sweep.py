@@ -274,6 +274,8 @@ def test_a_sweep_on_two_nodes_completes_when_one_dies_mid_sweep(tmp_path, reques
     for i in $(seq 300); do grep -q "Ray runtime started" {tmp_path}/worker.log && break; sleep 0.1; done
     RAY_AUTH_TOKEN= {python("sweep.py", "--model", "lenet5", *QUICK, "--address", "127.0.0.1:6390", "--out-dir",
                             out)} > {tmp_path}/tokenless 2>&1; echo "without a token $?"
+    RAY_AUTH_TOKEN={'cd' * 32} {python("sweep.py", "--model", "lenet5", *QUICK, "--address", "127.0.0.1:6390",
+                                       "--out-dir", out)} > {tmp_path}/wrong 2>&1; echo "with another token $?"
     {python("sweep.py", "--model", "lenet5", "--seed", *range(6), "--limit", "1024", "--epochs", "3",
             "--address", "127.0.0.1:6390", "--out-dir", out)} > {tmp_path}/out 2> {tmp_path}/err &
     sweep=$!
@@ -293,6 +295,10 @@ def test_a_sweep_on_two_nodes_completes_when_one_dies_mid_sweep(tmp_path, reques
     assert "without a token 2" in log and tokenless[1:] == [
         "sweep.py: error: the Ray cluster at 127.0.0.1:6390 wants a token, and this driver has none; set RAY_AUTH_TOKEN "
         "to the cluster's token (RAY_AUTH_MODE=token asks for one)"], tokenless
+    wrong = (tmp_path / "wrong").read_text().splitlines()  # one line, not Ray's retries a second apart
+    assert "with another token 2" in log and wrong[1:] == [
+        "sweep.py: error: the Ray cluster at 127.0.0.1:6390 refuses this driver's token; set RAY_AUTH_MODE=token and "
+        "RAY_AUTH_TOKEN to the cluster's token"], wrong
     for seed in range(6):
         run = results(out, f"lenet5_seed{seed}")
         assert run["status"] == "complete" and len(run["history"]) == 3

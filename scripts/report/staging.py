@@ -98,14 +98,23 @@ def check_moves(moves):
     bad = [(source, "is missing" if not source.exists() and not source.is_symlink() else
             "is not a file the rerun wrote (a link, or not a PNG)")
            for source, _ in moves if source.is_symlink() or not source.is_file() or source.suffix == ".png" and
-           source.open("rb").read(8) != PNG_SIGNATURE]
+           not is_png(source)]
     if bad:
         runs_ = sorted({path.stem.removesuffix("_curves") for path, _ in bad})
-        raise UsageError(f"{bad[0][0]} {bad[0][1]}, so {len(runs_)} staged runs ({', '.join(runs_)}) cannot be moved "
-                         f"into place whole; delete {STAGING} to start the rerun over")
+        raise UsageError(f"{bad[0][0]} {bad[0][1]}, so {len(runs_)} staged run{'s' * (len(runs_) != 1)} "
+                         f"({', '.join(runs_)}) cannot be moved into place whole; delete {STAGING} to start the rerun "
+                         f"over")
 
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+def is_png(path):
+    """Whether path holds a whole PNG: every chunk there, its checksum right, up to the end."""
+    from PIL import Image
+    try:
+        with Image.open(path, formats=["PNG"]) as image:
+            image.verify()
+    except Exception:  # whatever a damaged file makes Pillow raise
+        return False
+    return True
 
 
 def move_into_place(moves):
