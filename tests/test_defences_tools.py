@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ import runner
 import slots
 import sweep
 import test_slots
-from conftest import PYTHON, ROOT, check_advice
+from conftest import PYTHON, ROOT, check_advice, png_declaring
 from errors import RunFailed, UsageError
 from recipes import resolve_recipe
 from scripts import tune
@@ -80,15 +81,8 @@ def reaped():
 
 # ---------------------------------------------------------------- scripts/report/staging.py: the rerun and its moves
 
-def one_pixel_png():
-    """A whole PNG of one pixel, as a staged run's curves must be."""
-    from PIL import Image
-    written = io.BytesIO()
-    Image.new("L", (1, 1)).save(written, format="PNG")
-    return written.getvalue()
-
-
-TINY_PNG = one_pixel_png()
+# A whole PNG of one pixel (a filter byte and RGBA), as a staged run's curves must be.
+TINY_PNG = png_declaring(1, 1, zlib.compress(bytes(5)))
 
 
 @pytest.fixture
@@ -876,7 +870,6 @@ def thread_count():
 
 
 def test_a_run_records_the_thread_count_it_was_given(tmp_path, monkeypatch, thread_count):
-    import io
     import torch
     threads = torch.get_num_threads() + 1  # never the count the run would take by default
     monkeypatch.setattr(runner.tempfile, "tempdir", str(tmp_path))
