@@ -453,11 +453,11 @@ def ray_head(address, seconds=10):
         except OSError:  # a timeout, or a server that hung up
             answer = b""
         here = connection.getsockname()[0]
-    said = answer[3:4] == b"\x04" and asked_as_ray(address, seconds)
+    said = asked_as_ray(address, seconds) if answer[3:4] == b"\x04" else "no gRPC"
     if said == "token":
         raise UsageError(f"the Ray cluster at {address} refuses this driver's token; set RAY_AUTH_MODE=token and "
                          f"RAY_AUTH_TOKEN to the cluster's token")
-    if said and said != "timeout":
+    if said not in ("no gRPC", "timeout"):
         return here
     ray = importlib.metadata.version("ray")
     raise UsageError(f"--address {address}: what answers there is not a Ray {ray} head (no answer as one); give the "
