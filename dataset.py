@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from errors import UsageError
-from files import atomic_write
+from mnistlab.errors import UsageError
+from mnistlab.files import atomic_write
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data"
 BUNDLE_DIR = DEFAULT_DATA_DIR / "bundle"

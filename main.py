@@ -14,11 +14,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from cli import (OneLineErrorParser, add_data_flags, add_recipe_flags, command_again, emit, exit_now, parse_tag, run,
-                 setting)
-from errors import Interrupted, UsageError
-from paths import relative as shown
-from recipes import MODEL_NAMES, RECIPE_NAMES, check_run_name, evaluated_on, format_recipe, resolve_recipe, run_name
+from mnistlab.cli import (OneLineErrorParser, add_data_flags, add_recipe_flags, command_again, emit, exit_now,
+                          parse_tag, run, setting)
+from mnistlab.errors import Interrupted, UsageError
+from mnistlab.paths import relative as shown
+from mnistlab.recipes import (MODEL_NAMES, RECIPE_NAMES, check_run_name, evaluated_on, format_recipe, resolve_recipe,
+                              run_name)
 
 
 def get_args_parser():
@@ -91,7 +92,10 @@ def recipes_of(args):
 
 
 def train(args, recipes, device):
-    import dataset, engine, figures, files, runs, torch  # noqa: E401  (here, not at the top: see main)
+    import torch  # here, not at the top: see main
+
+    import dataset
+    from mnistlab import engine, figures, files, runs
     from model import count_parameters, parameter_table
     out_dir = args.out_dir or files.DEFAULT_OUT_DIR
     if out_dir.resolve() == files.ROOT:  # what it wrote there would mix with what the README reports
@@ -142,7 +146,8 @@ def train(args, recipes, device):
 
 def evaluate(args, names, device):
     """The --evaluate verb: each model's checkpoint scored on the test set or the validation split."""
-    import checkpoints, dataset, engine, figures, files  # noqa: E401  (here, not at the top: see main)
+    import dataset  # here, not at the top: see main
+    from mnistlab import checkpoints, engine, figures, files
     if args.checkpoint and len(names) > 1:
         raise UsageError("--checkpoint names one model's checkpoint; pass --model too, not --model all")
     paths = [args.checkpoint or files.RunPaths.of(args.out_dir or files.DEFAULT_OUT_DIR,
@@ -231,7 +236,7 @@ def main(args):
         if args.compile and not any(map(shutil.which, COMPILERS)):
             raise UsageError("--compile: torch.compile builds its kernels with a C++ compiler, and none is on PATH "
                              f"({', '.join(COMPILERS)}); install one (apt-get install g++), or drop --compile")
-        import engine
+        from mnistlab import engine
         device = engine.resolve_device(args.device)
         if args.evaluate:
             return evaluate(args, [r["model"] for r in recipes], device)

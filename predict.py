@@ -15,12 +15,11 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import images
-import paths
-from cli import OneLineErrorParser, emit, run, stop_on_ctrl_c
-from errors import UsageError
-from paths import shown
-from preprocess import normalize, read
+from mnistlab import images, paths
+from mnistlab.cli import OneLineErrorParser, emit, run, stop_on_ctrl_c
+from mnistlab.errors import UsageError
+from mnistlab.paths import shown
+from mnistlab.preprocess import normalize, read
 
 WORKERS = min(4, os.cpu_count() or 1)  # threads that read images: decoding and resampling release the GIL
 AHEAD = 64           # files read ahead of the one printed, and the most the model reads at once
@@ -165,7 +164,7 @@ def check_preview(given_path, inputs):
 
 def prepare_preview(preview):
     """Create the preview's folder and prove it writable, before any image is read, as main.py does for --out-dir."""
-    import files
+    from mnistlab import files
     try:
         files.make_writable(preview.parent)
     except OSError as e:
@@ -175,10 +174,10 @@ def prepare_preview(preview):
 
 def load(args):
     """The model to read with and its checkpoint, as the arguments choose; says which on standard error."""
-    import checkpoints
-    import files
     import torch
-    from recipes import evaluated_on
+
+    from mnistlab import checkpoints, files
+    from mnistlab.recipes import evaluated_on
 
     def skipped(error):
         print(f"predict.py: skipped {shown(error.path)}, which {error.reason}", file=sys.stderr)
@@ -194,10 +193,9 @@ def load(args):
 
 def read_all(args, model):
     """Read and print every image the arguments name, each as it is ready; returns the exit status."""
-    import engine
-    import figures
-    import files
     import torch
+
+    from mnistlab import engine, figures, files
     preview_rows, read_count, problems, separator = [], 0, 0, ""
     if args.json:
         emit("[")

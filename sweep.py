@@ -18,12 +18,12 @@ import statistics
 import sys
 from pathlib import Path
 
-from cli import (RECIPE_FLAGS, OneLineErrorParser, add_data_flags, add_recipe_flags, add_runner_flags, command_again,
-                 emit, exit_now, parse_tag, run, setting, signal_status)
-from errors import Interrupted, UsageError
-from paths import relative as shown
-from recipes import MODEL_NAMES, RECIPE_NAMES, check_run_name, check_tag, evaluated_on, resolve_recipe, run_name, \
-    setting_tag
+from mnistlab.cli import (RECIPE_FLAGS, OneLineErrorParser, add_data_flags, add_recipe_flags, add_runner_flags,
+                          command_again, emit, exit_now, parse_tag, run, setting, signal_status)
+from mnistlab.errors import Interrupted, UsageError
+from mnistlab.paths import relative as shown
+from mnistlab.recipes import (MODEL_NAMES, RECIPE_NAMES, check_run_name, check_tag, evaluated_on, resolve_recipe,
+                              run_name, setting_tag)
 
 # The most runs one sweep takes: each holds its lock file open while the sweep runs, and a grid past this is more
 # likely a typo than a plan.
@@ -90,11 +90,9 @@ def grid(args):
 
 def table(args, runs_, out_dir, failed=()):
     """The comparison of every setting with the best one, as lines of text; failed names the runs that failed now."""
-    import files
     import numpy as np
-    import runner
-    import significance
-    import slots
+
+    from mnistlab import files, runner, significance, slots
     labels = runner.labels_of(runs_[0][2])  # every run of a sweep is scored on the same images
     correct, accuracy, missing = {}, {}, {}
     for label, name, recipe in runs_:
@@ -152,8 +150,7 @@ def verdict(comparison, seeds=1):
 
 def main(args):
     def body():
-        import files
-        import runner
+        from mnistlab import files, runner
         settings = runner.settings_of(args)
         runs_ = grid(args)
         if len(runs_) > MAX_RUNS:

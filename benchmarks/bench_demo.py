@@ -8,7 +8,7 @@ the single client got for the same drawing. Prints and writes to results/bench_d
 percentile of the time per request, from sending to the parsed answer.
 """
 if __name__ == "__main__":  # Ctrl-C while torch imports, below: one line, not a traceback
-    from cli import stop_on_ctrl_c
+    from mnistlab.cli import stop_on_ctrl_c
     allow_ctrl_c = stop_on_ctrl_c("bench_demo: interrupted while starting; nothing written")
 
 import io
@@ -24,11 +24,10 @@ import torch
 from PIL import Image
 
 import dataset
-import engine
-import files
-from cli import OneLineErrorParser, emit, run
-from errors import RunFailed, UsageError
-from recipes import MODEL_NAMES, run_name
+from mnistlab import engine, files
+from mnistlab.cli import OneLineErrorParser, emit, run
+from mnistlab.errors import RunFailed, UsageError
+from mnistlab.recipes import MODEL_NAMES, run_name
 
 PROG = "bench_demo"
 CLIENTS, REQUESTS = 10, 50

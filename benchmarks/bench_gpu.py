@@ -13,7 +13,7 @@ training until the test accuracy first reaches 99.0%. Writes results/bench_gpu.j
 --epochs, a --limit, or the CPU) writes runs/bench_gpu.json unless --out says otherwise.
 """
 if __name__ == "__main__":  # Ctrl-C while torch imports, below: one line, not a traceback
-    from cli import stop_on_ctrl_c
+    from mnistlab.cli import stop_on_ctrl_c
     allow_ctrl_c = stop_on_ctrl_c("bench_gpu: interrupted while starting; nothing written")
 
 import json
@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
-import engine
-import files
-from cli import OneLineErrorParser, count, emit, run
-from errors import UsageError
+from benchmarks import output
+from mnistlab import engine, files
+from mnistlab.cli import OneLineErrorParser, count, emit, run
+from mnistlab.errors import UsageError
 
 PROG = "bench_gpu"
 ROOT = files.ROOT
@@ -92,7 +92,7 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
 
     def body():
-        out = files.bench_output(args.out, "bench_gpu.json",
+        out = output.results_file(args.out, "bench_gpu.json",
                                  quick=args.epochs != EPOCHS or args.limit is not None or args.device == "cpu")
         try:
             device = engine.resolve_device(args.device)

@@ -14,7 +14,7 @@ figures are medians. Writes results/bench_pipeline.json; a quick run (other --re
 runs/bench_pipeline.json unless --out says otherwise.
 """
 if __name__ == "__main__":  # Ctrl-C while torch imports, below: one line, not a traceback
-    from cli import stop_on_ctrl_c
+    from mnistlab.cli import stop_on_ctrl_c
     allow_ctrl_c = stop_on_ctrl_c("bench_pipeline: interrupted while starting; nothing written")
 
 import statistics
@@ -26,12 +26,11 @@ import torch
 from torch.profiler import profile
 
 import dataset
-import engine
-import files
-from benchmarks import reference
-from cli import OneLineErrorParser, count, emit, run
+from benchmarks import output, reference
+from mnistlab import engine, files
+from mnistlab.cli import OneLineErrorParser, count, emit, run
+from mnistlab.recipes import RECIPES
 from model import LeNet5
-from recipes import RECIPES
 
 PROG = "bench_pipeline"
 REPEATS = 5
@@ -158,7 +157,7 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
 
     def body():
-        out = files.bench_output(args.out, "bench_pipeline.json", quick=(
+        out = output.results_file(args.out, "bench_pipeline.json", quick=(
             args.repeats, args.batch_size) != (REPEATS, RECIPES["lenet5"]["batch_size"]))
         result = measure(args)
         files.save(out, files.write_json, result)

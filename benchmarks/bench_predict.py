@@ -11,7 +11,7 @@ files. Writes results/bench_predict.json and plots/predict_preview.png; a quick 
 --checkpoint) writes runs/bench_predict.json and runs/bench_predict_preview.png unless --out says otherwise.
 """
 if __name__ == "__main__":  # Ctrl-C while torch imports, below: one line, not a traceback
-    from cli import stop_on_ctrl_c
+    from mnistlab.cli import stop_on_ctrl_c
     allow_ctrl_c = stop_on_ctrl_c("bench_predict: interrupted while starting; nothing written")
 
 import sys
@@ -25,14 +25,11 @@ import torch
 from PIL import Image
 
 import dataset
-import engine
-import figures
-import files
-import checkpoints
-import preprocess
-from cli import OneLineErrorParser, count, emit, run
-from errors import UsageError
-from recipes import run_name
+from benchmarks import output
+from mnistlab import checkpoints, engine, figures, files, preprocess
+from mnistlab.cli import OneLineErrorParser, count, emit, run
+from mnistlab.errors import UsageError
+from mnistlab.recipes import run_name
 
 PROG = "bench_predict"
 COUNT = 10_000
@@ -110,9 +107,9 @@ def get_args_parser():
 def outputs(args):
     """The JSON and the preview to write, checked before any work. The committed preview is drawn only beside the
     committed JSON, so that the README's figure and its numbers always come from the same run."""
-    out = files.bench_output(args.out, "bench_predict.json",
+    out = output.results_file(args.out, "bench_predict.json",
                              quick=args.count != COUNT or args.checkpoint.resolve() != CHECKPOINT)
-    return out, files.figure_beside(out, args.preview, files.ROOT / "results" / "bench_predict.json",
+    return out, output.figure_beside(out, args.preview, files.ROOT / "results" / "bench_predict.json",
                                     COMMITTED_PREVIEW, out.with_name(f"{out.stem}_preview.png"), "--preview")
 
 

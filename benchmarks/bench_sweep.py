@@ -24,8 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import files
-from cli import OneLineErrorParser, count, emit, run
+from benchmarks import output
+from mnistlab import files
+from mnistlab.cli import OneLineErrorParser, count, emit, run
 
 PROG = "bench_sweep"
 RUNS, EPOCHS, REPEATS = 8, 2, 2
@@ -34,7 +35,7 @@ ROOT = files.ROOT
 
 def timed(argv, out_dir):
     """Wall seconds of one whole process, launch to exit; RunFailed with its last line where it fails."""
-    from errors import RunFailed
+    from mnistlab.errors import RunFailed
     start = time.perf_counter()
     done = subprocess.run([sys.executable, *argv, "--out-dir", str(out_dir)], cwd=ROOT, capture_output=True,
                           text=True)
@@ -69,10 +70,11 @@ def get_args_parser():
 
 def main(args):
     def body():
-        out = files.bench_output(args.out, "bench_sweep.json",
+        out = output.results_file(args.out, "bench_sweep.json",
                                  quick=(args.runs, args.epochs, args.repeats) != (RUNS, EPOCHS, REPEATS))
-        import engine
         import torch
+
+        from mnistlab import engine
         cores = len(os.sched_getaffinity(0))
         seconds = {}
         with tempfile.TemporaryDirectory(prefix="bench-sweep-") as scratch:

@@ -18,7 +18,7 @@ results/bench_time_to_accuracy.json, from which scripts/report/ builds the table
 (fewer or more seeds) writes runs/bench_time_to_accuracy.json unless --out says otherwise.
 """
 if __name__ == "__main__":  # Ctrl-C while torch imports, below: one line, not a traceback
-    from cli import stop_on_ctrl_c
+    from mnistlab.cli import stop_on_ctrl_c
     allow_ctrl_c = stop_on_ctrl_c("bench_time_to_accuracy: interrupted while starting; nothing written")
 
 import json
@@ -32,9 +32,9 @@ from pathlib import Path
 import torch
 
 import dataset
-import engine
-import files
-from cli import OneLineErrorParser, count, emit, run
+from benchmarks import output
+from mnistlab import engine, files
+from mnistlab.cli import OneLineErrorParser, count, emit, run
 
 PROG = "bench_time_to_accuracy"
 SEEDS, REFERENCE_SEEDS = 10, 3
@@ -135,7 +135,7 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
 
     def body():
-        out = files.bench_output(args.out, "bench_time_to_accuracy.json",
+        out = output.results_file(args.out, "bench_time_to_accuracy.json",
                                  quick=(args.seeds, args.reference_seeds) != (SEEDS, REFERENCE_SEEDS))
         measure_all(args, out)
         return 0

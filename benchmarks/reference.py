@@ -9,7 +9,7 @@ history as JSON on the last line. It draws no figures and writes no files, which
 script that does. The benchmarks run it as a whole process, and import its pieces.
 """
 if __name__ == "__main__":  # Ctrl-C while torch imports, below: one line, not a traceback
-    from cli import stop_on_ctrl_c
+    from mnistlab.cli import stop_on_ctrl_c
     allow_ctrl_c = stop_on_ctrl_c("reference: interrupted while starting; nothing written")
 
 import json
@@ -22,10 +22,10 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
 import dataset
-import engine
-from cli import OneLineErrorParser, count, emit, number, run
+from mnistlab import engine
+from mnistlab.cli import OneLineErrorParser, count, emit, number, run
+from mnistlab.recipes import RECIPES
 from model import LeNet5
-from recipes import RECIPES
 
 PROG = "reference"
 

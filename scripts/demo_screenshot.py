@@ -14,10 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import files
-from cli import OneLineErrorParser, emit, run
-from errors import RunFailed, UsageError
-from recipes import MODEL_NAMES, run_name
+from benchmarks import output
+from mnistlab import files
+from mnistlab.cli import OneLineErrorParser, emit, run
+from mnistlab.errors import RunFailed, UsageError
+from mnistlab.recipes import MODEL_NAMES, run_name
 
 PROG = "demo_screenshot"
 COMMITTED = files.ROOT / "results" / "demo_screenshot.json"
@@ -109,7 +110,7 @@ def outputs(args):
     """The JSON and the screenshot to write, checked before any work; the committed screenshot only beside the
     committed JSON, so that the README's picture and its text come from the same run."""
     out = files.check_output(args.out or COMMITTED, "--out")
-    return out, files.figure_beside(out, args.screenshot, COMMITTED, files.ROOT / "plots" / "demo.png",
+    return out, output.figure_beside(out, args.screenshot, COMMITTED, files.ROOT / "plots" / "demo.png",
                                     out.with_suffix(".png"), "--screenshot", "picture")
 
 

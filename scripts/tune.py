@@ -17,12 +17,10 @@ with --address, one factor after another.
 import statistics
 import sys
 
-import files
-import runner
-import slots
-from cli import OneLineErrorParser, add_runner_flags, emit, run
-from errors import RunFailed, UsageError
-from recipes import EPOCHS, MODEL_NAMES, resolve_recipe, run_name, setting_tag
+from mnistlab import files, runner, slots
+from mnistlab.cli import OneLineErrorParser, add_runner_flags, emit, run
+from mnistlab.errors import RunFailed, UsageError
+from mnistlab.recipes import EPOCHS, MODEL_NAMES, resolve_recipe, run_name, setting_tag
 
 # scripts/tune.py's sweep, scored on the validation split. For each model it starts from `start` and tries one
 # factor at a time, in the order given, each around the best setting found so far. Each factor's values are in

@@ -1,54 +1,107 @@
+"""The fixtures that more than one test module uses. Helpers that are not fixtures are in helpers.py."""
 import errno
-import os
-import re
+import shutil
 import signal
-import struct
-import subprocess
 import sys
-import time
-import zlib
-from math import comb
+import threading
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 import main
-
-ROOT = Path(__file__).resolve().parents[1]
-# The interpreter as the programs name it in the commands that they print to run them again (cli.command_again).
-PYTHON = sys.executable.removeprefix(os.path.join(os.getcwd(), ""))
-QUICK = ["--limit", "512", "--epochs", "2", "--device", "cpu"]
-
-
-# A flag as a message names it, and a program whose own flags follow its name in a command that the message gives
-# (None: a tool of another package's, such as `ray start --head`, whose flags are its own business).
-FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
-PROGRAMS = {"main.py": "main", "sweep.py": "sweep", "predict.py": "predict", "scripts.report": "scripts.report.command",
-            "make ": None, "ray ": None}
+import predict
+from helpers import QUICK, ROOT, check_advice_in, drawing
+from mnistlab import server
+from scripts import tune
+from scripts.report import committed
 
 
-def flags_of(module):
-    import importlib
-    return set(importlib.import_module(module).get_args_parser()._option_string_actions)
+@pytest.fixture
+def thread_count():
+    """Set this process's torch thread count, as torch's default is set, for a test; put back after it."""
+    import torch
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
 
 
-def check_advice(module, message):
-    """Every --flag that message, printed by module's program (main, sweep, predict, scripts.report.command), names
-    is one that program accepts; a flag after another program's name, in the same clause (`python main.py --model
-    x`), that program's: advice the user cannot follow is worse than none."""
-    for clause in re.split(r"[;`()]|, or ", message.split("unrecognized arguments:")[0]):  # not what was typed
-        named = [(clause.find(name), program) for name, program in PROGRAMS.items() if name in clause]
-        start, program = min(named, key=lambda found: found[0]) if named else (len(clause), module)
-        for match in FLAG.finditer(clause):
-            owner = module if match.start() < start else program
-            if owner:
-                assert match.group() in flags_of(owner), f"{message!r} names {match.group()}, which {owner} lacks"
+@pytest.fixture(scope="module")
+def models(trained_runs):
+    return server.load_models([trained_runs / "checkpoints" / f"{model}_seed0.pt" for model in ("lenet5", "custom_mlp")])
 
 
-def check_advice_in(module, err):
-    """check_advice for each line of a program's stderr."""
-    for line in err.splitlines():
-        check_advice(module, line)
+@pytest.fixture(scope="module")
+def url(models):
+    """The demo's server on a free port, serving in a thread: its address."""
+    httpd = server.make_server(models, 0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_port}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    drawing(1).save(folder / "one.png")
+    drawing(0, mode="RGB").save(folder / "zero.jpg", quality=80)
+    Image.new("L", (100, 100), 255).save(folder / "blank.png")
+    (folder / "fake.png").write_text("not an image")
+    png = (folder / "one.png").read_bytes()
+    (folder / "truncated.png").write_bytes(png[:len(png) // 2])
+    (folder / "empty").mkdir()
+    (folder / "no-images").mkdir()
+    (folder / "no-images" / "notes.txt").write_text("")
+    return folder
+
+
+@pytest.fixture
+def run_predict(capsys):
+    """predict.py in-process: run_predict(*argv) returns (exit status, stdout, stderr), each flag its refusals name
+    checked to be one predict.py accepts."""
+    def run(*argv):
+        status = predict.main(predict.get_args_parser().parse_args([str(a) for a in argv]))
+        out, err = capsys.readouterr()
+        check_advice_in("predict", err)
+        return status, out, err
+    return run
+
+
+@pytest.fixture
+def checkpoint(trained_runs):
+    return trained_runs / "checkpoints" / "lenet5_seed0.pt"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A folder holding a finished QUICK lenet5 run; tests copy it, so each sees the same bytes."""
+    import main
+    out_dir = tmp_path_factory.mktemp("finished")
+    assert main.main(main.get_args_parser().parse_args(["--model", "lenet5", *QUICK, "--out-dir", str(out_dir)])) == 0
+    return out_dir
+
+
+@pytest.fixture
+def copy(tmp_path, monkeypatch):
+    """A copy of results/, README.md and docs/ that the report and the tuning read instead, and an empty plots/
+    folder that they would draw into; returns the copy's results/ folder."""
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results", results)
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    (tmp_path / "plots").mkdir()
+    for name, value in (("ROOT", tmp_path), ("RESULTS", results), ("PLOTS", tmp_path / "plots"),
+                        ("PAGES", tmp_path)):
+        monkeypatch.setattr(committed, name, value)
+    monkeypatch.setattr(tune, "TUNING_DIR", results / "tuning")
+    monkeypatch.setattr(tune, "FAST_DIR", results / "tuning" / "fast")
+    caches = (committed.load, committed.correct, committed.comparison)
+    for cache in caches:
+        cache.cache_clear()  # runs read from the committed results/ by other tests
+    yield results
+    for cache in caches:
+        cache.cache_clear()  # runs read from the copy
 
 
 @pytest.fixture
@@ -78,66 +131,14 @@ def ctrl_c():
     signal.signal(signal.SIGINT, previous)
 
 
-def binomial_p(k, n):
-    """Two-sided exact binomial p-value at even odds: the chance of a split no likelier than k of n."""
-    return sum(comb(n, i) for i in range(n + 1) if comb(n, i) <= comb(n, k)) / 2 ** n
-
-
-def files_under(path):
-    return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.exists() else []
-
-
-def without_seconds(history):
-    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
-
-
-def png_declaring(width, height, idat=None, colour_type=6, palette=None, transparent=None):
-    """PNG bytes whose header declares width x height at 8 bits, RGBA unless colour_type says otherwise, with idat
-    (compressed rows) as its data: none by default, enough for a test of what happens before decoding."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0))
-            + (chunk(b"PLTE", palette) if palette else b"") + (chunk(b"tRNS", transparent) if transparent else b"")
-            + (chunk(b"IDAT", idat) if idat is not None else b"") + chunk(b"IEND", b""))
-
-
-def as_from_a_terminal():
-    """Ctrl-C and SIGHUP as a program started from a terminal gets them, even where pytest itself runs with them
-    ignored, as a shell's background job (`&`) and nohup start it: the programs keep an ignored signal ignored, on
-    purpose."""
-    for signum in (signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_DFL)
-
-
-def start(script, *argv, **kwargs):
-    """script (main.py, predict.py, ...) as a child process, with pipes for its output, and signals as from a
-    terminal."""
-    return subprocess.Popen([sys.executable, str(ROOT / script), *map(str, argv)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal, **kwargs)
-
-
-def interrupted_while_starting(script, *argv):
-    """script run with argv and sent Ctrl-C a second in, while torch is still being imported: (exit status,
-    stdout, stderr)."""
-    process = start(script, *argv)
-    try:
-        time.sleep(1.0)
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
-    finally:
-        process.kill()  # where it did not stop
-        process.wait()
-    return process.returncode, out, err
-
-
 @pytest.fixture(scope="session")
 def trained_runs(tmp_path_factory):
     """An output folder with lenet5 and custom_mlp checkpoints, trained for one epoch on 20,000 images."""
-    import dataset
-    import files
-    import runs
     import torch
-    from recipes import resolve_recipe, run_name
+
+    import dataset
+    from mnistlab import files, runs
+    from mnistlab.recipes import resolve_recipe, run_name
     out_dir = tmp_path_factory.mktemp("runs")
     train_images, train_labels, test_images, test_labels = dataset.load_splits()
     data = train_images[:20_000], train_labels[:20_000], test_images, test_labels
@@ -151,7 +152,7 @@ def trained_runs(tmp_path_factory):
 def read_only_probe(monkeypatch):
     """Make the probe file that proves a folder writable fail as on a read-only file system. Root passes every
     permission check, so that is what stops it."""
-    import files
+    from mnistlab import files
     write_bytes = files.Path.write_bytes
 
     def read_only(path, data):
@@ -165,8 +166,8 @@ def read_only_probe(monkeypatch):
 def outputs_recorded(monkeypatch, tmp_path):
     """The paths that programs check as their outputs, stopping each program at its first check. runs/ is
     tmp_path/runs."""
-    import files
-    from errors import UsageError
+    from mnistlab import files
+    from mnistlab.errors import UsageError
     recorded = []
 
     def check(path, flag):

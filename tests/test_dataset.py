@@ -1,3 +1,5 @@
+"""dataset.py: MNIST from the bundle, checked by SHA-256, loaded into tensors; the loader, augmentation, shifts and
+rotations, and --data-dir."""
 import gzip
 import hashlib
 import os
@@ -5,13 +7,14 @@ import shutil
 import subprocess
 import sys
 import urllib.error
+import urllib.request
 
 import pytest
 import torch
 from torchvision import datasets
 
 import dataset
-from conftest import check_advice
+from helpers import assert_rejected, check_advice, guards
 
 # MD5s of the decompressed files in the original MNIST distribution: a check independent of our SHA-256s.
 MD5 = {
@@ -25,6 +28,11 @@ MD5 = {
 @pytest.fixture(scope="module")
 def mnist():
     return dataset.load_mnist()
+
+
+def extracted_copy(tmp_path):
+    shutil.copytree(dataset.prepare_mnist(), tmp_path / "MNIST" / "raw")
+    return tmp_path / "MNIST" / "raw"
 
 
 def test_bundled_files_match_the_original_mnist():
@@ -120,11 +128,10 @@ def test_loader_augments_only_when_asked(mnist):
     assert not torch.allclose(augmented, images)
 
 
-def extracted_copy(tmp_path):
-    shutil.copytree(dataset.prepare_mnist(), tmp_path / "MNIST" / "raw")
-    return tmp_path / "MNIST" / "raw"
-
-
+@guards("dataset.py",
+        "each data file's bytes are checked against their SHA-256 before they are parsed",
+        "    if hashlib.sha256(data).hexdigest() != SHA256[path.name]:",
+        "    if False:")
 def test_checksum_check_rejects_a_corrupted_file(tmp_path):
     raw = extracted_copy(tmp_path)
     labels = bytearray((raw / "t10k-labels-idx1-ubyte").read_bytes())
@@ -148,6 +155,10 @@ def test_missing_files_are_extracted_again_from_the_bundle(tmp_path):
     assert hashlib.md5((raw / "t10k-labels-idx1-ubyte").read_bytes()).hexdigest() == MD5["t10k-labels-idx1-ubyte"]
 
 
+@guards("dataset.py",
+        "a truncated bundle is one line and leaves nothing behind",
+        "    except (EOFError, gzip.BadGzipFile, zlib.error) as e:",
+        "    except (gzip.BadGzipFile, zlib.error) as e:")
 def test_a_truncated_bundle_is_rejected_and_leaves_nothing_behind(tmp_path):
     raw = extracted_copy(tmp_path / "data")
     (raw / "t10k-labels-idx1-ubyte").unlink()
@@ -160,6 +171,10 @@ def test_a_truncated_bundle_is_rejected_and_leaves_nothing_behind(tmp_path):
     assert sorted(p.name for p in raw.iterdir()) == sorted(set(dataset.SHA256) - {"t10k-labels-idx1-ubyte"})
 
 
+@guards("dataset.py",
+        "a bundle that decompresses to the wrong bytes is refused",
+        "        if digest.hexdigest() != SHA256[target.name]:",
+        "        if False:")
 def test_a_bundle_with_the_wrong_content_is_rejected(tmp_path):
     raw = extracted_copy(tmp_path / "data")
     (raw / "t10k-labels-idx1-ubyte").unlink()
@@ -170,6 +185,10 @@ def test_a_bundle_with_the_wrong_content_is_rejected(tmp_path):
         dataset.prepare_mnist(tmp_path / "data", bundle)
 
 
+@guards("dataset.py",
+        "a failed download is one line naming the fix",
+        "    except Exception as e:\n        reason",
+        "    except ValueError as e:\n        reason")
 def test_without_bundle_or_network_the_error_names_the_fix(tmp_path, monkeypatch):
     def offline(self):
         raise urllib.error.URLError("no network")
@@ -187,6 +206,14 @@ def test_extracted_files_get_the_usual_permissions(tmp_path):
     assert (raw / "t10k-labels-idx1-ubyte").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+@guards("dataset.py",
+        "MNIST is extracted only into data, an empty folder or one that holds MNIST",
+        "    if missing and data_dir.resolve() != DEFAULT_DATA_DIR and not",
+        "    if False and data_dir.resolve() != DEFAULT_DATA_DIR and not")
+@guards("dataset.py",
+        "a folder that holds MNIST already is MNIST's, whatever else it holds",
+        ' and not (data_dir / "MNIST").is_dir() and any(',
+        " and any(")
 def test_mnist_is_extracted_only_into_an_empty_folder_or_its_own(tmp_path):
     others = tmp_path / "etc"
     others.mkdir()
@@ -206,6 +233,10 @@ def test_mnist_is_extracted_only_into_an_empty_folder_or_its_own(tmp_path):
     dataset.prepare_mnist(raw.parent.parent)
 
 
+@guards("dataset.py",
+        "a missing --data-dir is refused",
+        "    if not data_dir.is_dir():\n        raise",
+        "    if False:\n        raise")
 def test_a_missing_data_dir_is_rejected(tmp_path):
     with pytest.raises(dataset.DataError, match=r"does not exist"):
         dataset.prepare_mnist(tmp_path / "nowhere")
@@ -262,3 +293,68 @@ def test_stratified_subsets_keep_each_classs_share(mnist):
         counts = labels[subset].bincount(minlength=10).double()
         assert ((counts - share * size).abs() <= 1).all()
         assert torch.equal(subset, dataset.stratified_subset(labels, size))
+
+
+@guards("dataset.py",
+        "a bundle that is not gzip is one line",
+        "gzip.BadGzipFile, zlib.error) as e:",
+        "zlib.error) as e:")
+def test_a_bundle_that_is_not_gzip_is_one_line(tmp_path):
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (tmp_path / "data").mkdir()
+    for name in dataset.SHA256:
+        (bundle / f"{name}.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(dataset.DataError) as refused:
+        dataset.prepare_mnist(tmp_path / "data", bundle)
+    assert "train-images-idx3-ubyte.gz is truncated or not gzip" in str(refused.value)
+    assert str(refused.value).endswith(f"restore it with `git checkout -- train-images-idx3-ubyte.gz` in {bundle}")
+    assert not list((tmp_path / "data" / "MNIST" / "raw").iterdir())
+
+
+@guards("dataset.py",
+        "an unreadable --data-dir is refused",
+        "    if not os.access(data_dir, os.R_OK | os.X_OK):",
+        "    if False:")
+def test_an_unreadable_data_dir_is_refused_before_anything_is_read_from_it(tmp_path, monkeypatch):
+    # Root passes every permission check, so the check itself is made to say no.
+    access = dataset.os.access
+    monkeypatch.setattr(dataset.os, "access", lambda path, mode: path != tmp_path and access(path, mode))
+    monkeypatch.setattr(dataset, "_download", lambda *args: pytest.fail("looked for MNIST in an unreadable folder"))
+    with pytest.raises(dataset.DataError, match=f"^data directory {tmp_path} cannot be read; fix its permissions or "
+                                                f"pass another --data-dir$"):
+        dataset.read_mnist(tmp_path, tmp_path / "no-bundle")
+
+
+@guards("dataset.py",
+        "a data folder that cannot take the extracted files is one line",
+        '        except OSError as e:\n            raise DataError(f"cannot write the extracted data',
+        '        except ZeroDivisionError as e:\n            raise DataError(f"cannot write the extracted data')
+def test_a_data_dir_that_cannot_take_the_extracted_files_is_one_line(tmp_path):
+    (tmp_path / "MNIST").mkdir()
+    (tmp_path / "MNIST" / "raw").write_text("a file where the extracted files go")
+    with pytest.raises(dataset.DataError, match=f"cannot write the extracted data to {tmp_path}/MNIST/raw \\(File "
+                                                f"exists\\); pass a writable --data-dir"):
+        dataset.prepare_mnist(tmp_path)
+
+
+@guards("dataset.py",
+        "a data file that cannot be read is one line",
+        '    except OSError as e:\n        raise DataError(f"cannot read {path}',
+        '    except ZeroDivisionError as e:\n        raise DataError(f"cannot read {path}')
+def test_a_data_file_that_cannot_be_read_is_one_line(tmp_path):
+    for name in dataset.SHA256:
+        (tmp_path / "MNIST" / "raw" / name).mkdir(parents=True)  # a folder where the file belongs
+    with pytest.raises(dataset.DataError, match=f"cannot read {tmp_path}/MNIST/raw/train-images-idx3-ubyte \\(Is a "
+                                                f"directory\\); delete it and rerun to re-extract it"):
+        dataset.prepare_mnist(tmp_path)
+
+
+@guards("dataset.py",
+        "a file that is not a folder as --data-dir is refused",
+        "    if data_dir.exists() and not data_dir.is_dir():",
+        "    if False:")
+def test_a_data_dir_that_is_a_file_is_rejected(tmp_path, cli):
+    (tmp_path / "a-file").write_text("")
+    assert_rejected(["--data-dir", tmp_path / "a-file", "--out-dir", tmp_path / "out"], tmp_path, cli,
+                    "is a file, not a folder; pass a folder as --data-dir")

@@ -1,83 +1,32 @@
-"""demo.py: the server's API with good, bad and concurrent requests, and the page in a real headless browser."""
+"""demo.py, the program: its flags, its start and its stop, the page in a real headless browser, and the
+screenshot script that drives it. The server itself is test_server.py's."""
 import base64
-import contextlib
-import http.client
 import io
 import json
-import re
-import select
+import os
+import signal
 import socket
 import struct
 import threading
-import time
 import urllib.error
 import urllib.request
-from urllib.parse import urlparse
 
 import numpy as np
 import pytest
 import torch
-from PIL import EpsImagePlugin, Image, ImageDraw
+from PIL import Image
 
 import demo
-import files
-from conftest import interrupted_while_starting
-from errors import RunFailed
+from helpers import (PNGS, ROOT, drawn, fake_demo, field_of, gone, guards, interrupted_while_starting, one_line, pid_in,
+                     port_of, post, raw, request, wait_gone)
+from mnistlab import files, server
+from mnistlab.errors import RunFailed
 from scripts import demo_screenshot
 
 
-def drawn(digit):
-    """A digit as the page sends it: black strokes on a white 280x280 canvas, as PNG bytes."""
-    image = Image.new("RGB", (280, 280), "white")
-    draw = ImageDraw.Draw(image)
-    if digit == 1:
-        draw.line([(140, 50), (140, 235)], fill="black", width=18)
-    else:
-        draw.ellipse([78, 48, 202, 232], outline="black", width=18)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-PNGS = {digit: drawn(digit) for digit in (0, 1)}
-
-
-@pytest.fixture(scope="module")
-def models(trained_runs):
-    return demo.load_models([trained_runs / "checkpoints" / f"{model}_seed0.pt" for model in ("lenet5", "custom_mlp")])
-
-
-@pytest.fixture(scope="module")
-def server(models):
-    """The demo's server on a free port, serving in a thread: its address."""
-    server = demo.make_server(models, 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/"
-    server.shutdown()
-    server.server_close()
-
-
-def post(address, body, query="", content_type=None):
-    """(status, JSON answer) of POST /predict: a body of PNG bytes as image/png, a data URL as text/plain."""
-    content_type = content_type or ("text/plain" if body.startswith(b"data:") else "image/png")
-    request = urllib.request.Request(f"{address}predict{query}", data=body, method="POST",
-                                     headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
-def field_of(answer):
-    header, _, data = answer["image"].partition(",")
-    assert header == "data:image/png;base64"
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))), dtype=np.float32) / 255
-
-
 @pytest.mark.parametrize("digit", [1, 0])
-def test_a_drawn_digit_is_read_by_every_model(server, digit):
-    status, answer = post(server, drawn(digit))
+def test_a_drawn_digit_is_read_by_every_model(url, digit):
+    status, answer = post(url, drawn(digit))
     assert status == 200 and answer["blank"] is False and answer["shift"] == [0, 0]
     assert [(m["model"], m["label"]) for m in answer["models"]] == [("lenet5", "LeNet5"), ("custom_mlp", "CustomMLP")]
     for model in answer["models"]:
@@ -89,49 +38,35 @@ def test_a_drawn_digit_is_read_by_every_model(server, digit):
     assert field.shape == (28, 28) and field.max() > 0.9
 
 
-def test_a_data_url_reads_the_same_as_bytes(server):
+def test_a_data_url_reads_the_same_as_bytes(url):
     png = drawn(1)
-    _, from_bytes = post(server, png)
-    _, from_url = post(server, b"data:image/png;base64," + base64.b64encode(png))
+    _, from_bytes = post(url, png)
+    _, from_url = post(url, b"data:image/png;base64," + base64.b64encode(png))
     assert from_url == from_bytes
 
 
-def test_the_shift_moves_what_the_models_see(server):
-    _, plain = post(server, drawn(0))
-    _, shifted = post(server, drawn(0), "?dx=3&dy=-2")
+def test_the_shift_moves_what_the_models_see(url):
+    _, plain = post(url, drawn(0))
+    _, shifted = post(url, drawn(0), "?dx=3&dy=-2")
     assert shifted["shift"] == [3, -2]
     moved = np.zeros((28, 28), dtype=np.float32)
     moved[:26, 3:] = field_of(plain)[2:, :25]
     np.testing.assert_allclose(field_of(shifted), moved, atol=1 / 255)
 
 
-def test_a_blank_canvas_is_reported_as_blank(server):
+def test_a_blank_canvas_is_reported_as_blank(url):
     buffer = io.BytesIO()
     Image.new("RGB", (280, 280), "white").save(buffer, format="PNG")
-    assert post(server, buffer.getvalue()) == (200, {"blank": True, "image": None, "shift": [0, 0], "models": []})
+    assert post(url, buffer.getvalue()) == (200, {"blank": True, "image": None, "shift": [0, 0], "models": []})
 
 
-@pytest.mark.parametrize("body, query, status, message", [
-    (b"", "", 400, "empty body"),
-    (b"not an image at all", "", 400, "not an image"),
-    (b"data:image/png;base64,@@@", "", 400, "not valid base64"),
-    (b"\0" * (2 * 1024 * 1024 + 1), "", 413, "send at most 2 MB"),
-    (None, "?dx=99", 400, "at most 10 pixels"),
-    (None, "?dx=left", 400, "must be whole numbers"),
-])
-def test_bad_input_gets_a_4xx_and_the_server_stays_up(server, body, query, status, message):
-    answered, answer = post(server, drawn(1) if body is None else body, query)
-    assert answered == status and message in answer["error"]
-    assert post(server, drawn(1))[1]["models"][0]["digit"] == 1
-
-
-def test_ten_clients_at_once_all_get_correct_answers(server):
+def test_ten_clients_at_once_all_get_correct_answers(url):
     failures = []
 
     def client(k):
         for i in range(50):
             digit = (k + i) % 2
-            status, answer = post(server, PNGS[digit])
+            status, answer = post(url, PNGS[digit])
             if status != 200 or [m["digit"] for m in answer["models"]] != [digit, digit]:
                 failures.append((k, i, status))
 
@@ -143,8 +78,8 @@ def test_ten_clients_at_once_all_get_correct_answers(server):
     assert failures == []
 
 
-def test_the_page_is_served(server):
-    with urllib.request.urlopen(server, timeout=10) as response:
+def test_the_page_is_served(url):
+    with urllib.request.urlopen(url, timeout=10) as response:
         page = response.read().decode()
     assert response.headers["Content-Type"].startswith("text/html") and 'id="pad"' in page
     assert "http://" not in page and "https://" not in page  # nothing fetched from elsewhere: the page works offline
@@ -158,11 +93,11 @@ def test_without_any_checkpoint_the_demo_says_how_to_train_one(tmp_path, monkeyp
 
 
 @pytest.mark.skipif(demo_screenshot.browser_missing() is not None, reason=str(demo_screenshot.browser_missing()))
-def test_drawing_in_a_real_browser_shows_each_models_reading(server):
+def test_drawing_in_a_real_browser_shows_each_models_reading(url):
     from selenium.webdriver.common.by import By
     driver = demo_screenshot.browser()
     try:
-        driver.get(server)
+        driver.get(url)
         demo_screenshot.draw(driver, demo_screenshot.ONE)
         assert demo_screenshot.predicted(driver, 0) == {"lenet5": 1, "custom_mlp": 1}
         preview = driver.find_element(By.ID, "preview")
@@ -178,259 +113,58 @@ def test_drawing_in_a_real_browser_shows_each_models_reading(server):
         driver.quit()
 
 
-# ---------------------------------------------------------------- what other web pages and hostile clients send
-
-EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n0 0 moveto 28 28 lineto stroke showpage\n"
-
-
-@contextlib.contextmanager
-def serving(models, **kwargs):
-    """A server of its own, for a test that changes it or wears it down: its address, "http://127.0.0.1:PORT/"."""
-    server = demo.make_server(models, 0, **kwargs)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def port_of(address):
-    return urlparse(address).port
-
-
-def request(address, method, path, body=None, headers=None):
-    """(status, headers, body) of one request on a fresh connection."""
-    connection = http.client.HTTPConnection("127.0.0.1", port_of(address), timeout=10)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
-
-
-def raw(address, data, timeout=10):
-    """Everything the server sends back for data, written as is, until it closes the connection."""
-    with socket.create_connection(("127.0.0.1", port_of(address)), timeout=timeout) as connection:
-        connection.sendall(data)
-        received = b""
-        while chunk := connection.recv(65536):
-            received += chunk
-        return received
-
-
-@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1:1", "localhost", ""])
-def test_a_request_for_another_name_gets_no_answer(server, host):  # case 10: DNS rebinding
-    host = host.format(port=port_of(server))
-    for method, path in (("GET", "/"), ("POST", "/predict")):
-        status, _, body = request(server, method, path, PNGS[1] if method == "POST" else None,
-                                  {"Host": host, "Content-Type": "image/png"})
-        assert status == 421 and b"probabilities" not in body and b"<html" not in body
-    for ours in ("127.0.0.1", "localhost", "[::1]"):
-        status, _, body = request(server, "POST", "/predict", PNGS[1],
-                                  {"Host": f"{ours}:{port_of(server)}", "Content-Type": "image/png"})
-        assert status == 200 and json.loads(body)["models"][0]["digit"] == 1
-
-
-def test_a_drawing_sent_from_another_sites_page_is_refused(server):  # case 10
-    for origin in ("http://evil.example", "null", f"http://evil.example:{port_of(server)}"):
-        status, _, body = request(server, "POST", "/predict", PNGS[1], {"Origin": origin, "Content-Type": "image/png"})
-        assert status == 403 and b"probabilities" not in body
-    status, _, _ = request(server, "POST", "/predict", PNGS[1],
-                           {"Origin": f"http://127.0.0.1:{port_of(server)}", "Content-Type": "image/png"})
-    assert status == 200
-
-
-def test_an_eps_body_never_reaches_a_decoder(server, monkeypatch):  # case 10
-    opened = []
-    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda self: opened.append(1))
-    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *args, **kwargs: opened.append(1))
-    answers = {content_type: request(server, "POST", "/predict", EPS, {"Content-Type": content_type})[0]
-               for content_type in ("text/plain", "image/png", "application/postscript", "image/eps")}
-    assert answers == {"text/plain": 415, "image/png": 400, "application/postscript": 415, "image/eps": 415}
-    assert opened == []
-
-
-def test_answers_name_checkpoints_without_their_paths(server, trained_runs):  # case 10
-    status, answer = post(server, drawn(1))
+def test_answers_name_checkpoints_without_their_paths(url, trained_runs):
+    status, answer = post(url, drawn(1))
     assert [model["checkpoint"] for model in answer["models"]] == ["lenet5_seed0.pt", "custom_mlp_seed0.pt"]
     assert str(trained_runs) not in json.dumps(answer)
 
 
-@pytest.mark.parametrize("length, status", [(None, 411), ("-1", 400), ("ten", 400), ("+{n}", 400), ("{n}, {n}", 400)])
-def test_a_body_length_that_is_not_a_count_of_bytes_gets_a_4xx(server, length, status):  # case 11
-    head = f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port_of(server)}\r\nContent-Type: image/png\r\n"
-    head += f"Content-Length: {length.format(n=len(PNGS[1]))}\r\n" if length else ""
-    answer = raw(server, head.encode() + b"\r\n" + PNGS[1])
-    assert answer.startswith(f"HTTP/1.1 {status} ".encode()) and answer.count(b"HTTP/1.1") == 1
-
-
-def test_a_chunked_body_gets_411_and_is_not_read_as_the_next_request(server):  # case 11
-    host = f"Host: 127.0.0.1:{port_of(server)}\r\n"
+def test_a_chunked_body_gets_411_and_is_not_read_as_the_next_request(url):
+    host = f"Host: 127.0.0.1:{port_of(url)}\r\n"
     smuggled = f"GET / HTTP/1.1\r\n{host}\r\n".encode()
     head = f"POST /predict HTTP/1.1\r\n{host}Content-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n"
-    answer = raw(server, f"{head}{len(smuggled):x}\r\n".encode() + smuggled + b"\r\n0\r\n\r\n")
+    answer = raw(url, f"{head}{len(smuggled):x}\r\n".encode() + smuggled + b"\r\n0\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 411 ") and answer.count(b"HTTP/1.1") == 1
 
 
-def test_a_client_that_stalls_is_cut_off_and_the_others_still_answered(models):  # case 12
-    with serving(models, timeout=0.5) as address:
-        with socket.create_connection(("127.0.0.1", port_of(address)), timeout=5) as stalled:
-            stalled.sendall(f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port_of(address)}\r\nContent-Type: "
-                            f"image/png\r\nContent-Length: 1000\r\n\r\n".encode() + PNGS[1][:10])
-            assert post(address, PNGS[1])[0] == 200
-            started = time.monotonic()
-            assert stalled.recv(1) == b"" and time.monotonic() - started < 3  # hung up on, not waited for
-
-
-def test_a_client_that_trickles_its_request_is_cut_off_at_the_deadline(models):  # case 12: slowloris
-    with serving(models, timeout=1, request_seconds=1.5) as address:
-        with socket.create_connection(("127.0.0.1", port_of(address)), timeout=5) as slow:
-            started = time.monotonic()
-            received = b""
-            for byte in f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port_of(address)}\r\nX-Slow: {'a' * 20}".encode():
-                try:
-                    slow.sendall(bytes([byte]))
-                    time.sleep(0.1)  # each byte well within the 1 s timeout
-                except OSError:
-                    break
-                if time.monotonic() - started > 4:
-                    break
-            try:
-                received = slow.recv(1)
-            except OSError:
-                pass
-            assert received == b"" and time.monotonic() - started < 4
-
-
-@pytest.mark.parametrize("data", [
-    b"POST http://[::1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n",
-    b"GET http://[::1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n",
-    b"PUT / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n",
-    b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
-    b"GET / HTTP/9.9\r\n\r\n",
-    b"GET /\r\n",  # HTTP/0.9: http.server would send the page with no status line
-])
-def test_malformed_requests_get_one_json_answer(server, data, capsys):  # every refusal is JSON
-    answer = raw(server, data.replace(b"{port}", str(port_of(server)).encode()))
-    head, _, body = answer.partition(b"\r\n\r\n")
-    assert answer.count(b"HTTP/1.") == 1 and re.match(rb"HTTP/1.[01] (400|414|501|505) ", head), answer[:200]
-    assert "error" in json.loads(body) and capsys.readouterr().err == ""
-
-
-@pytest.mark.parametrize("method, path, headers", [("POST", "/other", "Content-Type: image/png\r\n"),
-                                                   ("GET", "/", "")])
-def test_a_body_the_server_does_not_read_is_never_the_next_request(server, method, path, headers):
-    host = f"Host: 127.0.0.1:{port_of(server)}\r\n"
-    smuggled = f"GET / HTTP/1.1\r\n{host}\r\n".encode()
-    head = f"{method} {path} HTTP/1.1\r\n{host}{headers}Content-Length: {len(smuggled)}\r\n\r\n"
-    answer = raw(server, head.encode() + smuggled)
-    assert answer.count(b"HTTP/1.1 ") == 1
-
-
-def test_two_origins_are_refused_even_when_the_first_is_ours(server):
-    ours = f"http://127.0.0.1:{port_of(server)}"
-    for origins in ([ours, "http://evil.example"], [ours, ours]):
-        data = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port_of(server)}\r\nContent-Type: image/png\r\n"
-                + "".join(f"Origin: {origin}\r\n" for origin in origins)
-                + f"Content-Length: {len(PNGS[1])}\r\n\r\n").encode() + PNGS[1]
-        assert raw(server, data).startswith(b"HTTP/1.1 403 ")
-
-
-def test_only_a_few_drawings_are_read_at_once(models):  # case 12: memory stays bounded under load
-    reading, most, lock = [0], [0], threading.Lock()
-
-    class Slow(demo.Reader):
-        def read(self, image, dx=0, dy=0):
-            with lock:
-                reading[0] += 1
-                most[0] = max(most[0], reading[0])
-            time.sleep(0.2)
-            with lock:
-                reading[0] -= 1
-            return super().read(image, dx, dy)
-    server = demo.Server(("127.0.0.1", 0), demo.handler(Slow(models)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    address = f"http://127.0.0.1:{server.server_port}/"
-    try:
-        clients = [threading.Thread(target=post, args=(address, PNGS[1])) for _ in range(8)]
-        for client in clients:
-            client.start()
-        for client in clients:
-            client.join(30)
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert most[0] == demo.READING_AT_ONCE
-
-
-def test_connections_beyond_the_cap_get_503_and_the_server_carries_on(models):  # case 12
-    with serving(models, timeout=5) as address:
-        idle = [socket.create_connection(("127.0.0.1", port_of(address)), timeout=5)
-                for _ in range(demo.MAX_CONNECTIONS)]
-        try:
-            time.sleep(0.2)  # let the server accept them all
-            assert raw(address, b"", timeout=5).startswith(b"HTTP/1.1 503 ")
-        finally:
-            for connection in idle:
-                connection.close()
-        deadline = time.monotonic() + 5
-        while post(address, PNGS[1])[0] != 200 if time.monotonic() < deadline else False:
-            time.sleep(0.1)
-        assert post(address, PNGS[1])[0] == 200
-
-
-def test_a_burst_of_clients_waits_in_the_listen_backlog(models):  # case 13
-    server = demo.make_server(models, 0)  # not serving yet: every connection waits in the backlog
-    clients = [socket.socket() for _ in range(60)]
-    try:
-        for client in clients:
-            client.setblocking(False)
-            client.connect_ex(("127.0.0.1", server.server_port))
-        _, connected, _ = select.select([], clients, [], 2)
-        assert len([c for c in connected if c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0]) == 60
-    finally:
-        for client in clients:
-            client.close()
-        server.server_close()
-
-
-def test_a_client_that_hangs_up_early_leaves_no_traceback(server, capsys):  # case 14
+def test_a_client_that_hangs_up_early_leaves_no_traceback(url, capsys):
     for _ in range(20):
-        connection = socket.create_connection(("127.0.0.1", port_of(server)), timeout=5)
+        connection = socket.create_connection(("127.0.0.1", port_of(url)), timeout=5)
         connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
-        connection.sendall(f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port_of(server)}\r\nContent-Type: "
+        connection.sendall(f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port_of(url)}\r\nContent-Type: "
                            f"image/png\r\nContent-Length: {len(PNGS[1])}\r\n\r\n".encode() + PNGS[1])
         connection.close()
-    assert post(server, PNGS[1])[0] == 200
+    assert post(url, PNGS[1])[0] == 200
     assert capsys.readouterr().err == ""
 
 
-def test_head_gets_the_pages_headers(server):  # case 14
-    status, headers, body = request(server, "HEAD", "/")
-    assert status == 200 and body == b"" and int(headers["Content-Length"]) == len(demo.PAGE.read_bytes())
+def test_head_gets_the_pages_headers(url):
+    status, headers, body = request(url, "HEAD", "/")
+    assert status == 200 and body == b"" and int(headers["Content-Length"]) == len(server.PAGE.read_bytes())
 
 
+@guards("demo.py",
+        "--port from 0 to 65535",
+        "lambda v: 0 <= v <= 65535",
+        "lambda v: True")
 @pytest.mark.parametrize("port", ["65536", "-1", "http"])
-def test_a_port_out_of_range_is_refused_in_one_line(port, capsys):  # case 14
+def test_a_port_out_of_range_is_refused_in_one_line(port, capsys):
     with pytest.raises(SystemExit) as exit:
         demo.get_args_parser().parse_args(["--port", port])
     err = capsys.readouterr().err
     assert exit.value.code == 2 and err.count("\n") == 1 and "--port" in err and "Traceback" not in err
 
 
-def test_ctrl_c_while_starting_says_so_and_exits_130(trained_runs):  # case 9
+def test_ctrl_c_while_starting_says_so_and_exits_130(trained_runs):
     status, out, err = interrupted_while_starting("demo.py", "--port", "0", "--checkpoint",
                                                   trained_runs / "checkpoints" / "lenet5_seed0.pt")
     assert status == 130 and out == "" and err.strip() == "demo.py: interrupted while starting; nothing served", err
 
 
-def test_ctrl_c_while_serving_says_so_and_exits_130(trained_runs, monkeypatch, capsys):  # case 14
+def test_ctrl_c_while_serving_says_so_and_exits_130(trained_runs, monkeypatch, capsys):
     def interrupted(self, poll_interval=0.5):  # what Ctrl-C raises in serve_forever, once the server is up
         raise KeyboardInterrupt
-    monkeypatch.setattr(demo.Server, "serve_forever", interrupted)
+    monkeypatch.setattr(server.Server, "serve_forever", interrupted)
     monkeypatch.setattr(torch, "set_num_threads", lambda threads: None)  # demo.py's setting, not this process's
     args = demo.get_args_parser().parse_args(["--port", "0", "--checkpoint",
                                               str(trained_runs / "checkpoints" / "lenet5_seed0.pt")])
@@ -450,3 +184,132 @@ def test_the_screenshot_script_starts_demo_py_itself_and_names_why_it_did_not_st
         assert process.wait(timeout=30) == 143  # SIGTERM, as a job scheduler sends it: stopped in one line
     with pytest.raises(RunFailed, match=r"demo.py did not start: demo.py: error: --checkpoint: .*does not exist"):
         demo_screenshot.serve([tmp_path / "nosuch.pt"])
+
+
+@guards("demo.py",
+        "a port that cannot be served on is one line, exit 2",
+        "        try:\n            server = make_server(models, args.port)\n        except OSError as e:\n"
+        "            raise UsageError(f\"cannot serve on 127.0.0.1:{args.port} ({e.strerror}); pass another --port\")"
+        " from None\n",
+        "        server = make_server(models, args.port)\n")
+def test_a_port_in_use_is_one_line_and_exit_2(trained_runs, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = demo.get_args_parser().parse_args(["--port", str(port), "--checkpoint",
+                                                  str(trained_runs / "checkpoints" / "lenet5_seed0.pt")])
+        assert demo.main(args) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"demo.py: error: cannot serve on 127.0.0.1:{port} (Address already in use); pass " \
+                                f"another --port\n"
+
+
+@guards("demo.py",
+        "no model: exit 2, nothing served",
+        "        if not models:\n            raise UsageError",
+        "        if False:\n            raise UsageError")
+def test_with_no_model_nothing_is_served(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(files, "DEFAULT_OUT_DIR", tmp_path)
+    monkeypatch.setattr(server.Server, "serve_forever", lambda self, poll_interval=0.5: pytest.fail("served no model"))
+    assert demo.main(demo.get_args_parser().parse_args(["--port", "0"])) == 2
+    assert capsys.readouterr().out == ""
+
+
+@guards("scripts/demo_screenshot.py",
+        "no browser: one line before any work",
+        "        if missing:\n            raise UsageError(f\"{missing}; the screenshot",
+        "        if False:\n            raise UsageError(f\"{missing}; the screenshot")
+def test_demo_screenshot_without_a_browser_is_one_line_before_any_work(monkeypatch, tmp_path, capsys):
+    from scripts import demo_screenshot
+    monkeypatch.setattr(demo_screenshot, "browser_missing", lambda: "no chromium and chromedriver on PATH")
+    monkeypatch.setattr(demo_screenshot, "take", lambda *a: pytest.fail("went on without a browser"))
+    assert demo_screenshot.main(["--out", str(tmp_path / "shot.json")]) == 2
+    assert one_line(capsys.readouterr().err) == ("demo_screenshot: error: no chromium and chromedriver on PATH; the "
+                                                 "screenshot needs a browser to drive")
+
+
+@guards("scripts/demo_screenshot.py",
+        "a demo that does not start is RunFailed with its own line",
+        "    process.wait()\n    raise RunFailed(f\"demo.py did not start:",
+        "    process.wait()\n    return process, None\n    raise RunFailed(f\"demo.py did not start:")
+def test_demo_screenshot_says_why_the_demo_did_not_start(monkeypatch, tmp_path):
+    from scripts import demo_screenshot
+    monkeypatch.setattr(files, "ROOT", fake_demo(tmp_path, "sys.exit('demo: error: no checkpoint at x.pt')"))
+    with pytest.raises(RunFailed, match="demo.py did not start: demo: error: no checkpoint at x.pt"):
+        demo_screenshot.serve([])
+
+
+@guards("scripts/demo_screenshot.py",
+        "the demo server stopped whatever fails",
+        "    finally:\n        server.terminate()\n        server.wait()\n",
+        "    finally:\n        pass\n")
+@guards("scripts/demo_screenshot.py",
+        "the browser quit whatever fails",
+        "        finally:\n            driver.quit()\n",
+        "        finally:\n            pass\n")
+@pytest.mark.parametrize("failing", ["the browser", "the page"])
+def test_demo_screenshot_stops_the_demo_and_the_browser_whatever_fails(failing, monkeypatch, tmp_path):
+    from scripts import demo_screenshot
+    monkeypatch.setattr(files, "ROOT", fake_demo(tmp_path, "print('open http://127.0.0.1:1/', flush=True); "
+                                                           "time.sleep(600)"))
+    quit = []
+
+    class Driver:
+        def get(self, address):
+            raise RuntimeError("the page did not load")
+
+        def quit(self):
+            quit.append(True)
+
+    def browser():
+        if failing == "the browser":
+            raise RuntimeError("chromium did not start")
+        return Driver()
+    monkeypatch.setattr(demo_screenshot, "browser", browser)
+    try:
+        with pytest.raises(RuntimeError):
+            demo_screenshot.take([], tmp_path / "shot.json", tmp_path / "shot.png")
+        assert wait_gone(pid_in(tmp_path)), "the demo server was left running"
+        assert quit == ([] if failing == "the browser" else [True])
+    finally:
+        if not gone(pid_in(tmp_path)):
+            os.kill(pid_in(tmp_path), signal.SIGKILL)
+
+
+@guards("scripts/demo_screenshot.py",
+        "the wait for the page's answers times out",
+        "WebDriverWait(driver, timeout).until",
+        "WebDriverWait(driver, 10**9).until")
+def test_the_wait_for_the_pages_answers_times_out():
+    pytest.importorskip("selenium")
+    from selenium.common.exceptions import TimeoutException
+
+    from scripts import demo_screenshot
+
+    class Silent:  # a page that sent a request and never had it answered
+        def execute_script(self, script):
+            return {"sent": "1", "answered": "0"}
+    outcome = []
+
+    def wait():
+        try:
+            demo_screenshot.predicted(Silent(), 0, timeout=1)
+        except TimeoutException:
+            outcome.append("timed out")
+    waiting = threading.Thread(target=wait, daemon=True)
+    waiting.start()
+    waiting.join(30)
+    assert outcome == ["timed out"]
+
+
+@guards("scripts/demo_screenshot.py",
+        "the committed screenshot drawn only beside the committed JSON",
+        "                                    out.with_suffix(\".png\"), \"--screenshot\", \"picture\")",
+        "                                    files.ROOT / \"plots\" / \"demo.png\", \"--screenshot\", \"picture\")")
+def test_demo_screenshot_draws_beside_its_json_and_the_committed_one_only_beside_the_committed_json(tmp_path):
+    from scripts import demo_screenshot
+    outputs = [demo_screenshot.outputs(demo_screenshot.get_args_parser().parse_args(argv))
+               for argv in (["--out", str(tmp_path / "shot.json")], [])]
+    assert outputs == [(tmp_path / "shot.json", tmp_path / "shot.png"),
+                       (ROOT / "results" / "demo_screenshot.json", ROOT / "plots" / "demo.png")]

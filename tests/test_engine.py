@@ -1,16 +1,27 @@
 """The training engine on small synthetic tensors: no files, no CLI. Each figure is checked against a computation
-done here, independently of the engine's own loops."""
+done here, independently of the engine's own loops.
+
+Golden runs: each model's recipe, 2 epochs on the first 1,024 images with seed 0 on the CPU, must reproduce the
+history committed in tests/golden/. They run in float64, so that neither the number of threads nor another CPU's
+floating-point kernels move the numbers: in float32, a model trained for 8 steps is that sensitive. A change to a
+recipe, the optimizer, the schedule or the loop fails there, and the files must then be rewritten on purpose:
+
+    PYTHONPATH=. python tests/test_engine.py    # rewrite tests/golden/*.json from the code as it is
+"""
 import copy
+import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import dataset
-import engine
-from recipes import RECIPES, resolve_recipe
+from helpers import LossPastBeliefFromStep, guards, results_of
+from mnistlab import engine
+from mnistlab.recipes import MODEL_NAMES, RECIPES, resolve_recipe
 
 
 def recipe_for(model="custom_mlp", **overrides):
@@ -30,6 +41,51 @@ def full_batch_loss_and_accuracy(model, images, labels):
     with torch.no_grad():
         logits = model(images)
     return F.cross_entropy(logits, labels).item(), 100.0 * (logits.argmax(1) == labels).double().mean().item()
+
+
+def one_cycle(step, total, start, peak, end, pct_start=0.2):
+    """A one-cycle curve written out: a cosine from start to peak over the first 20% of the steps, then a cosine
+    from peak to end."""
+    rise_end = pct_start * total - 1
+
+    def cosine(a, b, fraction):
+        return b + (a - b) / 2 * (1 + math.cos(math.pi * fraction))
+    if step <= rise_end:
+        return cosine(start, peak, step / rise_end)
+    return cosine(peak, end, (step - rise_end) / (total - 1 - rise_end))
+
+
+def expected_lr(step, total, peak):
+    # From peak/25 up to the peak, then down to peak/25/1e4.
+    return one_cycle(step, total, peak / 25, peak, peak / 25 / 1e4)
+
+
+def expected_momentum(step, total):
+    # Inverse to the learning rate: from 0.95 down to 0.85 at the peak, then back up to 0.95.
+    return one_cycle(step, total, 0.95, 0.85, 0.95)
+
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+METRICS = ("train_loss", "train_acc", "eval_loss", "eval_acc")
+
+
+def golden_run(model):
+    """The model's recipe for 2 epochs on 1,024 training and 1,024 test images, in float64: the history, without
+    seconds."""
+    recipe = resolve_recipe(model, {}, epochs=2, seed=0, limit=1024, train_size=None, validation=False, amp=False)
+    train_images, train_labels, test_images, test_labels = dataset.load_splits(limit=1024)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        network, batches, optimizer, scheduler = engine.setup(recipe, train_images.double(), train_labels,
+                                                              torch.device("cpu"))
+        records = list(engine.fit(network, optimizer, scheduler, batches,
+                                  dataset.TensorLoader(test_images.double(), test_labels, 1000), recipe))
+    finally:
+        torch.set_default_dtype(default)
+    return {"recipe": recipe, "history": [{k: record[k] for k in ("epoch", *METRICS)} for record, _ in records]}
 
 
 def test_training_lowers_the_loss_over_all_samples():
@@ -114,28 +170,6 @@ def test_divergence_names_the_epoch_and_the_first_bad_step():
         next(epochs)
 
 
-def one_cycle(step, total, start, peak, end, pct_start=0.2):
-    """A one-cycle curve written out: a cosine from start to peak over the first 20% of the steps, then a cosine
-    from peak to end."""
-    rise_end = pct_start * total - 1
-
-    def cosine(a, b, fraction):
-        return b + (a - b) / 2 * (1 + math.cos(math.pi * fraction))
-    if step <= rise_end:
-        return cosine(start, peak, step / rise_end)
-    return cosine(peak, end, (step - rise_end) / (total - 1 - rise_end))
-
-
-def expected_lr(step, total, peak):
-    # From peak/25 up to the peak, then down to peak/25/1e4.
-    return one_cycle(step, total, peak / 25, peak, peak / 25 / 1e4)
-
-
-def expected_momentum(step, total):
-    # Inverse to the learning rate: from 0.95 down to 0.85 at the peak, then back up to 0.95.
-    return one_cycle(step, total, 0.95, 0.85, 0.95)
-
-
 @pytest.mark.parametrize("model_name", list(RECIPES))
 def test_learning_rate_and_momentum_follow_the_recipes_schedule_step_by_step(model_name):
     images, labels = synthetic(n=1280)
@@ -190,23 +224,14 @@ def test_the_confusion_matrix_counts_each_pair():
     assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
 
 
-class LossPastBeliefFromStep(torch.nn.Module):
-    """model, with a constant logit of 1e6 for class 0 from its bad_step-th training step on (in training or,
-    with when="eval", in evaluation): a finite loss near 1e6 on every image of another class, with gradients as
-    bounded as the model's own."""
-
-    def __init__(self, model, bad_step=1, when="train"):
-        super().__init__()
-        self.model, self.steps, self.bad_step, self.when = model, 0, bad_step, when
-
-    def forward(self, x):
-        self.steps += self.training
-        logits = self.model(x)
-        if (self.when == "train") == self.training and self.steps >= self.bad_step:
-            logits = logits + torch.tensor([1e6] + [0.0] * 9)
-        return logits
-
-
+@guards("mnistlab/engine.py",
+        "an epoch's loss past the readers' bound is a divergence, not a complete run",
+        "            if not slots.is_loss(record[key]):",
+        "            if False:")
+@guards("mnistlab/engine.py",
+        "the evaluation's loss is held to the bound too",
+        '        for key, split in (("train_loss", "train"), ("eval_loss", evaluated_on(recipe))):',
+        '        for key, split in (("train_loss", "train"),):')
 # From step 4, step 1 of epoch 2, in training; in the first evaluation, after epoch 1.
 @pytest.mark.parametrize("when, split, bad_step, epoch", [("train", "train", 4, 2), ("eval", "test", 1, 1)])
 def test_a_finite_loss_past_what_results_may_hold_is_a_divergence(when, split, bad_step, epoch):
@@ -224,12 +249,40 @@ def test_a_finite_loss_past_what_results_may_hold_is_a_divergence(when, split, b
     assert loss > 1e5  # about 1e6 times the share of images not of class 0
 
 
+@guards("mnistlab/engine.py",
+        "training holds a run to the readers' own bound, not a copy of it",
+        "            if not slots.is_loss(record[key]):\n                raise Diverged(",
+        "            if not 0 <= record[key] <= 1e4:\n                raise Diverged(")
 def test_training_stops_a_run_by_the_readers_own_bound(monkeypatch):
     # One rule for writer and readers: lower slots' bound, and an ordinary epoch (a loss near 2.3) is past it.
-    import slots
+    from mnistlab import slots
     monkeypatch.setattr(slots, "MAX_LOSS", 1.0)
     images, labels = synthetic()
     recipe = recipe_for(augment=0.0)
     model, batches, optimizer, scheduler = engine.setup(recipe, images, labels, "cpu")
     with pytest.raises(engine.Diverged, match=r"^train loss became \S+ in epoch 1, past the 1 a run's results"):
         next(engine.fit(model, optimizer, scheduler, batches, dataset.TensorLoader(images, labels, 100), recipe))
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_a_short_run_reproduces_its_golden_history(model):
+    golden = json.loads((GOLDEN / f"{model}.json").read_text())
+    run = golden_run(model)
+    assert run["recipe"] == golden["recipe"], "the recipe changed: rewrite the golden files on purpose"
+    for got, expected in zip(run["history"], golden["history"], strict=True):
+        for key in METRICS:
+            assert got[key] == pytest.approx(expected[key], rel=1e-6), (got["epoch"], key)
+
+
+def test_batch_norm_trains_when_the_last_batch_would_hold_one_image(tmp_path, cli):
+    status, _, err = cli(["--model", "lenet5_regularized", "--limit", "513", "--epochs", "1", "--device", "cpu",
+                          "--out-dir", tmp_path])
+    assert status == 0, err
+    assert results_of(tmp_path, "lenet5_regularized_seed0")["train_images"] == 513
+
+
+if __name__ == "__main__":
+    GOLDEN.mkdir(exist_ok=True)
+    for name in MODEL_NAMES:
+        (GOLDEN / f"{name}.json").write_text(json.dumps(golden_run(name), indent=2) + "\n")
+        print(f"wrote {GOLDEN / name}.json")

@@ -1,25 +1,32 @@
 """main.py as users call it: training, its files, resuming, evaluating, and one-line errors."""
-import json
 import os
 import re
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision
 
-import checkpoints
-import engine
-import files
-import paths
-from conftest import QUICK, ROOT, files_under, without_seconds
+import main
+from helpers import (PYTHON, QUICK, ROOT, RUN, assert_one_line_error, assert_rejected, assert_whole_files,
+                     checkpoint_of, files_under, guards, interrupt_epoch, results_of, start_training, wait_for,
+                     without_seconds)
+from mnistlab import checkpoints, engine, files, paths
 
 
-def results_of(out_dir, run):
-    return json.loads((out_dir / "results" / f"{run}.json").read_text())
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 2-epoch lenet5 run on 512 images, with its results and checkpoint."""
+    out_dir = tmp_path_factory.mktemp("trained")
+    import main
+    assert main.main(main.get_args_parser().parse_args(["--model", "lenet5", *QUICK, "--out-dir", str(out_dir)])) == 0
+    return out_dir
 
 
 def test_a_cli_run_writes_curves_results_and_checkpoint(tmp_path, cli):
@@ -46,7 +53,7 @@ def test_a_cli_run_writes_curves_results_and_checkpoint(tmp_path, cli):
 
 
 def test_the_fast_recipe_trains_under_its_own_name_with_its_own_settings(tmp_path, cli):
-    from recipes import NAMED_RECIPES
+    from mnistlab.recipes import NAMED_RECIPES
     fast = NAMED_RECIPES["fast"]["lenet5"]
     status, out, _ = cli(["--model", "lenet5", "--recipe", "fast", "--limit", "512", "--device", "cpu",
                           "--out-dir", tmp_path])
@@ -67,9 +74,8 @@ def test_stored_predictions_give_the_final_accuracy(tmp_path, cli):
 
 
 def test_the_reports_clean_pass_scores_the_final_model_on_the_training_set(tmp_path):
-    import measurements
-    import runs
-    from recipes import resolve_recipe
+    from mnistlab import measurements, runs
+    from mnistlab.recipes import resolve_recipe
     recipe = resolve_recipe("lenet5_regularized", {}, epochs=1, seed=0, limit=256, train_size=None, validation=False,
                             amp=False)
     data = engine.dataset.load_splits(limit=256)
@@ -142,60 +148,12 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, cli, monke
         assert torch.equal(tensor, resumed["model"][name]), name
 
 
-def test_divergence_keeps_the_epochs_before_it(tmp_path, cli, monkeypatch):
-    class NanOnSixthTrainingStep(torch.nn.Module):
-        def __init__(self, model):
-            super().__init__()
-            self.model, self.steps = model, 0
-
-        def forward(self, x):
-            self.steps += self.training
-            return self.model(x) * (float("nan") if self.steps >= 6 else 1.0)
-
-    build_model = engine.build_model
-    monkeypatch.setattr(engine, "build_model", lambda *args: NanOnSixthTrainingStep(build_model(*args)))
-    status, _, err = cli(["--model", "lenet5", *QUICK, "--epochs", "3", "--out-dir", tmp_path])
-    assert status == 1 and err.count("\n") == 1
-    assert err.endswith("error: training diverged: loss became nan at step 2/4 of epoch 2; lower --lr (it was 0.1)\n")
-    results = results_of(tmp_path, "lenet5_seed0")
-    assert results["status"] == "diverged" and len(results["history"]) == 1
-
-
-def test_a_loss_past_what_results_may_hold_fails_the_run_and_its_results_say_diverged(tmp_path, cli, monkeypatch):
-    import slots
-    from recipes import resolve_recipe
-    from test_engine import LossPastBeliefFromStep
-    build_model = engine.build_model
-    monkeypatch.setattr(engine, "build_model", lambda *args: LossPastBeliefFromStep(build_model(*args)))
-    status, _, err = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])
-    assert status == 1 and err.count("\n") == 1, err
-    assert re.search(r"error: training diverged: train loss became \S+ in epoch 1, past the 10000 a run's results "
-                     r"may hold; lower --lr \(it was 0.1\)\n$", err), err
-    # Results even with no epoch to keep, that the readers take as a diverged run: a sweep does not train it again.
-    results = results_of(tmp_path, "lenet5_seed0")
-    assert results["status"] == "diverged" and results["history"] == []
-    recipe = resolve_recipe("lenet5", {"epochs": 2}, seed=0, limit=512, train_size=None, validation=False, amp=False)
-    assert slots.check(results, path="x.json", advice="train it", recipe=recipe, diverged=True) is results
-    assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob("*.pt"))  # no epoch: no curves, no weights
-
-
 def test_arguments_are_checked_before_torch_is_imported():
     done = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "main.py"), "--epochs", "0"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "--epochs: must be from 1" in done.stderr
     imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "argparse" in imported and not {"torch", "torchvision", "matplotlib"} & imported
-
-
-# ---------------------------------------------------------------- --evaluate
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A 2-epoch lenet5 run on 512 images, with its results and checkpoint."""
-    out_dir = tmp_path_factory.mktemp("trained")
-    import main
-    assert main.main(main.get_args_parser().parse_args(["--model", "lenet5", *QUICK, "--out-dir", str(out_dir)])) == 0
-    return out_dir
 
 
 def test_evaluate_reproduces_the_final_epoch_of_the_run(trained, cli):
@@ -227,6 +185,10 @@ def test_evaluate_names_the_figure_after_the_checkpoint_it_scores(trained, tmp_p
     assert status == 0 and files_under(tmp_path / "out") == ["plots", "plots/mine_confusion.png"]
 
 
+@guards("main.py",
+        "--evaluate checks its --out-dir before any work",
+        "    if args.out_dir:\n        files.prepare_out_dir(args.out_dir, confusions)",
+        "    pass")
 @pytest.mark.parametrize("where", ["/proc", "a file", "a folder in the figure's place"])
 def test_evaluate_checks_its_out_dir_before_any_work(where, trained, tmp_path, cli):
     out_dir = {"/proc": Path("/proc/nope"), "a file": tmp_path / "a-file"}.get(where, tmp_path / "out")
@@ -237,6 +199,10 @@ def test_evaluate_checks_its_out_dir_before_any_work(where, trained, tmp_path, c
     assert status == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err, err
 
 
+@guards("main.py",
+        "--evaluate without a run says how to train it",
+        "        if not args.checkpoint and not path.exists():",
+        "        if False:")
 def test_evaluate_without_a_run_says_how_to_train_it(tmp_path, cli):
     status, _, err = cli(["--evaluate", "--recipe", "fast", "--tag", "x", "--seed", "3", "--out-dir", tmp_path])
     assert status == 2 and err == (f"main.py: error: --evaluate: no checkpoint at {tmp_path}/checkpoints/"
@@ -244,6 +210,14 @@ def test_evaluate_without_a_run_says_how_to_train_it(tmp_path, cli):
                                    f"fast --tag x --seed 3 --out-dir {tmp_path}\n")
 
 
+@guards("mnistlab/checkpoints.py",
+        "load_model refuses another model's checkpoint",
+        "    if model_name and saved != model_name:",
+        "    if False:")
+@guards("main.py",
+        "--evaluate --validation refuses a run trained on the validation images",
+        '        if args.validation and not checkpoint["recipe"]["validation"]:',
+        "        if False:")
 @pytest.mark.parametrize("case, message", [
     ("missing", "does not exist; train the model first"),
     ("other model", "holds a lenet5 checkpoint, not custom_mlp; pass --model lenet5"),
@@ -260,17 +234,30 @@ def test_evaluate_rejects_bad_checkpoints(case, message, trained, tmp_path, cli)
     assert status == 2 and err.count("\n") == 1 and "Traceback" not in err and message in err, err
 
 
-# ---------------------------------------------------------------- bad input: one line, exit 2, nothing written
-
-def assert_rejected(argv, tmp_path, cli, message):
-    before = files_under(tmp_path)
-    status, out, err = cli(argv)
-    assert status == 2
-    assert err.count("\n") == 1 and "Traceback" not in err and "error:" in err
-    assert message in err, err
-    assert files_under(tmp_path) == before
-
-
+@guards("main.py",
+        "--checkpoint without --evaluate is refused",
+        "    if args.checkpoint and not args.evaluate:",
+        "    if False:")
+@guards("main.py",
+        "--evaluate refuses the flags that only training reads",
+        "        if given:\n            flag",
+        "        if False:\n            flag")
+@guards("main.py",
+        "--evaluate refuses --no-batch-norm too",
+        '"dropout", "batch_norm", "train_size", "amp", "compile", "resume", "overwrite")',
+        '"dropout", "train_size", "amp", "compile", "resume", "overwrite")')
+@guards("main.py",
+        "--tag may not name a run like another model's or recipe's",
+        "            check_run_name(name, args.tag, args.recipe)",
+        "            pass")
+@guards("mnistlab/cli.py",
+        "a number flag is held to its bounds",
+        "        if not (math.isfinite(value) and accept(value)):",
+        "        if not math.isfinite(value):")
+@guards("mnistlab/cli.py",
+        "--tag must be safe in a file name",
+        "        return check_tag(text)",
+        "        return text")
 @pytest.mark.parametrize("argv, message", [
     (["--model", "resnet"], "invalid choice: 'resnet'"),
     (["--epochs", "0"], "--epochs: must be from 1 to 1000000, got 0"),
@@ -340,12 +327,6 @@ def test_a_missing_data_dir_is_rejected(tmp_path, cli):
                     "does not exist; create it or pass another --data-dir")
 
 
-def test_a_data_dir_that_is_a_file_is_rejected(tmp_path, cli):
-    (tmp_path / "a-file").write_text("")
-    assert_rejected(["--data-dir", tmp_path / "a-file", "--out-dir", tmp_path / "out"], tmp_path, cli,
-                    "is a file, not a folder; pass a folder as --data-dir")
-
-
 def test_an_unreadable_data_dir_is_rejected(tmp_path, cli, monkeypatch):
     # CI may run as root, which passes every permission check; so the check itself is made to say no.
     data_dir = tmp_path / "data"
@@ -383,22 +364,10 @@ def test_an_absent_device_is_rejected(device, tmp_path, cli):
                     f"--device {device}: no {device.upper()} device is available here; use --device cpu")
 
 
-def test_resume_without_a_checkpoint_is_rejected(tmp_path, cli):
-    assert_rejected(["--resume", "--out-dir", tmp_path], tmp_path, cli, "--resume: no checkpoint at")
-
-
-def test_resume_of_a_finished_run_whose_checkpoint_is_gone_says_so_and_the_advice_trains_beside_it(tmp_path, cli):
-    argv = ["--model", "lenet5", *QUICK, "--epochs", "1", "--out-dir", tmp_path]
-    assert cli(argv)[0] == 0
-    (tmp_path / "checkpoints" / "lenet5_seed0.pt").unlink()  # as in the repository, which commits no checkpoints
-    status, _, err = cli([*argv, "--resume"])
-    assert status == 2 and err == (f"main.py: error: --resume: {tmp_path / 'results' / 'lenet5_seed0.json'} holds a "
-                                   f"finished run, whose checkpoint is gone: nothing to resume; drop --resume and pass "
-                                   f"--tag NAME or another --out-dir to train it again beside it\n")
-    assert cli([*argv, "--tag", "again"])[0] == 0  # as advised
-    assert (tmp_path / "checkpoints" / "lenet5_again_seed0.pt").exists()
-
-
+@guards("main.py",
+        "main.py trains nothing into the repository",
+        "    if out_dir.resolve() == files.ROOT:",
+        "    if False:")
 def test_training_into_the_repository_is_refused_and_another_out_dir_is_taken(tmp_path, cli):
     before = files_under(ROOT / "plots")
     status, _, err = cli(["--model", "all", "--resume", "--out-dir", ROOT])
@@ -407,19 +376,6 @@ def test_training_into_the_repository_is_refused_and_another_out_dir_is_taken(tm
     assert files_under(ROOT / "plots") == before  # no comparison figure, or any other, drawn there
     status, _, err = cli(["--model", "all", "--resume", *QUICK, "--out-dir", tmp_path])  # as advised
     assert status == 0 and (tmp_path / "plots" / "comparison_seed0.png").exists(), err
-
-
-def test_resume_from_another_models_checkpoint_is_rejected(tmp_path, cli):
-    assert cli(["--model", "lenet5", *QUICK, "--epochs", "1", "--out-dir", tmp_path])[0] == 0
-    (tmp_path / "checkpoints" / "lenet5_seed0.pt").rename(tmp_path / "checkpoints" / "custom_mlp_seed0.pt")
-    assert_rejected(["--model", "custom_mlp", *QUICK, "--resume", "--out-dir", tmp_path], tmp_path, cli,
-                    "holds a lenet5 checkpoint, not custom_mlp; pass --model lenet5")
-
-
-def test_resume_with_other_settings_is_rejected(tmp_path, cli):
-    assert cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])[0] == 0
-    assert_rejected(["--model", "lenet5", *QUICK, "--epochs", "5", "--lr", "0.2", "--resume", "--out-dir", tmp_path],
-                    tmp_path, cli, "was trained with --epochs 2 --lr 0.1; resume with the same settings")
 
 
 def test_resume_from_a_file_that_is_no_checkpoint_is_rejected(tmp_path, cli):
@@ -447,6 +403,10 @@ def test_every_option_in_the_help_gives_its_default(program):
     assert "(default: None)" not in text and "(default: False)" not in text
 
 
+@guards("main.py",
+        "--compile needs a C++ compiler on PATH",
+        "        if args.compile and not any(map(shutil.which, COMPILERS)):",
+        "        if False:")
 def test_compile_without_a_cpp_compiler_is_one_line_before_any_work(tmp_path, cli, monkeypatch):
     import shutil
     monkeypatch.setattr(shutil, "which", lambda name: None)
@@ -455,9 +415,13 @@ def test_compile_without_a_cpp_compiler_is_one_line_before_any_work(tmp_path, cl
     assert not (tmp_path / "results").exists()
 
 
+@guards("main.py",
+        "OMP_NUM_THREADS advised only up to the cores torch lets it reach",
+        "    if count <= (os.cpu_count() or 1):",
+        "    if True:")
 def test_the_thread_advice_names_omp_num_threads_only_up_to_the_cores_torch_lets_it_reach(monkeypatch):
     import main
-    from conftest import check_advice
+    from helpers import check_advice
     cores = os.cpu_count()
     # torch caps the count OMP_NUM_THREADS asks for at the cores, so advice past them would loop.
     reached = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], text=True,
@@ -467,3 +431,117 @@ def test_the_thread_advice_names_omp_num_threads_only_up_to_the_cores_torch_lets
     advice = main.set_threads(cores + 1)
     assert "OMP_NUM_THREADS=" not in advice and f"where there are {cores + 1}" in advice
     check_advice("main", advice)
+
+
+# Each flag that sets how to train, as a user types it, and the flag the refusal names.
+TRAINING_ONLY = [(["--epochs", "3"], "--epochs"), (["--batch-size", "64"], "--batch-size"), (["--lr", "0.05"], "--lr"),
+                 (["--optimizer", "adamw"], "--optimizer"), (["--weight-decay", "0.1"], "--weight-decay"),
+                 (["--augment"], "--augment"), (["--label-smoothing", "0.1"], "--label-smoothing"),
+                 (["--model", "custom_mlp", "--hidden", "10"], "--hidden"),
+                 (["--model", "lenet5_regularized", "--dropout", "0.2"], "--dropout"),
+                 (["--model", "lenet5_regularized", "--batch-norm"], "--batch-norm"),
+                 (["--model", "lenet5_regularized", "--no-batch-norm"], "--no-batch-norm"),
+                 (["--train-size", "100"], "--train-size"), (["--amp"], "--amp"), (["--compile"], "--compile"),
+                 (["--resume"], "--resume"), (["--overwrite"], "--overwrite")]
+
+
+@guards("main.py",
+        "--evaluate --checkpoint refuses --model all",
+        "    if args.checkpoint and len(names) > 1:",
+        "    if False:")
+def test_evaluate_checkpoint_with_model_all_is_refused(tmp_path, cli):
+    status, out, err = cli(["--model", "all", "--evaluate", "--checkpoint", tmp_path / "lenet5_seed0.pt",
+                            "--limit", "64", "--device", "cpu"])
+    assert status == 2 and out == "" and err == ("main.py: error: --checkpoint names one model's checkpoint; pass "
+                                                 "--model too, not --model all\n")
+
+
+@guards("main.py",
+        "the resume command printed after a signal drops --overwrite",
+        '[a for a in sys.argv if a != "--overwrite"]',
+        "list(sys.argv)")
+def test_the_resume_command_after_an_interrupted_overwrite_drops_overwrite(finished, tmp_path, cli, monkeypatch):
+    shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
+    argv = ["--model", "lenet5", *QUICK, "--out-dir", str(tmp_path), "--overwrite"]
+    monkeypatch.setattr(sys, "argv", ["main.py", *argv])
+    interrupt_epoch(monkeypatch, 2)
+    status, _, err = cli(argv)
+    assert status == 130 and err.splitlines()[-1].startswith("resume with: "), err
+    command = shlex.split(err.splitlines()[-1].removeprefix("resume with: "))
+    # The interpreter that ran it: a bare `python` may be one without torch.
+    assert command == [PYTHON, "main.py", *argv[:-1], "--resume"]
+    main.get_args_parser().parse_args(command[2:])  # --resume and --overwrite together would not parse
+
+
+@guards("main.py",
+        "--evaluate refuses --compile, which only training reads",
+        '"train_size", "amp", "compile", "resume"',
+        '"train_size", "amp", "resume"')
+def test_evaluate_refuses_every_flag_that_only_training_reads(tmp_path, cli):
+    # Every option of main.py that is not listed here as --evaluate's own is a training flag, and is in the list.
+    own = {"--help", "--model", "--recipe", "--seed", "--device", "--validation", "--limit", "--eval-batch-size",
+           "--data-dir", "--out-dir", "--tag", "--evaluate", "--checkpoint", "--no-augment"}
+    options = {option for action in main.get_args_parser()._actions for option in action.option_strings
+               if option.startswith("--")}
+    assert options - own == {flag for _, flag in TRAINING_ONLY}
+    for argv, flag in TRAINING_ONLY:
+        status, out, err = cli(["--evaluate", *argv, "--out-dir", tmp_path])
+        assert status == 2 and out == "" and err == (
+            f"main.py: error: {flag} sets how to train, and --evaluate trains nothing (it reads the checkpoint's "
+            f"recipe); drop {flag}, or drop --evaluate to train\n"), (argv, err)
+    assert not list(tmp_path.iterdir())
+
+
+def test_by_default_runs_go_to_a_git_ignored_folder(tmp_path, cli, monkeypatch):
+    assert files.DEFAULT_OUT_DIR == ROOT / "runs"
+    if shutil.which("git") and (ROOT / ".git").exists():
+        ignored = subprocess.run(["git", "check-ignore", "-q", "runs/results/lenet5_seed0.json"], cwd=ROOT)
+        assert ignored.returncode == 0
+    monkeypatch.setattr(files, "DEFAULT_OUT_DIR", tmp_path / "runs")
+    status, out, _ = cli(["--model", "lenet5", *QUICK])
+    assert status == 0 and f"wrote {tmp_path}/runs/results/{RUN}.json" in out
+    assert (tmp_path / "runs" / "checkpoints" / f"{RUN}.pt").is_file()
+
+
+@guards("mnistlab/runs.py",
+        "a run resumes only at the torch thread count it began with",
+        "    if threads is not None and began is not None and began != threads:",
+        "    if False:")
+@guards("main.py",
+        "main.py resumes a run only at torch's thread count",
+        "                           threads=torch.get_num_threads(),",
+        "                           threads=None,")
+def test_resume_at_another_thread_count_is_refused_naming_what_sets_it(tmp_path, cli, monkeypatch):
+    argv = ["--model", "lenet5", *QUICK, "--epochs", "3", "--out-dir", tmp_path]
+    began = torch.get_num_threads()
+    restore = interrupt_epoch(monkeypatch, 2)
+    assert cli(argv)[0] == 130
+    restore()
+    assert checkpoint_of(tmp_path)["threads"] == results_of(tmp_path)["threads"] == began
+    saved = (tmp_path / "checkpoints" / f"{RUN}.pt").read_bytes()
+    torch.set_num_threads(began + 1)  # as on a machine with another core count
+    try:
+        status, _, err = cli([*argv, "--resume"])
+    finally:
+        torch.set_num_threads(began)
+    assert_one_line_error(err, status, 2, f"--resume: {tmp_path}/checkpoints/{RUN}.pt was trained with {began} torch "
+                                          f"threads, and this run would take {began + 1}, which changes its numbers; "
+                                          f"set OMP_NUM_THREADS={began} in the environment to continue it\n")
+    assert (tmp_path / "checkpoints" / f"{RUN}.pt").read_bytes() == saved
+    # The advice, followed: a fresh process, where torch reads the count from the environment.
+    done = subprocess.run([sys.executable, "main.py", *map(str, argv), "--resume"], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": str(began)}, timeout=300)
+    assert done.returncode == 0 and len(re.findall(r"^epoch ", done.stdout, re.MULTILINE)) == 2, done.stderr
+    assert results_of(tmp_path)["threads"] == began and len(results_of(tmp_path)["history"]) == 3
+
+
+def test_a_second_ctrl_c_exits_at_once_leaving_whole_files(tmp_path):
+    process = start_training(tmp_path)
+    wait_for(tmp_path / "checkpoints" / f"{RUN}.pt", process)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err
+    assert "checkpoint" in err
+    assert_whole_files(tmp_path)

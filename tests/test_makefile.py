@@ -13,12 +13,14 @@ import time
 
 import pytest
 
-from conftest import ROOT, as_from_a_terminal
+from helpers import ROOT, as_from_a_terminal, guards
 
 PYTHON3 = """#!/bin/sh
 [ "$1" = -m ] && [ "$2" = venv ] || exit 9
 mkdir -p "$3/bin" && cp "$FAKE_PYTHON" "$3/bin/python"
 """
+
+
 PYTHON = """#!/bin/sh
 case "$1" in
   -c) exit 0;;
@@ -33,6 +35,8 @@ trap 'touch stopped; exit 143' TERM
 touch running
 while :; do sleep 0.1; done
 """
+
+
 pytestmark = pytest.mark.skipif(not shutil.which("make"), reason="needs make")
 
 
@@ -60,24 +64,32 @@ def project(tmp_path):
     return tmp_path, make
 
 
-def finished(process):
+def ended(process):
     out, err = process.communicate(timeout=60)
     return process.returncode, out, err
 
 
 def test_a_failed_pip_leaves_no_environment_that_looks_ready(project):
     folder, make = project
-    status, _, err = finished(make("venv", pip="fail"))
+    status, _, err = ended(make("venv", pip="fail"))
     assert status != 0 and "could not build .venv" in err
     assert not (folder / ".venv" / "requirements.txt").exists() and not (folder / ".venv").exists()
-    assert finished(make("venv"))[0] == 0  # pip fixed: built, and ready
+    assert ended(make("venv"))[0] == 0  # pip fixed: built, and ready
     assert (folder / ".venv" / "requirements.txt").read_text() == "torch\n"
 
 
+@guards("Makefile",
+        "a build stopped by Ctrl-C or SIGTERM puts back the environment there was",
+        "\ttrap 'stop 130' INT; trap 'stop 143' TERM;",
+        "\t: 'stop 130' INT; : 'stop 143' TERM;")
+@guards("Makefile",
+        "a build stopped by a hangup puts back the environment there was too",
+        " trap 'stop 129' HUP;",
+        "")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_build_stopped_during_pip_puts_back_the_environment_there_was(signum, project):
     folder, make = project
-    assert finished(make("venv"))[0] == 0
+    assert ended(make("venv"))[0] == 0
     (folder / ".venv" / "good").write_text("the environment that worked")
     (folder / "requirements.txt").write_text("torch\nnumpy\n")  # stale: a rebuild
     (folder / "pip-started").unlink()
@@ -90,18 +102,26 @@ def test_a_build_stopped_during_pip_puts_back_the_environment_there_was(signum, 
         process.send_signal(signum)
     else:
         os.killpg(process.pid, signum)
-    status, _, err = finished(process)
+    status, _, err = ended(process)
     assert status != 0 and "interrupted; .venv is as it was before" in err, err
     assert (folder / ".venv" / "good").exists() and not (folder / ".venv.old").exists()
     assert (folder / ".venv" / "requirements.txt").read_text() == "torch\n"
     (folder / "pip-started").unlink()
-    assert finished(make("venv"))[0] == 0  # the same command, to the end this time
+    assert ended(make("venv"))[0] == 0  # the same command, to the end this time
     assert (folder / ".venv" / "requirements.txt").read_text() == "torch\nnumpy\n"
 
 
+@guards("Makefile",
+        "the ready copy of requirements.txt is written only after pip succeeds",
+        "touch $(OWNED) && { $(PYTHON) -m pip install",
+        "touch $(OWNED) && cp requirements.txt $(READY) && { $(PYTHON) -m pip install")
+@guards("Makefile",
+        "a rebuild after a killed build keeps the environment that worked",
+        "\tif [ -e $(VENV).old ] && [ ! -e $(READY) ]; then rm -rf $(VENV); \\\n",
+        "\tif false; then rm -rf $(VENV); \\\n")
 def test_a_build_killed_during_pip_looks_unready_and_the_rebuild_keeps_the_environment_that_worked(project):
     folder, make = project
-    assert finished(make("venv"))[0] == 0
+    assert ended(make("venv"))[0] == 0
     (folder / ".venv" / "good").write_text("the environment that worked")
     (folder / "requirements.txt").write_text("torch\nnumpy\n")
     (folder / "pip-started").unlink()
@@ -110,13 +130,17 @@ def test_a_build_killed_during_pip_looks_unready_and_the_rebuild_keeps_the_envir
     while not (folder / "pip-started").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)  # no trap runs
-    finished(process)
+    ended(process)
     # The copy of the requirements says the environment is whole: written before pip ends, it would lie.
     assert not (folder / ".venv" / "requirements.txt").exists() and (folder / ".venv.old" / "good").exists()
-    status, _, err = finished(make("venv", pip="fail"))
+    status, _, err = ended(make("venv", pip="fail"))
     assert status != 0 and (folder / ".venv" / "good").exists() and not (folder / ".venv.old").exists(), err
 
 
+@guards("Makefile",
+        "ARGS reach main.py as words, never run by the shell",
+        "\tset -f; exec $(PYTHON) main.py $${ARGS:---model lenet5 --epochs 10}",
+        "\texec $(PYTHON) main.py $(if $(ARGS),$(ARGS),--model lenet5 --epochs 10)")
 @pytest.mark.parametrize("args, words", [
     ("--model all", ["--model", "all"]),
     ("--epochs 1; touch ran-by-the-shell", ["--epochs", "1;", "touch", "ran-by-the-shell"]),
@@ -125,23 +149,27 @@ def test_a_build_killed_during_pip_looks_unready_and_the_rebuild_keeps_the_envir
 ])
 def test_args_reach_the_program_as_words_never_as_shell_commands(args, words, project):
     folder, make = project
-    assert finished(make("venv"))[0] == 0
-    status, _, err = finished(make("train", f"ARGS={args}"))
+    assert ended(make("venv"))[0] == 0
+    status, _, err = ended(make("train", f"ARGS={args}"))
     assert status == 0, err
     assert (folder / "argv").read_text().splitlines() == ["main.py", *words]
     assert not (folder / "ran-by-the-shell").exists()
 
 
+@guards("Makefile",
+        "the program replaces the recipe's shell, so that SIGTERM to make reaches it",
+        "\tset -f; exec $(PYTHON) main.py",
+        "\tset -f; $(PYTHON) main.py")
 def test_sigterm_to_make_alone_reaches_the_program_it_runs(project):
     folder, make = project
-    assert finished(make("venv"))[0] == 0
+    assert ended(make("venv"))[0] == 0
     process = make("train", run="hang")
     try:
         deadline = time.monotonic() + 30
         while not (folder / "running").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         process.send_signal(signal.SIGTERM)  # as kill and job schedulers send it: make forwards it to its child
-        finished(process)
+        ended(process)
         deadline = time.monotonic() + 10
         while not (folder / "stopped").exists() and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -1,6 +1,6 @@
-"""The table of defences in tests/mutants.py still describes the code: each defence reads as listed, exactly once,
-and its test exists. Whether each test fails without its defence is `make defences` (minutes, not for every run)."""
-import ast
+"""tests/mutants.py, the runner of `make defences`, and the two cheap checks that keep its table honest: each defence
+declared beside its test reads as declared, exactly once, and results/defences.json holds each as red. Whether each
+test fails without its defence is `make defences` itself (minutes, not for every run)."""
 import json
 import os
 import signal
@@ -10,45 +10,51 @@ import time
 
 import pytest
 
-import slots
-from mutants import DEFENCES, ROOT
+import mutants
+from helpers import ROOT, guards
+from mnistlab import slots
 
 
-@pytest.mark.parametrize("defence", DEFENCES, ids=lambda d: f"{d.file}: {d.what}")
-def test_each_defence_reads_as_listed_and_its_test_exists(defence):
-    assert (ROOT / defence.file).read_text().count(defence.old) == 1
-    assert defence.new != defence.old
-    module, _, name = defence.test.partition("::")
-    tests = {node.name for node in ast.walk(ast.parse((ROOT / module).read_text())) if isinstance(node, ast.FunctionDef)}
-    assert name.split("[")[0] in tests
+def working_in(folder):
+    """The processes whose working folder is in folder."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{pid}/cwd").startswith(f"{folder}/"):
+                found.append(pid)
+        except OSError:  # gone meanwhile
+            continue
+    return found
 
 
-def test_no_defence_is_listed_twice():
-    assert len({(d.file, d.old) for d in DEFENCES}) == len(DEFENCES)
-
-
-def test_each_defence_is_described_in_text_the_readme_can_quote():
-    for d in DEFENCES:
+def test_each_declared_defence_reads_once_in_its_file_and_in_plain_words():
+    defences = mutants.declared()
+    misread = [f"{d.file}: {d.what}" for d in defences if (ROOT / d.file).read_text().count(d.old) != 1
+               or d.new == d.old]
+    assert defences and not misread, misread
+    assert len({(d.file, d.old) for d in defences}) == len(defences), "a defence declared twice"
+    for d in defences:  # docs/defences.md quotes them
         test, _, case = d.test.partition("[")
         assert slots.is_plain_text(d.what) and slots.is_plain_text(test), d
         assert not case or slots.is_plain_text(case.removesuffix("]")), d
 
 
-def test_the_committed_table_measures_this_list_and_every_test_failed_without_its_defence():
-    # results/defences.json is what `make defences` found; the README states it. A row whose entry was changed or
-    # removed here, or that is not red, fails: run `make defences` (or --update the entries changed) again.
+def test_the_committed_table_holds_each_declared_defence_as_red():
+    # results/defences.json is what `make defences` found; docs/defences.md states it. A defence declared, changed or
+    # moved since, or one not red, fails here: run `make defences` (or --update the ones changed) again.
     table = json.loads((ROOT / "results" / "defences.json").read_text())
-    listed = [(d.file, d.what, d.test) for d in DEFENCES]
-    measured = [(row["file"], row["defence"], row["test"] + (f"[{row['case']}]" if "case" in row else ""))
-                for row in table["defences"]]
-    assert [entry for entry in listed if entry in measured] == measured, "rows that are not this list's entries"
-    assert table["listed"] == len(DEFENCES) and table["red"] == table["entries"] == len(measured)
+    declared = mutants.declared()
+    assert [mutants.key(row) for row in table["defences"]] == [(d.file, d.what, d.test) for d in declared]
+    assert not mutants.stale(declared, table), "defences whose code changed since they were measured"
+    assert table["listed"] == table["entries"] == table["red"] == len(declared)
     assert {row["outcome"] for row in table["defences"]} == {"red"}
 
 
+@guards("tests/mutants.py", "make defences never replaces a file that is not a .json table of defences",
+        '        if out.suffix != ".json" or not (isinstance(held, dict) and isinstance(held.get("defences"), '
+        "list)):", "        if False:")
 @pytest.mark.parametrize("name, content", [("README.md", "# a readme\n"), ("run.json", '{"history": []}\n')])
 def test_out_never_replaces_what_is_not_a_table_of_defences(name, content, tmp_path, capsys):
-    import mutants
     out = tmp_path / name
     out.write_text(content)
     assert mutants.main(mutants.get_args_parser().parse_args(["--only", "bold", "--out", str(out)])) == 2
@@ -57,11 +63,14 @@ def test_out_never_replaces_what_is_not_a_table_of_defences(name, content, tmp_p
                                        f"replace it; pass another --out\n")
 
 
+@guards("tests/mutants.py",
+        "make defences keeps its scratch copies in a private folder the next run clears",
+        "~20 MB.\n        with files.private_folder(\"mutants-\", tempfile.gettempdir(), clear=reap) as scratch:",
+        "~20 MB.\n        with tempfile.TemporaryDirectory(prefix=\"mutants-\") as scratch:")
 def test_a_scratch_copy_a_killed_run_left_is_removed_by_the_next(tmp_path, monkeypatch, capsys):
     import tempfile
 
-    import files
-    import mutants
+    from mnistlab import files
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     start = files.started(child.pid)
@@ -81,7 +90,7 @@ def test_a_scratch_copy_a_killed_run_left_is_removed_by_the_next(tmp_path, monke
 
 @pytest.mark.parametrize("group", [False, True], ids=["the program", "its process group"])
 def test_sighup_stops_a_run_leaving_no_scratch_copy_and_no_process(group, tmp_path):
-    from conftest import ROOT, as_from_a_terminal
+    from helpers import ROOT, as_from_a_terminal
     process = subprocess.Popen([sys.executable, "-m", "tests.mutants", "--only", "plain text is not blank", "--out",
                                 str(tmp_path / "defences.json")], cwd=ROOT, env={**os.environ, "TMPDIR": str(tmp_path)},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -100,18 +109,11 @@ def test_sighup_stops_a_run_leaving_no_scratch_copy_and_no_process(group, tmp_pa
     assert not list(tmp_path.iterdir()) and not working_in(tmp_path)
 
 
-def working_in(folder):
-    """The processes whose working folder is in folder."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if os.readlink(f"/proc/{pid}/cwd").startswith(f"{folder}/"):
-                found.append(pid)
-        except OSError:  # gone meanwhile
-            continue
-    return found
+@guards("tests/mutants.py",
+        "an --out with nothing there is refused for its name, not as a file it would replace",
+        "            if not out.exists():  # nothing there " "to replace",
+        "            if False:  # nothing there " "to replace")
 def test_out_with_nothing_there_is_refused_for_its_name_only_and_a_json_name_is_taken(tmp_path, capsys, monkeypatch):
-    import mutants
     out = tmp_path / "x.txt"
     assert mutants.main(mutants.get_args_parser().parse_args(["--only", "bold", "--out", str(out)])) == 2
     assert not out.exists() and capsys.readouterr().err == (f"mutants: error: --out {out} does not end in .json, and "

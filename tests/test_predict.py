@@ -1,7 +1,6 @@
 """predict.py: MNIST-style preprocessing of users' images, checked step by step on images drawn here, and the
 command line with good and bad input."""
 import errno
-import io
 import json
 import os
 import shutil
@@ -10,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,31 +16,11 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-import checkpoints
 import dataset
-import engine
-import files
 import predict
-import preprocess
-from conftest import ROOT, check_advice_in, interrupted_while_starting, png_declaring, start
-
-
-def drawing(digit, size=(300, 400), offset=(0, 0), scale=1.0, ink=20, paper=235, mode="L", gradient=0.0):
-    """A thick "1" or a ring "0", dark on light, drawn with PIL; optionally moved, scaled, or lit unevenly."""
-    image = Image.new(mode, size, paper if mode == "L" else (paper,) * 3)
-    draw = ImageDraw.Draw(image)
-    cx, cy = size[0] / 2 + offset[0], size[1] / 2 + offset[1]
-    if digit == 1:
-        draw.line([(cx, cy - 130 * scale), (cx, cy + 130 * scale)], fill=ink if mode == "L" else (ink,) * 3,
-                  width=round(26 * scale))
-    else:
-        draw.ellipse([cx - 75 * scale, cy - 120 * scale, cx + 75 * scale, cy + 120 * scale],
-                     outline=ink if mode == "L" else (ink,) * 3, width=round(26 * scale))
-    if gradient:
-        pixels = np.asarray(image.convert("L"), dtype=np.float32)
-        ramp = np.linspace(-gradient / 2, gradient / 2, size[0])[None, :] * 255
-        image = Image.fromarray(np.clip(pixels + ramp, 0, 255).astype(np.uint8))
-    return image
+from helpers import PNGS, ROOT, drawing, guards, interrupted_while_starting, nan_answers, start
+from mnistlab import checkpoints, engine, figures, files, preprocess
+from mnistlab.errors import UsageError
 
 
 def similar(a, b):
@@ -53,6 +31,24 @@ def similar(a, b):
 def mnist_test():
     images, labels = dataset.read_split(train=False)
     return images.numpy(), labels
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+WITHOUT_ROOTS_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+                          "--inh-caps=-dac_override,-dac_read_search"]
+
+
+def errors(err):
+    """The error lines on standard error, after the line that names the checkpoint."""
+    return [line for line in err.splitlines() if not line.startswith("reading with ")]
+
+
+def with_zero_length_idat(png):
+    """A PNG whose IDAT chunk claims length 0: Pillow raises SyntaxError on it, not OSError."""
+    offset = png.index(b"IDAT") - 4
+    return png[:offset] + b"\0\0\0\0" + png[offset + 4:]
 
 
 def test_the_mnist_constants_are_measured_on_the_training_set():
@@ -146,35 +142,6 @@ def test_mnist_pngs_read_from_files_get_the_same_predictions_as_the_tensors(trai
     assert (from_files == labels[:count]).double().mean().item() > 0.95
 
 
-# ---------------------------------------------------------------- the command line
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("images")
-    drawing(1).save(folder / "one.png")
-    drawing(0, mode="RGB").save(folder / "zero.jpg", quality=80)
-    Image.new("L", (100, 100), 255).save(folder / "blank.png")
-    (folder / "fake.png").write_text("not an image")
-    png = (folder / "one.png").read_bytes()
-    (folder / "truncated.png").write_bytes(png[:len(png) // 2])
-    (folder / "empty").mkdir()
-    (folder / "no-images").mkdir()
-    (folder / "no-images" / "notes.txt").write_text("")
-    return folder
-
-
-@pytest.fixture
-def run_predict(capsys):
-    """predict.py in-process: run_predict(*argv) returns (exit status, stdout, stderr), each flag its refusals name
-    checked to be one predict.py accepts."""
-    def run(*argv):
-        status = predict.main(predict.get_args_parser().parse_args([str(a) for a in argv]))
-        out, err = capsys.readouterr()
-        check_advice_in("predict", err)
-        return status, out, err
-    return run
-
-
 def test_predict_runs_as_a_program(trained_runs, images):
     process = start("predict.py", images / "one.png", "--checkpoint", trained_runs / "checkpoints" / "lenet5_seed0.pt")
     out, err = process.communicate(timeout=120)
@@ -206,6 +173,23 @@ def test_json_output_parses_and_holds_the_fields(trained_runs, images, run_predi
     assert fake["file"] == str(images / "fake.png") and "not an image" in fake["error"]
 
 
+@guards("mnistlab/preprocess.py",
+        "an unreadable image is a problem line, not a crash",
+        "    try:\n        image = images.open_image(path)\n    except images.Unreadable as e:\n        return str(e)\n",
+        "    image = images.open_image(path)\n")
+@guards("predict.py",
+        "find_images: an argument that cannot be looked at is a problem line",
+        "        try:\n            mode = path.stat().st_mode\n        except OSError as e:\n"
+        "            yield path, str(paths.problem(e, path))\n            continue\n",
+        "        mode = path.stat().st_mode\n")
+@guards("predict.py",
+        "find_images: only files named as images are read from a folder",
+        "        if path.suffix.lower() in images.EXTENSIONS:\n",
+        "        if True:\n")
+@guards("predict.py",
+        "find_images: a folder with no images is a problem line",
+        "    if not found:\n        yield folder",
+        "    if False:\n        yield folder")
 def test_bad_inputs_are_reported_and_the_good_ones_still_read(trained_runs, images, run_predict):
     status, out, err = run_predict(images, images / "empty", images / "no-images", images / "missing.png",
                                    "--checkpoint", trained_runs / "checkpoints" / "lenet5_seed0.pt")
@@ -221,6 +205,10 @@ def test_bad_inputs_are_reported_and_the_good_ones_still_read(trained_runs, imag
     assert f"{images / 'one.png'}: 1 (" in out and f"{images / 'zero.jpg'}: 0 (" in out
 
 
+@guards("predict.py",
+        "no checkpoint: exit 2, saying how to train one",
+        "    if checkpoint is None:\n        raise UsageError",
+        "    if False:\n        raise UsageError")
 @pytest.mark.parametrize("case", ["no checkpoint at all", "missing", "not a checkpoint", "other model"])
 def test_a_missing_or_incompatible_checkpoint_is_exit_2(case, trained_runs, images, tmp_path, monkeypatch,
                                                         run_predict):
@@ -237,17 +225,6 @@ def test_a_missing_or_incompatible_checkpoint_is_exit_2(case, trained_runs, imag
         assert "train one with `python main.py --model lenet5_regularized`" in err
 
 
-def test_a_checkpoint_flag_naming_another_file_is_never_advised_deleted(trained_runs, images, tmp_path, run_predict):
-    results = tmp_path / "lenet5_seed0.json"  # a committed results file, as results/ holds them
-    shutil.copy(trained_runs / "results" / "lenet5_seed0.json", results)
-    status, out, err = run_predict(images / "one.png", "--checkpoint", results)
-    assert status == 2 and out == "" and err == (f"predict.py: error: --checkpoint: {results} is not a checkpoint of "
-                                                 f"main.py (BadZipFile); pass the .pt file that main.py wrote\n")
-    assert results.read_bytes() == (trained_runs / "results" / "lenet5_seed0.json").read_bytes()
-    status, out, _ = run_predict(images / "one.png", "--checkpoint", trained_runs / "checkpoints" / "lenet5_seed0.pt")
-    assert status == 0 and f"{images / 'one.png'}: 1 (" in out  # as advised
-
-
 def test_the_default_is_the_best_finished_checkpoint(trained_runs, tmp_path):
     best = checkpoints.best_checkpoint(trained_runs)
     accuracies = {path.name: checkpoints.read(path)["history"][-1]["eval_acc"]
@@ -257,41 +234,40 @@ def test_the_default_is_the_best_finished_checkpoint(trained_runs, tmp_path):
     assert checkpoints.best_checkpoint(tmp_path) is None
 
 
-# ---------------------------------------------------------------- what careless and hostile users give it
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-WITHOUT_ROOTS_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
-                          "--inh-caps=-dac_override,-dac_read_search"]
-
-
-@pytest.fixture
-def checkpoint(trained_runs):
-    return trained_runs / "checkpoints" / "lenet5_seed0.pt"
-
-
-def run_program(*argv, stdout=subprocess.PIPE, **kwargs):
-    """predict.py as a child process: (exit status, stdout bytes, stderr text)."""
-    process = subprocess.run([sys.executable, str(ROOT / "predict.py"), *map(str, argv)], stdout=stdout,
-                             stderr=subprocess.PIPE, timeout=120, **kwargs)
-    check_advice_in("predict", process.stderr.decode(errors="replace"))
-    return process.returncode, process.stdout, process.stderr.decode()
-
-
-def errors(err):
-    """The error lines on standard error, after the line that names the checkpoint."""
-    return [line for line in err.splitlines() if not line.startswith("reading with ")]
-
-
-def with_zero_length_idat(png):
-    """A PNG whose IDAT chunk claims length 0: Pillow raises SyntaxError on it, not OSError."""
-    offset = png.index(b"IDAT") - 4
-    return png[:offset] + b"\0\0\0\0" + png[offset + 4:]
-
-
+@guards("predict.py",
+        "--preview: a name that does not end in .png refused",
+        '    if preview.suffix.lower() != ".png":\n',
+        "    if False:\n",
+        case='not a .png')
+@guards("predict.py",
+        "--preview: a folder or anything but a regular file refused",
+        "    if mode is not None and not stat.S_ISREG(mode):\n",
+        "    if False:\n",
+        case='a folder')
+@guards("predict.py",
+        "--preview: a read-only file refused",
+        "    if mode is not None and not mode & 0o222:\n",
+        "    if False:\n",
+        case='a read-only file')
+@guards("predict.py",
+        "--preview: a file in a folder being read refused",
+        "        if given.is_dir() and preview.parent.exists() and preview.parent.samefile(given):\n",
+        "        if False:\n",
+        case='in a folder being read')
+@guards("predict.py",
+        "--preview: one of the inputs refused",
+        "        if mode is not None and given.exists() and preview.samefile(given):\n",
+        "        if False:\n",
+        case='an input')
+@guards("predict.py",
+        "--preview: resolved as the kernel will resolve it (nosuch/.. and links)",
+        "    preview = Path(os.path.realpath(given_path))",
+        "    preview = Path(given_path)",
+        case='an input through a folder not yet made')
 @pytest.mark.parametrize("case", ["an input", "an input through a folder not yet made", "in a folder being read",
                                   "a folder", "a named pipe", "not a .png", "a read-only file"])
 def test_a_preview_that_would_replace_what_it_must_not_is_refused_before_any_work(case, checkpoint, tmp_path,
-                                                                                  run_predict):  # case 1
+                                                                                  run_predict):
     scans = tmp_path / "scans"
     scans.mkdir()
     drawing(1).save(scans / "a.png")
@@ -322,13 +298,17 @@ def test_a_file_name_that_reads_as_mathtext_is_drawn_as_it_is(checkpoint, tmp_pa
     assert status == 0 and "Traceback" not in err and (tmp_path / "preview.png").is_file()
 
 
+@guards("predict.py",
+        "an empty path refused, not read as the current folder",
+        "    if not text:\n        raise argparse.ArgumentTypeError",
+        "    if False:\n        raise argparse.ArgumentTypeError")
 def test_an_empty_path_is_refused_rather_than_read_as_the_current_folder(capsys):  # an unset "$DIR"
     with pytest.raises(SystemExit) as exit:
         predict.get_args_parser().parse_args([""])
     assert exit.value.code == 2 and "an empty path; name an image or a folder" in capsys.readouterr().err
 
 
-def test_a_corrupt_file_is_one_line_and_the_rest_are_read(checkpoint, tmp_path, run_predict):  # case 2
+def test_a_corrupt_file_is_one_line_and_the_rest_are_read(checkpoint, tmp_path, run_predict):
     drawing(1).save(tmp_path / "good.png")
     (tmp_path / "broken.png").write_bytes(with_zero_length_idat((tmp_path / "good.png").read_bytes()))
     drawing(0).save(tmp_path / "good2.png")
@@ -369,54 +349,7 @@ def test_unreadable_files_folders_and_checkpoints_are_one_line_each(checkpoint, 
         f"permissions"]
 
 
-def test_file_names_that_are_not_utf8_or_hold_a_newline_give_valid_output(checkpoint, tmp_path, monkeypatch,
-                                                                           capsys):  # case 6
-    folder = os.fsencode(tmp_path)
-    for name in (b"bad\xff.png", b"new\nline.png"):
-        drawing(1).save(os.path.join(folder, name).decode(errors="surrogateescape"))
-    for json_output in (False, True):
-        stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict", write_through=True)
-        monkeypatch.setattr(sys, "stdout", stdout)  # as a terminal under en_US.UTF-8 takes it
-        status = predict.main(predict.get_args_parser().parse_args(
-            [str(tmp_path), "--checkpoint", str(checkpoint)] + (["--json"] if json_output else [])))
-        written = stdout.buffer.getvalue().decode("utf-8")
-        assert status == 0
-        if json_output:
-            assert [entry["file"] for entry in json.loads(written)] == [f"{tmp_path}/bad\\xff.png",
-                                                                        f"{tmp_path}/new\nline.png"]
-        else:
-            assert [line.split(": ")[0] for line in written.splitlines()] == [f"{tmp_path}/bad\\xff.png",
-                                                                             f"{tmp_path}/new\\nline.png"]
-    assert "Traceback" not in capsys.readouterr().err
-
-
-def test_reading_the_worst_allowed_images_takes_under_600_mb(tmp_path):  # case 7
-    # 7071x7071 is 49,999,041 pixels, just under the cap; all transparent, a few hundred KB on disk each. The most
-    # memory per pixel: a palette with a transparent entry, which becomes RGBA. Two RGBA ones before it: decoded in
-    # turn by different threads, they must not add up.
-    side = 7071
-    for name, colour_type, samples, extra in (("worst1.png", 6, 4, {}),
-                                              ("worst3.png", 3, 1, dict(palette=bytes(768), transparent=b"\0"))):
-        compressor = zlib.compressobj(1)
-        rows = b"".join(compressor.compress(bytes(1 + samples * side)) for _ in range(side)) + compressor.flush()
-        (tmp_path / name).write_bytes(png_declaring(side, side, rows, colour_type=colour_type, **extra))
-    os.link(tmp_path / "worst1.png", tmp_path / "worst2.png")
-    drawing(1).save(tmp_path / "worst4.png")
-    (tmp_path / "worst5.png").write_bytes(png_declaring(13000, 13000))  # the issue's bomb: refused before decoding
-    # predict.py's own reading path, its threads included, without the model: torch alone takes 0.6 GB here.
-    measure = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
-               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    read = ("import sys, predict; print([outcome if isinstance(outcome, str) else outcome[1] is None for batch in "
-            "predict.readings(predict.find_images(sys.argv[1:]), False) for _, outcome in batch])")
-    result = subprocess.run([sys.executable, "-c", measure, sys.executable, "-c", read,
-                             *sorted(tmp_path.glob("worst*.png"))], capture_output=True, text=True, timeout=120,
-                            cwd=ROOT)
-    outcomes, peak_kb = result.stdout.splitlines()
-    assert outcomes == str([True, True, True, False, "13000x13000 pixels, over 50,000,000; scale it down"])
-    assert int(peak_kb) < 600 * 1024, f"peak {int(peak_kb) // 1024} MB"  # 0.51 GB when this was written
-
-
-def test_results_print_as_they_are_ready_in_order(checkpoint, tmp_path, monkeypatch, capsys):  # case 7
+def test_results_print_as_they_are_ready_in_order(checkpoint, tmp_path, monkeypatch, capsys):
     for name in ("a", "b", "c"):
         drawing(1).save(tmp_path / f"{name}.png")
     release, read = threading.Event(), predict.read
@@ -441,16 +374,7 @@ def test_results_print_as_they_are_ready_in_order(checkpoint, tmp_path, monkeypa
     assert outcome == [0] and time.monotonic() < deadline  # a and b came out while c was still being read
 
 
-def test_no_full_size_copy_is_kept(tmp_path):  # case 7: a 1-bit scan once kept a full-size RGBA thumbnail
-    scan = drawing(1, size=(4000, 3000), scale=8).convert("1", dither=Image.Dither.NONE)
-    scan.save(tmp_path / "scan.png")
-    thumbnail, field = predict.read(tmp_path / "scan.png")
-    assert thumbnail is None and field is not None
-    thumbnail, _ = predict.read(tmp_path / "scan.png", thumbnail=True)
-    assert max(thumbnail.size) <= 256
-
-
-def test_a_reader_that_goes_away_ends_it_quietly(checkpoint, tmp_path):  # case 8: `predict.py many/ | head -1`
+def test_a_reader_that_goes_away_ends_it_quietly(checkpoint, tmp_path):
     for i in range(200):
         drawing(i % 2, size=(60, 80), scale=0.2).save(tmp_path / f"{i:03d}.png")
     process = subprocess.Popen([sys.executable, ROOT / "predict.py", tmp_path, "--json", "--top", "10",
@@ -461,7 +385,7 @@ def test_a_reader_that_goes_away_ends_it_quietly(checkpoint, tmp_path):  # case 
     assert process.wait(60) == 141 and errors(err) == []
 
 
-def test_a_full_disk_for_the_output_is_one_line(checkpoint, tmp_path, monkeypatch, capsys):  # case 8: > /dev/full
+def test_a_full_disk_for_the_output_is_one_line(checkpoint, tmp_path, monkeypatch, capsys):
     drawing(1).save(tmp_path / "one.png")
     with open("/dev/full", "w") as full:
         monkeypatch.setattr(sys, "stdout", full)
@@ -471,9 +395,21 @@ def test_a_full_disk_for_the_output_is_one_line(checkpoint, tmp_path, monkeypatc
         "predict.py: error: cannot write the output (No space left on device); free some space or send it elsewhere"]
 
 
+@guards("predict.py",
+        "--preview: a folder that cannot be written refused before any image is read",
+        "    try:\n        files.make_writable(preview.parent)\n    except OSError as e:\n"
+        "        raise UsageError(f\"--preview {shown(preview)} cannot be written ({e.strerror or e}); pass another \"\n"
+        "                         f\"path\") from None\n",
+        "    files.make_writable(preview.parent)\n")
+@guards("predict.py",
+        "--preview: a preview that cannot be saved is one line, exit 1",
+        "        try:\n            files.save_figure(args.preview, figures.predictions(preview_rows, total=read_count))\n"
+        "        except OSError as e:\n",
+        "        files.save_figure(args.preview, figures.predictions(preview_rows, total=read_count))\n"
+        "        if False:\n")
 @pytest.mark.parametrize("where", ["a new folder", "/proc", "a read-only folder", "a disk that fills up"])
 def test_a_preview_that_cannot_be_written_is_one_line(where, checkpoint, tmp_path, monkeypatch, request,
-                                                      run_predict):  # case 8
+                                                      run_predict):
     drawing(1).save(tmp_path / "one.png")
     preview = {"a new folder": tmp_path / "new" / "deeper" / "preview.png", "/proc": Path("/proc/preview.png"),
                "a read-only folder": tmp_path / "preview.png", "a disk that fills up": tmp_path / "preview.png"}[where]
@@ -496,13 +432,13 @@ def test_a_preview_that_cannot_be_written_is_one_line(where, checkpoint, tmp_pat
         assert status == 2 and out == "" and f"--preview {preview} cannot be written (" in err
 
 
-def test_ctrl_c_while_starting_is_one_line(checkpoint, tmp_path):  # case 9
+def test_ctrl_c_while_starting_is_one_line(checkpoint, tmp_path):
     drawing(1).save(tmp_path / "one.png")
     status, out, err = interrupted_while_starting("predict.py", tmp_path / "one.png", "--checkpoint", checkpoint)
     assert status == 130 and out == "" and err.strip() == "predict.py: interrupted", err
 
 
-def test_what_is_not_an_image_file_is_named_for_what_it_is(checkpoint, tmp_path, run_predict):  # case 16
+def test_what_is_not_an_image_file_is_named_for_what_it_is(checkpoint, tmp_path, run_predict):
     os.mkfifo(tmp_path / "pipe.png")
     (tmp_path / "loop.png").symlink_to("loop.png")
     (tmp_path / "gone.png").symlink_to("nowhere.png")
@@ -518,7 +454,7 @@ def test_what_is_not_an_image_file_is_named_for_what_it_is(checkpoint, tmp_path,
                            "predict.py: error: /dev/zero: a device, not an image file"]
 
 
-def test_white_ink_on_a_transparent_background_reads_as_dark_ink_does():  # case 17
+def test_white_ink_on_a_transparent_background_reads_as_dark_ink_does():
     dark = drawing(1)
     alpha = Image.eval(dark, lambda v: 255 - v)  # the ink opaque, the paper transparent
     for ink in (0, 255):
@@ -526,7 +462,7 @@ def test_white_ink_on_a_transparent_background_reads_as_dark_ink_does():  # case
         np.testing.assert_allclose(preprocess.mnist_like(transparent), preprocess.mnist_like(dark), atol=0.05)
 
 
-def test_a_digit_cropped_without_a_margin_reads_as_with_one(mnist_test):  # case 17
+def test_a_digit_cropped_without_a_margin_reads_as_with_one(mnist_test):
     images, _ = mnist_test
     for digit in images[:20]:
         rows, cols = np.nonzero(digit)
@@ -534,3 +470,166 @@ def test_a_digit_cropped_without_a_margin_reads_as_with_one(mnist_test):  # case
         photo = Image.fromarray(cropped).resize((cropped.shape[1] * 10, cropped.shape[0] * 10),
                                                 Image.Resampling.BILINEAR)
         assert similar(preprocess.mnist_like(photo), preprocess.mnist_like(Image.fromarray(digit))) > 0.75
+
+
+@pytest.mark.parametrize("link", ["symbolic", "hard", "symbolic to its folder"])
+def test_a_preview_that_reaches_an_input_through_a_link_is_refused(link, tmp_path):
+    (tmp_path / "scans").mkdir()
+    image = tmp_path / "scans" / "a.png"
+    image.write_bytes(PNGS[1])
+    if link == "symbolic to its folder":
+        (tmp_path / "elsewhere").symlink_to(tmp_path / "scans")
+        preview = tmp_path / "elsewhere" / "a.png"
+    else:
+        preview = tmp_path / "preview.png"
+        (preview.symlink_to if link == "symbolic" else preview.hardlink_to)(image)
+    with pytest.raises(UsageError, match="is one of the images to read; write the preview elsewhere"):
+        predict.check_preview(preview, [str(image)])
+    assert image.read_bytes() == PNGS[1]
+
+
+@guards("predict.py",
+        "find_images: an argument that is not a regular file is refused",
+        '            yield path, None if stat.S_ISREG(mode) else f"{paths.kind(mode)}, not an image file"',
+        "            yield path, None")
+def test_find_images_names_an_argument_that_is_not_a_file(tmp_path):
+    os.mkfifo(tmp_path / "pipe.png")
+    assert list(predict.find_images([str(tmp_path / "pipe.png"), "/dev/null"])) == [
+        (tmp_path / "pipe.png", "a named pipe (FIFO), not an image file"), (Path("/dev/null"), "a device, not an image file")]
+
+
+@guards("predict.py",
+        "find_images: a file in a folder that cannot be looked at is a problem line",
+        "        try:\n            mode = path.stat().st_mode\n        except OSError as e:\n"
+        "            problem = str(paths.problem(e, path))\n        else:\n",
+        "        mode = path.stat().st_mode\n        if True:\n")
+@guards("predict.py",
+        "find_images: subfolders are not opened",
+        "            if stat.S_ISDIR(mode):\n                continue\n",
+        "")
+@guards("predict.py",
+        "find_images: a file in a folder that is not a regular file is refused",
+        '            problem = None if stat.S_ISREG(mode) else f"{paths.kind(mode)}, not an image file"',
+        "            problem = None")
+def test_find_images_in_a_folder_names_what_it_cannot_read_and_skips_subfolders(tmp_path):
+    (tmp_path / "a.png").write_bytes(PNGS[1])
+    os.mkfifo(tmp_path / "b.png")
+    (tmp_path / "c.png").symlink_to("nowhere.png")
+    (tmp_path / "d.png").mkdir()
+    (tmp_path / "d.png" / "e.png").write_bytes(PNGS[1])
+    (tmp_path / "notes.txt").write_text("")
+    assert list(predict.find_images([str(tmp_path)])) == [
+        (tmp_path / "a.png", None), (tmp_path / "b.png", "a named pipe (FIFO), not an image file"),
+        (tmp_path / "c.png", "a broken symbolic link")]
+
+
+@guards("predict.py",
+        "find_images: a folder that cannot be listed is a problem line",
+        "    try:\n        entries = sorted(folder.iterdir())\n    except OSError as e:\n"
+        "        yield folder, f\"a folder, {paths.problem(e, folder)}\"\n        return\n",
+        "    entries = sorted(folder.iterdir())\n")
+def test_a_folder_that_cannot_be_listed_is_one_problem(tmp_path, monkeypatch):
+    def refused(self):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+    monkeypatch.setattr(Path, "iterdir", refused)
+    assert list(predict.find_images([str(tmp_path)])) == [
+        (tmp_path, "a folder, not readable (Permission denied); check its permissions")]
+
+
+@guards("predict.py",
+        "AHEAD: at most 64 files read ahead of the one printed",
+        "while len(pending) < AHEAD and (entry := next(entries, None)):",
+        "while (entry := next(entries, None)):")
+def test_no_more_than_AHEAD_files_are_read_ahead(monkeypatch):
+    monkeypatch.setattr(predict, "read", lambda path, thumbnails: (None, None))
+    taken = []
+
+    def entries():
+        for i in range(3 * predict.AHEAD):
+            taken.append(i)
+            yield Path(f"{i}.png"), None
+    readings = predict.readings(entries(), False)
+    batches = [next(readings)]
+    assert len(taken) <= predict.AHEAD
+    batches += list(readings)
+    assert sum(map(len, batches)) == 3 * predict.AHEAD and max(map(len, batches)) <= predict.AHEAD
+
+
+@guards("predict.py",
+        "reads not started are cancelled when the reader stops",
+        "pool.shutdown(wait=False, cancel_futures=True)",
+        "pool.shutdown(wait=False)")
+def test_reads_not_started_are_dropped_when_the_reader_stops(monkeypatch):
+    pools, started, release, pool = [], [], threading.Event(), predict.ThreadPoolExecutor
+    monkeypatch.setattr(predict, "ThreadPoolExecutor", lambda workers: pools.append(pool(workers)) or pools[-1])
+
+    def read(path, thumbnails):
+        started.append(path.name)
+        if path.name != "0.png":
+            release.wait(10)
+        return None, None
+    monkeypatch.setattr(predict, "read", read)
+    readings = predict.readings(((Path(f"{i}.png"), None) for i in range(40)), False)
+    assert [path.name for path, _ in next(readings)] == ["0.png"]
+    readings.close()  # as Ctrl-C, or a reader that went away, stops predict.py
+    release.set()
+    pools[0].shutdown(wait=True)
+    assert len(started) <= 1 + predict.WORKERS
+
+
+@guards("predict.py",
+        "--top from 1 to 10",
+        "choices=range(1, 11)",
+        "choices=range(0, 100)")
+@pytest.mark.parametrize("top", ["0", "11"])
+def test_top_outside_1_to_10_is_refused(top, capsys):
+    with pytest.raises(SystemExit) as exit:
+        predict.get_args_parser().parse_args(["a.png", "--top", top])
+    assert exit.value.code == 2 and "--top" in capsys.readouterr().err
+
+
+@guards("predict.py",
+        "--preview: a path that cannot be looked at refused in one line",
+        "    except OSError as e:\n        raise UsageError(f\"--preview {shown(preview)} is {paths.problem(e, preview)}; "
+        "give another path\") from None\n",
+        "")
+@pytest.mark.parametrize("where", ["under a file", "a symbolic link loop"])
+def test_a_preview_path_that_cannot_be_looked_at_is_refused(where, tmp_path):
+    (tmp_path / "a.png").write_bytes(PNGS[1])
+    (tmp_path / "loop.png").symlink_to("loop.png")
+    preview = tmp_path / ("a.png/preview.png" if where == "under a file" else "loop.png")
+    problem = "no such file or folder" if where == "under a file" else "a symbolic link loop"
+    with pytest.raises(UsageError, match=f"is {problem}; give another path$"):
+        predict.check_preview(preview, [str(tmp_path / "a.png")])
+
+
+@guards("predict.py",
+        "--preview keeps only the rows it draws (PREDICTIONS_SHOWN)",
+        "if args.preview and len(preview_rows) < figures.PREDICTIONS_SHOWN:",
+        "if args.preview:")
+def test_the_preview_keeps_only_the_rows_it_draws(trained_runs, tmp_path, monkeypatch, capsys):
+    (tmp_path / "scans").mkdir()
+    count = figures.PREDICTIONS_SHOWN + 3
+    for i in range(count):
+        (tmp_path / "scans" / f"{i:02d}.png").write_bytes(PNGS[i % 2])
+    drawn, predictions = [], figures.predictions
+    monkeypatch.setattr(figures, "predictions",
+                        lambda rows, total=None: drawn.append((len(rows), total)) or predictions(rows, total=total))
+    args = predict.get_args_parser().parse_args([str(tmp_path / "scans"), "--preview", str(tmp_path / "preview.png"),
+                                                 "--checkpoint", str(trained_runs / "checkpoints" / "lenet5_seed0.pt")])
+    assert predict.main(args) == 0
+    assert drawn == [(figures.PREDICTIONS_SHOWN, count)] and capsys.readouterr().out.count("\n") == count
+
+
+@guards("predict.py",
+        "a model that answers NaN is an error line",
+        "                if probabilities is not None and not torch.isfinite(probabilities).all():\n",
+        "                if False:\n")
+def test_a_model_that_answers_nan_is_an_error_line_in_predict(trained_runs, tmp_path, monkeypatch, capsys):
+    (tmp_path / "a.png").write_bytes(PNGS[1])
+    nan_answers(monkeypatch)
+    args = predict.get_args_parser().parse_args([str(tmp_path / "a.png"), "--checkpoint",
+                                                 str(trained_runs / "checkpoints" / "lenet5_seed0.pt")])
+    assert predict.main(args) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "a.png: the model's answer is not a number: its checkpoint is broken" in err

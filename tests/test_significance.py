@@ -3,17 +3,27 @@ import dataclasses
 import gzip
 import json
 from math import sqrt
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-import significance
-from conftest import binomial_p
+from helpers import ROOT, binomial_p, guards
+from mnistlab import significance
 from scripts.report import committed
 from scripts.report.experiments import SEEDS, experiment_run_name
 
-ROOT = Path(__file__).resolve().parents[1]
+
+def runs_with(disagreements, images=1_000):
+    """Synthetic runs, one per seed, that disagree as given: per seed (images only the first gets right, images only
+    the second gets right), on images of their own; both get the first 10 other images wrong and the rest right."""
+    first, second = np.ones((len(disagreements), images), bool), np.ones((len(disagreements), images), bool)
+    first[:, :10] = second[:, :10] = False
+    start = 10
+    for seed, (first_only, second_only) in enumerate(disagreements):
+        second[seed, start:start + first_only] = False
+        first[seed, start + first_only:start + first_only + second_only] = False
+        start += first_only + second_only
+    return first, second
 
 
 def test_the_mcnemar_figures_of_committed_runs_match_a_count_by_hand():
@@ -39,6 +49,14 @@ def test_the_mcnemar_figures_of_committed_runs_match_a_count_by_hand():
     assert c.interval[0] < c.difference < c.interval[1]
 
 
+@guards("mnistlab/significance.py",
+        "no discordant image is p = 1, not a binomial test of nothing",
+        "    return stats.binomtest(first_only, discordant).pvalue if discordant else 1.0",
+        "    return stats.binomtest(first_only, discordant).pvalue")
+@guards("mnistlab/significance.py",
+        "no discordant image gives no detectable difference",
+        "    if not moved.size:\n        return None",
+        "")
 def test_a_run_against_itself_differs_by_exactly_zero():
     correct = committed.correct("LeNet5")
     c = significance.compare(correct, correct)
@@ -46,19 +64,6 @@ def test_a_run_against_itself_differs_by_exactly_zero():
     assert c.discordant == ((0, 0),) * len(SEEDS) and c.ahead == (0, 0) and c.p == 1.0
     assert not c.real and c.detectable is None
     assert significance.error_ratio(correct, correct) == (1.0, (1.0, 1.0))
-
-
-def runs_with(disagreements, images=1_000):
-    """Synthetic runs, one per seed, that disagree as given: per seed (images only the first gets right, images only
-    the second gets right), on images of their own; both get the first 10 other images wrong and the rest right."""
-    first, second = np.ones((len(disagreements), images), bool), np.ones((len(disagreements), images), bool)
-    first[:, :10] = second[:, :10] = False
-    start = 10
-    for seed, (first_only, second_only) in enumerate(disagreements):
-        second[seed, start:start + first_only] = False
-        first[seed, start + first_only:start + first_only + second_only] = False
-        start += first_only + second_only
-    return first, second
 
 
 def test_known_disagreements_give_the_known_binomial_p_value():
@@ -86,6 +91,26 @@ def test_an_image_discordant_in_every_seed_counts_once_when_pooled():
     assert c.p == pytest.approx(binomial_p(20, 35), rel=1e-12)
 
 
+@guards("mnistlab/significance.py",
+        "a difference is real only where p is below the level, not at it",
+        "self.p < ALPHA and",
+        "self.p <= ALPHA and")
+@guards("mnistlab/significance.py",
+        "a difference is real where p is below the level, not above it",
+        "return self.p < ALPHA",
+        "return self.p > ALPHA")
+@guards("mnistlab/significance.py",
+        "a difference at or above the level is not real",
+        "self.p < ALPHA",
+        "self.p >= ALPHA")
+@guards("mnistlab/significance.py",
+        "a difference is real only where McNemar's test says so too",
+        "p < ALPHA and excludes_zero(self.interval)",
+        "excludes_zero(self.interval)")
+@guards("mnistlab/significance.py",
+        "the level is 5%, not 50%",
+        "ALPHA = 0.05\n",
+        "ALPHA = 0.5\n")
 def test_p_below_the_level_is_real_and_p_at_or_above_it_is_not():
     # The closest calls either side of 5%, by hand: 81 of 138 discordant images one way (p = 0.0499) and 82 of 140
     # (p = 0.0515). Both intervals leave out zero, so p alone decides. "p < 0.05" is the rule the tables state: p at
@@ -126,9 +151,55 @@ def test_the_bootstrap_redraws_seeds_too():
     assert significance.interval(replicates) == (0.0, 1.0)
 
 
+@guards("mnistlab/significance.py",
+        "the tests' level is 5%",
+        "ALPHA = 0.05",
+        "ALPHA = 0.1")
 def test_the_unpaired_interval_adds_both_figures_binomial_noise_and_their_seeds_spread():
     difference, (low, high) = significance.unpaired_interval([99.0, 99.2], 10_000, [98.0], 5_000)
     variance = 0.991 * 0.009 / 10_000 * 100 ** 2 + 0.02 / 2 + 0.98 * 0.02 / 5_000 * 100 ** 2
     assert difference == pytest.approx(1.1)
     assert (high - low) / 2 == pytest.approx(1.959964 * sqrt(variance), rel=1e-6)
     assert significance.standard_error(99.25, 10_000) == pytest.approx(100 * sqrt(0.9925 * 0.0075 / 10_000))
+
+
+@guards("mnistlab/significance.py",
+        "too few discordant images for McNemar's test: the interval alone says what is detectable",
+        "    if lead is None:\n        return half_width",
+        "")
+def test_too_few_discordant_images_leave_the_interval_to_say_what_is_detectable():
+    # Three discordant images: even all three won would not pass McNemar's test (p = 0.25).
+    assert binomial_p(3, 3) > significance.ALPHA and significance.detectable_lead(3) is None
+    c = significance.compare(*runs_with([(2, 1)]))
+    assert c.ahead == (2, 1)
+    assert c.detectable == pytest.approx((c.interval[1] - c.interval[0]) / 2) and c.detectable > 0
+
+
+@guards("mnistlab/significance.py",
+        "a difference is real only where both tests say so",
+        "        return self.p < ALPHA and excludes_zero(self.interval)",
+        "        return self.p < ALPHA")
+def test_a_difference_is_real_only_where_the_interval_excludes_zero_too():
+    # 20 images that the first model gets right on one seed more than the second, 6 that the second gets right on
+    # every seed and the first on none: pooled, 20 images to 6 is p < 0.05, but the mean difference is 2 images' worth.
+    seeds, images = 3, 1_000
+    first, second = np.ones((seeds, images), bool), np.ones((seeds, images), bool)
+    for image in range(20):
+        second[image % seeds, image] = False
+    first[:, 20:26] = False
+    c = significance.compare(first, second)
+    assert c.ahead == (20, 6) and c.p == pytest.approx(binomial_p(20, 26), rel=1e-9) and c.p < significance.ALPHA
+    assert c.difference == pytest.approx(100 * (20 - 18) / (seeds * images))
+    assert c.interval[0] < 0 < c.interval[1]
+    assert not c.real
+
+
+@guards("mnistlab/significance.py",
+        "a setting sharing no seed with the best is not compared",
+        "                                        np.stack([correct[best][s] for s in seeds])) if seeds else None",
+        "                                        np.stack([correct[best][s] for s in seeds]))")
+def test_a_setting_that_shares_no_seed_with_the_best_gets_no_comparison():
+    right, wrong = np.ones(100, bool), np.zeros(100, bool)
+    wrong[:90] = True
+    best, compared = significance.against_best({"a": {0: right, 1: right}, "b": {2: wrong}, "c": {1: wrong}})
+    assert best == "a" and compared["b"] is None and compared["c"].difference == pytest.approx(-10.0)

@@ -1,6 +1,6 @@
 """python -m scripts.report: see __init__.py."""
 if __name__ == "__main__":  # Ctrl-C while torch and matplotlib import, below: one line, not a traceback
-    from cli import stop_on_ctrl_c
+    from mnistlab.cli import stop_on_ctrl_c
     allow_ctrl_c = stop_on_ctrl_c("report: interrupted while starting; nothing written")
 
 import sys

@@ -4,14 +4,14 @@ import statistics
 
 import numpy as np
 
-import significance
-from recipes import EPOCHS, LABELS, MODEL_NAMES, NAMED_RECIPES
+from mnistlab import significance
+from mnistlab.recipes import EPOCHS, LABELS, MODEL_NAMES, NAMED_RECIPES
 from scripts import tune
 from scripts.tune import FAST_TUNING_SEEDS, SEARCH_SPACE, TARGET_ACCURACY, TUNING_SEEDS
 
 from . import experiments
-from .committed import (comparison, correct, fast_sweep, final, from_benchmark, load, sweeps, test_size,
-                        tuning_runs, validation_images)
+from .committed import (comparison, correct, fast_sweep, final, from_benchmark, load, sweeps, test_size, tuning_runs,
+                        validation_images)
 from .experiments import ABLATION_LABELS, EXPERIMENTS, LECUN_1998_ERROR, sample_efficiency_labels
 from .formatting import interval_verdict, mean_std, p_value, show, span, verdict
 
@@ -348,12 +348,13 @@ def section_defences(table):
     rows = ["| file | defence | its test | without the defence |", "|---|---|---|---|"]
     for row in table["defences"]:
         case = f" ({row['case']})" if "case" in row else ""  # one case of a parametrised test
-        rows.append(f"| `{row['file']}` | {row['defence']} | `{row['test'].split('::', 1)[1]}`{case} | "
-                    f"{row['outcome']} |")
-    return (f"`tests/mutants.py` lists {table['listed']} defences, the refusals, caps, timeouts and checks of the "
-            f"package, scripts and benchmarks, each as its code and that code with the defence deleted or loosened; "
-            f"`make defences` makes each change in turn, in a scratch copy of the repository, and runs the test that "
-            f"guards it (`--update` measures some again). As last measured (`results/defences.json`), {red} of "
-            f"{len(measured)} tests failed without their defence{unmeasured}. `make test` fails where a row of that "
-            f"table is not red or not an entry of the list.\n\n<details><summary>Each defence and its test</summary>\n\n" + "\n".join(rows)
-            + "\n\n</details>")
+        module, name = row["test"].removeprefix("tests/").split("::", 1)
+        rows.append(f"| `{row['file']}` | {row['defence']} | `{module}`: `{name}`{case} | {row['outcome']} |")
+    return (f"The tests declare {table['listed']} defences, the refusals, caps, timeouts and checks of the package, "
+            f"the programs, scripts and benchmarks: each above the test that guards it (`@guards` in tests/), as its "
+            f"code and that code with the defence deleted or loosened. `make defences` (`tests/mutants.py`) makes "
+            f"each change in turn, in a scratch copy of the repository, and runs that test (`--update` measures "
+            f"some again). As last measured (`results/defences.json`), {red} of {len(measured)} tests failed "
+            f"without their defence{unmeasured}. `make test` fails where a declared defence no longer reads as "
+            f"declared, or is not a red row of that table.\n\n<details><summary>Each defence and its test, by test "
+            f"module</summary>\n\n" + "\n".join(rows) + "\n\n</details>")

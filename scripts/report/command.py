@@ -2,11 +2,10 @@
 import subprocess
 import sys
 
-import files
-import runner
 import scripts.report
-from cli import OneLineErrorParser, add_runner_flags, emit, run
-from errors import RunFailed, UsageError
+from mnistlab import files, runner
+from mnistlab.cli import OneLineErrorParser, add_runner_flags, emit, run
+from mnistlab.errors import RunFailed, UsageError
 
 from . import committed, pages, plots, staging
 from .experiments import EXPERIMENTS

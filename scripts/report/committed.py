@@ -8,22 +8,16 @@ import numpy as np
 import torch
 
 import dataset
-import engine
-import files
-import measurements
-import paths
-import significance
-import slots
-from cli import emit
-from errors import UsageError
+from mnistlab import engine, files, measurements, paths, significance, slots
+from mnistlab.cli import emit
+from mnistlab.errors import UsageError
+from mnistlab.recipes import MODEL_NAMES, NAMED_RECIPES, RECIPES, shown_value
 from model import count_parameters
-from recipes import MODEL_NAMES, NAMED_RECIPES, RECIPES, shown_value
 from scripts import tune
 
 from . import experiments
 from .experiments import EXPERIMENTS, MODEL_LABELS, experiment_run_name, sample_efficiency_labels
 from .formatting import show
-
 
 ROOT = files.ROOT
 RESULTS, PLOTS = ROOT / "results", ROOT / "plots"
@@ -49,8 +43,8 @@ def load_run(label, seed, path):
     except slots.BadResults as e:
         if not e.problem.startswith("holds another run's recipe ("):  # not a damaged file's
             raise
-        raise slots.BadResults(path, e.problem, f"where recipes.py was edited, undo that (`git checkout -- "
-                               f"recipes.py`) or rerun every run with `make report`; else restore the file with "
+        raise slots.BadResults(path, e.problem, f"where mnistlab/recipes.py was edited, undo that (`git "
+                               f"checkout -- mnistlab/recipes.py`) or rerun every run with `make report`; else restore the file with "
                                f"`git checkout -- {path}`") from None
 
 
@@ -252,7 +246,7 @@ def check_choice(chosen, recipe, name, folder, files_there=""):
     if key is not None:
         # Rerunning the sweep would change nothing (it trains only what is missing), and copying the choice into
         # recipes.py would leave every committed run trained with another recipe.
-        raise UsageError(f"the sweep in {folder} chooses {key} {show(chosen[key])}, but recipes.py's {name} has "
+        raise UsageError(f"the sweep in {folder} chooses {key} {show(chosen[key])}, but mnistlab/recipes.py's {name} has "
                          f"{key} {show(recipe.get(key))}; restore the committed sweep with `git checkout -- "
                          f"{folder / files_there if files_there else folder}`, "
-                         f"or, to adopt its choice, copy it into recipes.py and rebuild the report with `make report`")
+                         f"or, to adopt its choice, copy it into mnistlab/recipes.py and rebuild the report with `make report`")

@@ -1,7 +1,6 @@
 """What the report runs: its experiments, each a model's recipe with overrides, run once per seed, and the groups of
 them that its tables and figures show."""
-from recipes import EPOCHS, RECIPES, resolve_recipe, run_name
-
+from mnistlab.recipes import EPOCHS, RECIPES, resolve_recipe, run_name
 
 # The report: each experiment is run once per seed, for EPOCHS epochs, on top of its model's recipe.
 SEEDS = (0, 1, 2)

@@ -1,7 +1,7 @@
 """How the documents write figures: mean ± std, intervals, p-values, verdicts and settings."""
 import statistics
 
-import significance
+from mnistlab import significance
 
 
 def mean_std(values, digits=2):

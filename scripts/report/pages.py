@@ -2,10 +2,9 @@
 <!-- report:NAME --> and <!-- /report:NAME -->: finding, rendering and replacing them."""
 import re
 
-from errors import UsageError
+from mnistlab.errors import UsageError
 
 from . import appendices, committed, readme
-
 
 # Each document the report writes into, and its generated sections. README.md is the report; docs/ holds the
 # manuals and the long appendices.

@@ -1,8 +1,6 @@
 """The report's figures in plots/, drawn by figures.py from the committed results."""
-import engine
-import figures
-import files
-from recipes import EPOCHS, LABELS
+from mnistlab import engine, figures, files
+from mnistlab.recipes import EPOCHS, LABELS
 from scripts.tune import TUNING_SEEDS
 
 from . import committed, experiments

@@ -3,12 +3,9 @@ recipes, LeNet5 against the MLP, robustness, sample efficiency, the ablation, th
 import statistics
 
 import dataset
-import engine
-import files
-import runs
-import significance
+from mnistlab import engine, files, runs, significance
+from mnistlab.recipes import EPOCHS, RECIPES, completed, format_recipe
 from model import MODELS, count_parameters, parameter_table
-from recipes import EPOCHS, RECIPES, completed, format_recipe
 
 from . import experiments
 from .appendices import significance_groups

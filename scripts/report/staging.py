@@ -6,14 +6,11 @@ import re
 import shutil
 import signal
 
-import files
-import measurements
-import runner
-from cli import STOPS, emit
-from errors import RunFailed, UsageError
+from mnistlab import files, measurements, runner
+from mnistlab.cli import STOPS, emit
+from mnistlab.errors import RunFailed, UsageError
 
 from . import committed, experiments
-
 
 # Where --rerun trains, so that nothing committed changes before every run is whole (git ignores checkpoints/).
 STAGING = committed.ROOT / "checkpoints" / "report"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
-import images
+from mnistlab import images
 
 WORK_SIDE = 160      # px: the longest side of the thumbnail on which the ink is found
 INK = 0.3            # of the stretched contrast: what counts as ink when cropping
@@ -189,8 +189,9 @@ def centre_by_mass(digit):
 
 def normalize(fields):
     """(N, 28, 28) MNIST-like arrays in [0, 1] as the normalized (N, 1, 28, 28) tensor the models take."""
-    import dataset
     import torch
+
+    import dataset
     return (torch.from_numpy(np.stack(fields)).unsqueeze(1) - dataset.MNIST_MEAN) / dataset.MNIST_STD
 
 

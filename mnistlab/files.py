@@ -12,10 +12,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import paths
-from errors import RunFailed, UsageError
+from mnistlab import paths
+from mnistlab.errors import RunFailed, UsageError
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]
 # Where main.py writes unless told otherwise; git ignores it. The report writes ROOT's results/ and plots/.
 DEFAULT_OUT_DIR = ROOT / "runs"
 
@@ -141,18 +141,6 @@ def check_output(path, flag):
     return path
 
 
-def bench_output(given, name, quick, flag="--out"):
-    """A benchmark's output file, checked (check_output): the one given, unless it is a file of the repository's
-    (tracked) other than the benchmark's own results/NAME; else, for a run with the report's settings, the committed
-    results/NAME, and for a quick run (quick: any setting changed) runs/NAME, so that a quick run never replaces
-    the figures that the README reports unless --out names them."""
-    default = (DEFAULT_OUT_DIR if quick else ROOT / "results") / name
-    if given and Path(given).resolve() != ROOT / "results" / name and tracked(given):
-        raise UsageError(f"{flag} {paths.shown(given)} is a file of the repository's, not this benchmark's "
-                         f"results/{name}; pass another {flag}")
-    return check_output(given or default, flag)
-
-
 def tracked(path):
     """Whether path is a file of the repository's: one git tracks, or, where git cannot tell (a copy without .git),
     any file there is in the repository outside runs/."""
@@ -164,16 +152,6 @@ def tracked(path):
     except OSError:  # no git
         return path.is_file()
     return listed.returncode == 0 or listed.returncode != 1 and path.is_file()  # 1: git knows it is not tracked
-
-
-def figure_beside(out, given, committed_json, committed_figure, beside, flag, what="figure"):
-    """The figure that goes with the JSON at out, checked as check_output does: the one given; else the committed
-    figure where out is the committed JSON, so that the README's figure and its numbers come from the same run;
-    else beside, next to out. UsageError where it would be out itself."""
-    figure = check_output(given or (committed_figure if out.resolve() == committed_json else beside), flag)
-    if figure.resolve() == out.resolve():
-        raise UsageError(f"{flag} and --out both name {out}; give the {what} and the JSON different paths")
-    return figure
 
 
 class RunLock:

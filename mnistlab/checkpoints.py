@@ -14,11 +14,9 @@ from pathlib import Path
 
 import torch
 
-import engine
-import files
-import paths
-from errors import UsageError
-from recipes import check_recipe, shown_value
+from mnistlab import engine, files, paths
+from mnistlab.errors import UsageError
+from mnistlab.recipes import check_recipe, shown_value
 
 CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "epoch", "recipe", "history", "rng", "predictions"}
 # What a checkpoint has held since a later version, and older ones lack: threads, torch's thread count, which

@@ -6,7 +6,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from errors import UsageError
+from mnistlab.errors import UsageError
 
 MODEL_NAMES = ("lenet5", "custom_mlp", "lenet5_regularized")
 LABELS = {"lenet5": "LeNet5", "custom_mlp": "CustomMLP", "lenet5_regularized": "LeNet5_Regularized"}

@@ -24,16 +24,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import files
-from cli import STOPS, Terminated, emit
-from errors import RunFailed, UsageError
+from mnistlab import files
+from mnistlab.cli import STOPS, Terminated, emit
+from mnistlab.errors import RunFailed, UsageError
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]
 # What a run's files are, in the order the driver writes them: its results last, as the mark of a whole run.
 KINDS = ("checkpoint", "curves", "results")
-# What Ray's workers need of the package: its modules and the bundled MNIST, never .venv, .git or anyone's runs. A
-# task runs runner.train and, for the report, measurements.py's measure: neither needs scripts/.
-PACKAGE = ("*.py", "data/bundle/*")
+# What Ray's workers need: the package, the design card's model.py and dataset.py that it imports, and the bundled
+# MNIST; never the programs, .venv, .git or anyone's runs. A task runs runner.train and, for the report,
+# measurements.measure: neither needs scripts/.
+PACKAGE = ("mnistlab/*.py", "model.py", "dataset.py", "data/bundle/*")
 # A task whose worker or node dies is run again this many times; a run that fails on its own is not.
 RETRIES = 3
 POLL_SECONDS = 0.5  # how often the driver looks for a signal while it waits on Ray
@@ -77,10 +78,8 @@ def train(recipe, name, threads, device, resume_from=None, eval_batch_size=1000,
     does, and resumes from the checkpoint there; without, in a temporary folder, and its files come back as bytes."""
     import torch
 
-    import checkpoints
     import dataset
-    import engine
-    import runs
+    from mnistlab import checkpoints, engine, runs
     start = time.perf_counter()
     if threads:
         torch.set_num_threads(threads)
@@ -137,8 +136,7 @@ def plan(named_recipes, paths_of, out_dir, flag="--out-dir", settings=None, dive
     diverge again. Without it, such a run is trained again."""
     import torch
 
-    import runs
-    import slots
+    from mnistlab import runs, slots
     jobs, finished = [], []
     # Each run's torch threads: --cpus-per-run, else one on Ray, else this process's default, where train runs.
     local = settings is not None and settings.jobs == 1 and settings.address is None

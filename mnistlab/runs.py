@@ -6,14 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
-import checkpoints
 import dataset
-import engine
-import figures
-import files
-from errors import Interrupted, UsageError
+from mnistlab import checkpoints, engine, figures, files
+from mnistlab.errors import Interrupted, UsageError
+from mnistlab.recipes import RECIPE_KEYS, completed, evaluated_on, shown_value
 from model import count_parameters
-from recipes import RECIPE_KEYS, completed, evaluated_on, shown_value
 
 
 @dataclass

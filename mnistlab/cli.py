@@ -10,8 +10,8 @@ import signal
 import sys
 import threading
 
-from errors import Interrupted, RunFailed, UsageError
-from recipes import RECIPE_SCHEMA, check_tag
+from mnistlab.errors import Interrupted, RunFailed, UsageError
+from mnistlab.recipes import RECIPE_SCHEMA, check_tag
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

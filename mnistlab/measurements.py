@@ -4,7 +4,7 @@ it, so it imports no program and nothing from scripts/."""
 import contextlib
 
 import dataset
-import engine
+from mnistlab import engine
 
 # The robustness sweep: test accuracy under shifts in the four diagonal directions and under rotations both ways.
 SHIFTS = range(0, 7)

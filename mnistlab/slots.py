@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from errors import UsageError
-from recipes import completed, evaluated_on, shown_value
+from mnistlab.errors import UsageError
+from mnistlab.recipes import completed, evaluated_on, shown_value
 
 # What each epoch of a history holds (engine.fit's record); the report draws curves from all of them.
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "eval_loss", "eval_acc", "seconds")

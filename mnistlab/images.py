@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-import paths
+from mnistlab import paths
 
 # Pillow's names. Not TIFF: libtiff writes its complaints about a damaged file straight to the terminal.
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")

@@ -1,9 +1,18 @@
-"""The sweep behind the recipes: its selection rule, and the recipes in the code being its choices."""
+"""scripts/tune.py: the validation sweeps that chose the recipes."""
+import contextlib
+import io
+import re
+import shutil
+
 import pytest
 
+from helpers import change, check_advice, guards, one_line, tiny_recipe, train_and_score
+from mnistlab import runner
+from mnistlab.errors import RunFailed, UsageError
+from mnistlab.recipes import EPOCHS, MODEL_NAMES, NAMED_RECIPES, RECIPES
 from model import CustomMLP, count_parameters
-from recipes import EPOCHS, MODEL_NAMES, NAMED_RECIPES, RECIPES
 from scripts import tune
+from scripts.report import command
 from scripts.tune import FAST_SEARCH_SPACE, FAST_TUNING_SEEDS, SEARCH_SPACE, TARGET_ACCURACY, TUNING_SEEDS
 
 
@@ -63,7 +72,7 @@ def test_the_fast_recipe_in_the_code_is_the_fast_sweeps_choice():
 
 
 def test_the_sweep_trains_each_factors_runs_through_the_runner_and_stores_them(tmp_path, monkeypatch, capsys):
-    from recipes import resolve_recipe
+    from mnistlab.recipes import resolve_recipe
     monkeypatch.setattr(tune, "TUNING_DIR", tmp_path / "tuning")
     monkeypatch.setattr(tune, "STAGING", tmp_path / "staging")
     monkeypatch.setitem(tune.SEARCH_SPACE, "lenet5", dict(start=dict(tune.SEARCH_SPACE["lenet5"]["start"]),
@@ -84,6 +93,14 @@ def test_the_sweep_trains_each_factors_runs_through_the_runner_and_stores_them(t
     assert "validation accuracy" not in capsys.readouterr().out
 
 
+@guards("scripts/report/command.py",
+        "an error, a signal or a lost output is one line (cli.run)",
+        "    return run(\"report\", body, interrupted=staging.stopped_line,",
+        "    return body()\n    return run(\"report\", body, interrupted=staging.stopped_line,")
+@guards("scripts/tune.py",
+        "an error, a signal or a lost output is one line (cli.run)",
+        "    return run(\"tune\", body,",
+        "    return body()\n    return run(\"tune\", body,")
 @pytest.mark.parametrize("argv", [["-m", "scripts.tune", "--model", "lenet5"], ["-m", "scripts.report"]])
 def test_output_that_cannot_be_written_is_one_line(argv):
     import subprocess
@@ -95,3 +112,84 @@ def test_output_that_cannot_be_written_is_one_line(argv):
                               timeout=300)
     assert done.returncode == 1 and "cannot write the output" in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+@guards("scripts/tune.py",
+        "--fast with --model refused",
+        "        if args.fast and args.model:\n",
+        "        if False:\n")
+def test_fast_and_model_together_are_refused(monkeypatch, capsys):
+    monkeypatch.setattr(tune, "fast_sweep", lambda *a: pytest.fail("tuned despite the refusal"))
+    assert tune.main(tune.get_args_parser().parse_args(["--fast", "--model", "lenet5"])) == 2
+    assert one_line(capsys.readouterr().err) == "tune: error: --fast tunes LeNet5's fast recipe; drop --model"
+
+
+@guards("scripts/tune.py",
+        "--model takes only the models with a search space",
+        "\"--model\", choices=MODEL_NAMES, nargs=\"+\"",
+        "\"--model\", nargs=\"+\"")
+def test_tune_refuses_a_model_it_has_no_search_for(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        tune.get_args_parser().parse_args(["--model", "lenet6"])
+    assert stopped.value.code == 2 and "--model: invalid choice: 'lenet6'" in one_line(capsys.readouterr().err)
+
+
+@guards("scripts/tune.py",
+        "a tuning run that fails other than by diverging stops the sweep",
+        "            if not error.startswith(\"training diverged\"):\n",
+        "            if False:\n")
+def test_a_tuning_run_that_fails_stops_the_sweep_and_is_not_stored_as_diverged(tmp_path, monkeypatch):
+    monkeypatch.setattr(tune, "STAGING", tmp_path / "staging")
+    path, recipe = tmp_path / "lenet5_tiny_seed0.json", tiny_recipe(validation=True)
+    monkeypatch.setattr(runner, "train_all", lambda jobs, *a, **k: {job.name: "out of memory" for job in jobs})
+    with pytest.raises(RunFailed, match="lenet5_tiny_seed0: out of memory"):
+        tune.trainer(runner.Settings(), lambda setting, seed: recipe, lambda setting, seed: path)([({}, 0)])
+    assert not path.exists()
+
+
+def test_an_unwritable_tuning_staging_folder_names_no_flag_the_tuning_does_not_have(tmp_path, monkeypatch,
+                                                                                    read_only_probe):
+    monkeypatch.setattr(tune, "STAGING", tmp_path / "staging")
+    monkeypatch.setattr(runner, "train_all", lambda *a, **k: pytest.fail("trained before checking the folders"))
+    train = tune.trainer(runner.Settings(), lambda setting, seed: tiny_recipe(validation=True),
+                         lambda setting, seed: tmp_path / "tuning" / "lenet5_x_seed0.json")
+    with pytest.raises(UsageError) as refused:
+        train([({}, 0)])
+    assert str(refused.value).endswith("; fix its permissions") and "--out-dir" not in str(refused.value)
+
+
+@guards("scripts/tune.py",
+        "a tuning file never committed is not advised restored from git",
+        'if path.exists() or files.tracked(path) else "")',
+        'if True else "")')
+def test_a_run_the_sweep_walks_to_only_after_an_edit_is_not_advised_restored_from_git(copy, monkeypatch):
+    monkeypatch.setattr(tune, "TARGET_ACCURACY", 99.99)  # raised: the fast sweep walks past the committed runs
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert command.main(command.get_args_parser().parse_args([])) == 2
+    message = err.getvalue()
+    assert re.fullmatch(r"report: error: \S+/tuning/fast/\S+\.json is missing; rerun it with `make tune-fast`\n",
+                        message), message
+    check_advice("scripts.report.command", message.strip())
+
+
+@guards("scripts/tune.py",
+        "a damaged tuning file is trained again, not refused or skipped",
+        "    except slots.BadResults as e:\n        emit(f\"tune: {e.path} {e.problem}; training it again\")\n"
+        "        return None\n",
+        "")
+@pytest.mark.parametrize("damage", [
+    lambda path: path.write_text("{"),
+    lambda path: change(path, lambda r: r.update(history=[])),
+    lambda path: change(path, lambda r: r.update(evaluated_on="test")),
+])
+def test_make_tune_trains_a_damaged_run_again_instead_of_skipping_it(tmp_path, monkeypatch, capsys, damage):
+    monkeypatch.setattr(tune, "STAGING", tmp_path / "staging")
+    path, recipe = tmp_path / "lenet5_tiny_seed0.json", tiny_recipe(validation=True)
+    first = train_and_score(path, recipe)
+    damage(path)
+    shutil.rmtree(tmp_path / "staging")  # as on a fresh clone: the staged checkpoint is not committed
+    capsys.readouterr()
+    again = train_and_score(path, recipe)
+    out = capsys.readouterr().out
+    assert out.startswith(f"tune: {path} ") and "training it again" in out.splitlines()[0]
+    assert again == first and tune.score_of(path, recipe) == first  # repaired: the same seeded run

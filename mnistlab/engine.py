@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import dataset
-import slots
+from mnistlab import slots
+from mnistlab.errors import RunFailed, UsageError
+from mnistlab.recipes import ARCHITECTURE_KEYS, evaluated_on
 from model import MODELS
-from errors import RunFailed, UsageError
-from recipes import ARCHITECTURE_KEYS, evaluated_on
 
 
 class Diverged(RunFailed):
