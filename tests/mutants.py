@@ -73,7 +73,7 @@ RUNNING = set()
 def pytest(repo, nodes):
     """(exit status of pytest running nodes in repo, its last lines); status None where it ran past TIMEOUT."""
     # The tests' temporary folders beside the scratch copy, removed with it, even where a test is killed.
-    process = subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+    process = subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider",
                                 f"--basetemp={repo}-tmp", *nodes],
                                cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                # No bytecode: a mutant and its undoing can share a size and a second of mtime.

@@ -319,12 +319,15 @@ def test_check_output_refuses_a_file_under_a_file(tmp_path):
 def test_what_a_killed_sweep_left_is_removed_by_the_next_one(tmp_path):
     argv = ["sweep.py", "--model", "lenet5", "--seed", "0", "1", "--limit", "1024", "--epochs", "3", "--jobs", "2",
             "--out-dir", tmp_path / "sweep"]
+    # Any next sweep on Ray, with runs of its own: the smallest.
+    next_sweep = ["sweep.py", "--model", "lenet5", "--seed", "0", "1", "--limit", "256", "--epochs", "1", "--jobs", "2",
+                  "--out-dir", tmp_path / "next"]
     script = PRIVATE + f"""
     setsid {python(*argv)} > {tmp_path}/out 2> {tmp_path}/err &
     sweep=$!
     for i in $(seq 900); do {WORKERS_STARTED} && break; sleep 0.1; done
     killed=$(private $sweep); kill -KILL $sweep; wait $sweep; echo "killed [$killed]"
-    {python(*argv)} > {tmp_path}/out2 2>&1; echo "status $?"
+    {python(*next_sweep)} > {tmp_path}/out2 2>&1; echo "status $?"
     [ -e "$killed" ] && echo "still there"
     sleep 1; ps -e -o pid=,args= | grep -v -e 'ps -e' -e grep -e ' bash' || true
     """

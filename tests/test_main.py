@@ -20,15 +20,6 @@ from helpers import (PYTHON, QUICK, ROOT, RUN, assert_one_line_error, assert_rej
 from mnistlab import checkpoints, engine, files, paths
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A 2-epoch lenet5 run on 512 images, with its results and checkpoint."""
-    out_dir = tmp_path_factory.mktemp("trained")
-    import main
-    assert main.main(main.get_args_parser().parse_args(["--model", "lenet5", *QUICK, "--out-dir", str(out_dir)])) == 0
-    return out_dir
-
-
 def test_a_cli_run_writes_curves_results_and_checkpoint(tmp_path, cli):
     status, out, _ = cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])
     assert status == 0
@@ -156,12 +147,12 @@ def test_arguments_are_checked_before_torch_is_imported():
     assert "argparse" in imported and not {"torch", "torchvision", "matplotlib"} & imported
 
 
-def test_evaluate_reproduces_the_final_epoch_of_the_run(trained, cli):
-    before = files_under(trained)
+def test_evaluate_reproduces_the_final_epoch_of_the_run(finished, cli):
+    before = files_under(finished)
     status, out, _ = cli(["--model", "lenet5", "--evaluate", "--limit", "512", "--device", "cpu",
-                          "--checkpoint", trained / "checkpoints" / "lenet5_seed0.pt"])
-    assert status == 0 and files_under(trained) == before
-    final = results_of(trained, "lenet5_seed0")["history"][-1]
+                          "--checkpoint", finished / "checkpoints" / "lenet5_seed0.pt"])
+    assert status == 0 and files_under(finished) == before
+    final = results_of(finished, "lenet5_seed0")["history"][-1]
     assert f"loss {final['eval_loss']:.4f}  accuracy {final['eval_acc']:.2f}%" in out
     errors = round(512 * (1 - final["eval_acc"] / 100))
     assert f"errors {errors:,}" in out
@@ -171,15 +162,16 @@ def test_evaluate_reproduces_the_final_epoch_of_the_run(trained, cli):
     assert re.search(r"most frequent confusions: (\d read as \d \(\d+x\)(, )?){1,5}$", out, re.MULTILINE)
 
 
-def test_evaluate_with_an_out_dir_draws_the_confusion_matrix(trained, cli):
+def test_evaluate_with_an_out_dir_draws_the_confusion_matrix(finished, tmp_path, cli):
+    shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
     status, out, _ = cli(["--model", "lenet5", "--evaluate", "--limit", "512", "--device", "cpu",
-                          "--out-dir", trained])
-    assert status == 0 and (trained / "plots" / "lenet5_seed0_confusion.png").is_file()
+                          "--out-dir", tmp_path])
+    assert status == 0 and (tmp_path / "plots" / "lenet5_seed0_confusion.png").is_file()
 
 
-def test_evaluate_names_the_figure_after_the_checkpoint_it_scores(trained, tmp_path, cli):
+def test_evaluate_names_the_figure_after_the_checkpoint_it_scores(finished, tmp_path, cli):
     checkpoint = tmp_path / "mine.pt"
-    shutil.copy(trained / "checkpoints" / "lenet5_seed0.pt", checkpoint)
+    shutil.copy(finished / "checkpoints" / "lenet5_seed0.pt", checkpoint)
     status, _, _ = cli(["--evaluate", "--recipe", "fast", "--checkpoint", checkpoint, "--limit", "512",
                         "--device", "cpu", "--out-dir", tmp_path / "out"])
     assert status == 0 and files_under(tmp_path / "out") == ["plots", "plots/mine_confusion.png"]
@@ -190,11 +182,11 @@ def test_evaluate_names_the_figure_after_the_checkpoint_it_scores(trained, tmp_p
         "    if args.out_dir:\n        files.prepare_out_dir(args.out_dir, confusions)",
         "    pass")
 @pytest.mark.parametrize("where", ["/proc", "a file", "a folder in the figure's place"])
-def test_evaluate_checks_its_out_dir_before_any_work(where, trained, tmp_path, cli):
+def test_evaluate_checks_its_out_dir_before_any_work(where, finished, tmp_path, cli):
     out_dir = {"/proc": Path("/proc/nope"), "a file": tmp_path / "a-file"}.get(where, tmp_path / "out")
     (tmp_path / "a-file").write_text("")
     (tmp_path / "out" / "plots" / "lenet5_seed0_confusion.png").mkdir(parents=True)
-    status, out, err = cli(["--evaluate", "--checkpoint", trained / "checkpoints" / "lenet5_seed0.pt", "--limit",
+    status, out, err = cli(["--evaluate", "--checkpoint", finished / "checkpoints" / "lenet5_seed0.pt", "--limit",
                             "512", "--device", "cpu", "--out-dir", out_dir])
     assert status == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err, err
 
@@ -224,9 +216,9 @@ def test_evaluate_without_a_run_says_how_to_train_it(tmp_path, cli):
     ("not a checkpoint", "is not a checkpoint of main.py"),
     ("validation", "was trained without --validation"),
 ])
-def test_evaluate_rejects_bad_checkpoints(case, message, trained, tmp_path, cli):
+def test_evaluate_rejects_bad_checkpoints(case, message, finished, tmp_path, cli):
     path = {"missing": tmp_path / "nothing.pt", "not a checkpoint": tmp_path / "junk.pt"}.get(
-        case, trained / "checkpoints" / "lenet5_seed0.pt")
+        case, finished / "checkpoints" / "lenet5_seed0.pt")
     (tmp_path / "junk.pt").write_bytes(b"junk")
     model = "custom_mlp" if case == "other model" else "lenet5"
     flags = ["--validation"] if case == "validation" else []

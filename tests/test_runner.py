@@ -794,6 +794,8 @@ def test_a_stopped_sweep_keeps_its_finished_runs_and_the_same_command_runs_only_
     assert not list(out.rglob("*.tmp"))
     assert not list(temporary.iterdir())  # nor a cancelled run's temporary folder, killed before it cleaned up
     kept = {name: (out / "results" / f"{name}.json").read_bytes() for name in finished}
+    if signum != signal.SIGINT:  # what is on disk is the same whatever stopped it: one rerun tells for the three
+        return
 
     status, printed, _ = run_sweep(*argv[1:], "--jobs", "1")
     assert status == 0

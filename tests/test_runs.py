@@ -287,9 +287,14 @@ def test_a_finished_run_is_not_replaced_by_one_with_other_settings(change, diffe
     assert_one_line_error(err, status, 2, f"already holds a finished {RUN} {differs}; pass --tag NAME to keep both, "
                                           "or --overwrite to replace it")
     assert out == "" and outputs_of(tmp_path) == before
-    status, out, _ = cli(["--model", "lenet5", *QUICK, *change, "--out-dir", tmp_path, "--tag", "other"])
+
+
+def test_the_advice_to_a_run_with_other_settings_keeps_both_or_replaces_the_finished_one(finished, tmp_path, cli):
+    shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
+    before = outputs_of(tmp_path)
+    status, out, _ = cli(["--model", "lenet5", *QUICK, "--lr", "0.05", "--out-dir", tmp_path, "--tag", "other"])
     assert status == 0 and outputs_of(tmp_path) == before  # the tagged run has files of its own
-    status, _, _ = cli(["--model", "lenet5", *QUICK, *change, "--out-dir", tmp_path, "--overwrite"])
+    status, _, _ = cli(["--model", "lenet5", *QUICK, "--lr", "0.05", "--out-dir", tmp_path, "--overwrite"])
     assert status == 0 and results_of(tmp_path)["recipe"] != json.loads(before[f"{RUN}.json"])["recipe"]
 
 

@@ -9,8 +9,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -52,7 +50,8 @@ def table_of(monkeypatch, tmp_path, seeds, wrong, images=1_000):
 
 
 @needs_namespace
-def test_a_local_sweep_makes_main_pys_runs_listens_on_loopback_only_and_leaves_no_process(tmp_path):
+def test_a_local_sweep_makes_main_pys_runs_listens_on_loopback_only_and_leaves_no_process(tmp_path, cli,
+                                                                                          thread_count):
     out = tmp_path / "sweep"
     script = f"""
     {python("sweep.py", "--model", "lenet5", "custom_mlp", "--seed", "0", "1", *ONE_EPOCH, "--jobs", "2",
@@ -75,12 +74,12 @@ def test_a_local_sweep_makes_main_pys_runs_listens_on_loopback_only_and_leaves_n
 
     # main.py, with the thread count the sweep's runs had (one each), makes the same runs.
     reference = tmp_path / "main"
+    thread_count(1)
     for model in ("lenet5", "custom_mlp"):
         for seed in (0, 1):
-            done = subprocess.run([sys.executable, "main.py", "--model", model, "--seed", str(seed), *ONE_EPOCH,
-                                   "--device", "cpu", "--out-dir", str(reference)], cwd=ROOT, capture_output=True,
-                                  env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
-            assert done.returncode == 0, done.stderr
+            status, _, err = cli(["--model", model, "--seed", seed, *ONE_EPOCH, "--device", "cpu", "--out-dir",
+                                  reference])
+            assert status == 0, err
             name = f"{model}_seed{seed}"
             ours, theirs = results(out, name), results(reference, name)
             assert without_seconds(ours.pop("history")) == without_seconds(theirs.pop("history"))
