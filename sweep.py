@@ -136,16 +136,12 @@ def table(args, runs_, out_dir, failed=()):
 
 
 def verdict(comparison, seeds=1):
-    """The README's verdict on a difference: real, or not measurable with the smallest difference that would be.
-    One seed pair says nothing of how much runs vary from seed to seed, which McNemar's test over images cannot see:
-    a verdict takes two seeds at least. seeds: how many the command gave."""
-    if len(comparison.discordant) < 2:
-        return ("not measurable (one seed; give --seed two values or more)" if seeds < 2 else
-                "not measurable (one seed in common with the best; the same command trains the runs not counted)")
-    if comparison.real:
-        return "real"
-    needed = comparison.detectable
-    return "not measurable" + (f" ({needed:.2f} needed)" if needed is not None else "")
+    """significance.py's verdict on a difference; where one seed pair is all it has, what mends that: seeds says
+    how many the command gave."""
+    from mnistlab import significance
+    return significance.comparison_verdict(
+        comparison, "one seed; give --seed two values or more" if seeds < 2 else
+        "one seed in common with the best; the same command trains the runs not counted")
 
 
 def main(args):

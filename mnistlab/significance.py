@@ -1,9 +1,9 @@
 """Which differences in test accuracy are real: paired tests on the same test images, and intervals.
 
-Arrays in, figures out: no torch and no files, so that the statistics stand apart from the report that renders them.
-A comparison pairs the runs of two experiments by seed: correct_a[s, i] says whether seed s's run of the first
-experiment got test image i right, correct_b[s, i] the same for the second. Accuracies and differences are in
-points (percent).
+Arrays in, figures and verdicts out: no torch and no files, so that the statistics stand apart from the report and
+the sweep that render them, and both say a verdict in the same words. A comparison pairs the runs of two experiments
+by seed: correct_a[s, i] says whether seed s's run of the first experiment got test image i right, correct_b[s, i]
+the same for the second. Accuracies and differences are in points (percent).
 """
 from dataclasses import dataclass
 
@@ -88,6 +88,32 @@ class Comparison:
     @property
     def real(self):
         return self.p < ALPHA and excludes_zero(self.interval)
+
+
+# A verdict's words, wherever one is given: the sweep's table, the README and docs/, which may dress them (the report
+# sets real in bold) but never reword them.
+REAL = "real"
+NOT_MEASURABLE = "not measurable"
+
+
+def verdict(real, needed=None):
+    """A difference's verdict: real, or not measurable, with the smallest difference (points) that would have been
+    real where one is known."""
+    return REAL if real else NOT_MEASURABLE + (f" ({needed:.2f} needed)" if needed is not None else "")
+
+
+def interval_verdict(bounds):
+    """The verdict of an interval alone: real where it leaves out zero; else half its width would have been."""
+    return verdict(excludes_zero(bounds), (bounds[1] - bounds[0]) / 2)
+
+
+def comparison_verdict(comparison, too_few_seeds="one seed"):
+    """The verdict on a Comparison: real where both tests say so (Comparison.real), from two seed pairs or more.
+    One seed pair says nothing of how much runs vary from seed to seed, which McNemar's test over images cannot see:
+    with one, it is not measurable, for the reason too_few_seeds gives in words."""
+    if len(comparison.discordant) < 2:
+        return f"{NOT_MEASURABLE} ({too_few_seeds})"
+    return verdict(comparison.real, comparison.detectable)
 
 
 def compare(correct_a, correct_b):

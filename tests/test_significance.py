@@ -203,3 +203,22 @@ def test_a_setting_that_shares_no_seed_with_the_best_gets_no_comparison():
     wrong[:90] = True
     best, compared = significance.against_best({"a": {0: right, 1: right}, "b": {2: wrong}, "c": {1: wrong}})
     assert best == "a" and compared["b"] is None and compared["c"].difference == pytest.approx(-10.0)
+
+
+def test_a_verdict_is_real_from_two_seed_pairs_and_otherwise_says_what_would_have_been():
+    # 30 images that only the first model gets right on each seed, none the other way: real from two seeds, yet one
+    # seed pair says nothing of how runs vary by seed. Two and one images the other way: not real at all.
+    assert significance.compare(*runs_with([(30, 0), (30, 0)])).real
+    assert significance.comparison_verdict(significance.compare(*runs_with([(30, 0), (30, 0)]))) == "real"
+    assert significance.comparison_verdict(significance.compare(*runs_with([(30, 0)]))) == "not measurable (one seed)"
+    assert significance.comparison_verdict(significance.compare(*runs_with([(30, 0)])), "why") == "not measurable (why)"
+    close = significance.compare(*runs_with([(2, 1), (1, 2)]))
+    assert not close.real and close.detectable is not None
+    assert significance.comparison_verdict(close) == f"not measurable ({close.detectable:.2f} needed)"
+    assert significance.verdict(True) == "real" and significance.verdict(False) == "not measurable"
+
+
+def test_an_intervals_verdict_is_real_where_it_leaves_out_zero_and_else_names_its_half_width():
+    assert significance.interval_verdict((0.1, 0.5)) == significance.interval_verdict((-0.5, -0.1)) == "real"
+    assert significance.interval_verdict((-0.2, 0.4)) == "not measurable (0.30 needed)"
+    assert significance.interval_verdict((0.0, 0.3)) == "not measurable (0.15 needed)"

@@ -160,7 +160,7 @@ def test_a_grid_past_the_cap_is_refused(tmp_path):
     assert status == 2 and "the grid holds 1,001 runs, more than the 1,000 one sweep takes" in err, err
 
 
-@guards("sweep.py",
+@guards("mnistlab/significance.py",
         "a verdict needs two seeds",
         "    if len(comparison.discordant) < 2:",
         "    if len(comparison.discordant) < 1:")
@@ -170,25 +170,23 @@ def test_one_seed_gets_no_verdict(tmp_path):
     assert all(cells[-1] != "real" for cells in table_rows(out).values())
 
 
-@guards("sweep.py",
+@guards("mnistlab/significance.py",
         "two seeds get a verdict, one does not",
         "comparison.discordant) < 2",
         "comparison.discordant) <= 2")
-@guards("sweep.py",
+@guards("mnistlab/significance.py",
         "one seed gets no verdict, two do",
         "len(comparison.discordant) < 2:",
         "len(comparison.discordant) > 1:")
-@guards("sweep.py",
+@guards("mnistlab/significance.py",
         "the seeds counted are the comparison's seed pairs",
         "    if len(comparison.discordant)",
         "    if len(comparison.ahead)")
-@guards("sweep.py",
+@guards("mnistlab/significance.py",
         "a verdict asks for two seeds before it asks whether the difference is real",
-        '    if len(comparison.discordant) < 2:\n        return ("not measurable (one seed; give --seed two values or '
-        'more)" if seeds < 2 else\n                "not measurable (one seed in common with the best; the same '
-        'command trains the runs not counted)")\n    if comparison.real:\n        return "real"\n',
-        '    if comparison.real:\n        return "real"\n    if len(comparison.discordant) < 2:\n        return '
-        '"not measurable (one seed; give --seed two values or more)"\n')
+        '    if len(comparison.discordant) < 2:\n        return f"{NOT_MEASURABLE} ({too_few_seeds})"\n',
+        '    if comparison.real:\n        return REAL\n    if len(comparison.discordant) < 2:\n        return '
+        'f"{NOT_MEASURABLE} ({too_few_seeds})"\n')
 @guards("sweep.py",
         "the table gives the verdict of verdict(), not Comparison.real alone",
         'f"{c.p:.3g}", verdict(c, len(args.seed))))',

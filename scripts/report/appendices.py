@@ -13,7 +13,7 @@ from . import experiments
 from .committed import (comparison, correct, fast_sweep, final, from_benchmark, load, sweeps, test_size, tuning_runs,
                         validation_images)
 from .experiments import ABLATION_LABELS, EXPERIMENTS, LECUN_1998_ERROR, sample_efficiency_labels
-from .formatting import interval_verdict, mean_std, p_value, show, span, verdict
+from .formatting import comparison_verdict, interval_verdict, mean_std, p_value, show, span
 
 
 def section_significance():
@@ -95,7 +95,7 @@ def significance_table(header, rows):
         c = comparison(first, second)
         lines.append(f"| {row} | {c.difference:+.3f} | {span(c.interval)} | "
                      f"{' / '.join(f'{a} : {b}' for a, b in c.discordant)} | {' / '.join(map(p_value, c.seed_p))} | "
-                     f"{c.ahead[0]} : {c.ahead[1]} | {p_value(c.p)} | {verdict(c.real, c.detectable)} |")
+                     f"{c.ahead[0]} : {c.ahead[1]} | {p_value(c.p)} | {comparison_verdict(c)} |")
     return "\n".join(lines)
 
 

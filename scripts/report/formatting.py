@@ -16,14 +16,17 @@ def p_value(p):
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
-def verdict(real, needed):
-    """A difference's verdict; where it is not real, the smallest difference (points) that would have been."""
-    return "**real**" if real else "not measurable" + (f" ({needed:.2f} needed)" if needed is not None else "")
+def verdict(words):
+    """A verdict, in significance.py's words, as the documents write it: real in bold, to stand out of its column."""
+    return f"**{words}**" if words == significance.REAL else words
+
+
+def comparison_verdict(comparison):
+    return verdict(significance.comparison_verdict(comparison))
 
 
 def interval_verdict(bounds):
-    """The verdict of an interval alone: real where it leaves out zero."""
-    return verdict(significance.excludes_zero(bounds), (bounds[1] - bounds[0]) / 2)
+    return verdict(significance.interval_verdict(bounds))
 
 
 def show(value):

@@ -13,19 +13,18 @@ from .committed import (best_predictions, comparison, final, gaps, load, robustn
                         seconds_per_epoch, test_size, test_split)
 from .experiments import (ABLATION_LABELS, EXPERIMENTS, LECUN_1998_ERROR, MODEL_LABELS, ROBUSTNESS_LABELS,
                           ROBUSTNESS_NAMES, ROBUSTNESS_PAIRS, ROBUSTNESS_ROTATIONS, ROBUSTNESS_SHIFTS, TRAIN_SIZES)
-from .formatting import interval_verdict, mean_std, span, verdict
+from .formatting import comparison_verdict, interval_verdict, mean_std, span
 
 
 def section_headline():
     """The report in two sentences: the three models' accuracy, and whether the two differences it is about are real."""
     accuracy = {label: mean_std(final(load(label), "eval_acc")) for label in MODEL_LABELS}
     versus, regularized = comparison("LeNet5", "CustomMLP"), comparison("LeNet5_Regularized", "LeNet5")
-    said = {True: "real", False: "not measurable"}
     return (f"After {EPOCHS} epochs, over seeds {', '.join(map(str, experiments.SEEDS))}, LeNet5 reaches "
             f"{accuracy['LeNet5']}% test accuracy against the MLP's {accuracy['CustomMLP']}%, a lead of "
-            f"{versus.difference:.2f} points ({said[versus.real]}, paired over seeds and test images), and "
-            f"LeNet5_Regularized {accuracy['LeNet5_Regularized']}%, {regularized.difference:+.2f} points over LeNet5 "
-            f"({said[regularized.real]}).")
+            f"{versus.difference:.2f} points ({significance.verdict(versus.real)}, paired over seeds and test "
+            f"images), and LeNet5_Regularized {accuracy['LeNet5_Regularized']}%, {regularized.difference:+.2f} points "
+            f"over LeNet5 ({significance.verdict(regularized.real)}).")
 
 
 def section_results():
@@ -200,7 +199,7 @@ def section_verdicts():
             c = comparison(first, second)
             shown = (row if "−" in row else f"{first} − {second}" if title != "Fewer training images" else
                      f"LeNet5 − CustomMLP without augmentation, {row} training images")
-            rows.append(f"| {shown} | {c.difference:+.3f} | {span(c.interval)} | {verdict(c.real, c.detectable)} |")
+            rows.append(f"| {shown} | {c.difference:+.3f} | {span(c.interval)} | {comparison_verdict(c)} |")
     return "\n".join(rows)
 
 
