@@ -6,7 +6,6 @@ state, the epoch, the recipe, the history so far, the random state and the last 
 version, the torch threads it trained with too (LATER_KEYS). Everything
 read is hostile until checked: main.py's --evaluate and --resume, predict.py and demo.py all read through here.
 """
-import math
 import os
 import warnings
 import zipfile
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from mnistlab import engine, files, paths
+from mnistlab import engine, files, paths, slots
 from mnistlab.errors import UsageError
 from mnistlab.recipes import check_recipe, shown_value
 
@@ -105,8 +104,6 @@ def read(path, flag="--checkpoint"):
 
 # The dtypes a floating-point weight may have: main.py saves float32, the golden runs float64.
 REAL_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-# What each epoch's record in a checkpoint's history holds; all are finite numbers.
-HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "eval_loss", "eval_acc", "seconds")
 
 
 def load_checked(path, flag="--checkpoint"):
@@ -122,7 +119,8 @@ def load_checked(path, flag="--checkpoint"):
 
 def check_checkpoint(checkpoint):
     """ValueError saying what is wrong, where a checkpoint does not hold what main.py writes: a recipe within
-    recipes.RECIPE_SCHEMA, one finite record per epoch, and finite weights of the shapes its model has."""
+    recipes.RECIPE_SCHEMA, one record per epoch that passes slots.check_record, as a results file's do, and finite
+    weights of the shapes its model has."""
     recipe = check_recipe(checkpoint["recipe"])
     threads = checkpoint.get("threads")
     if threads is not None and (type(threads) is not int or threads < 1):
@@ -134,16 +132,11 @@ def check_checkpoint(checkpoint):
         raise ValueError(f"its history is a {type(history).__name__}, not a list")
     if len(history) != epoch:
         raise ValueError(f"its history holds {len(history)} records, where its epoch is {epoch}")
-    for record in history:
-        if not isinstance(record, dict):
-            raise ValueError(f"an epoch of its history is a {type(record).__name__}, not a dict")
-        missing = [key for key in HISTORY_KEYS if not is_finite_number(record.get(key))]
-        if missing:
-            raise ValueError(f"an epoch of its history has no finite {missing[0]}")
-        wrong = [key for key in ("train_acc", "eval_acc") if not 0 <= record[key] <= 100]
-        if wrong:
-            raise ValueError(f"an epoch of its history has a {wrong[0]} of {shown_value(record[wrong[0]])}, not a "
-                             f"percentage")
+    for number, record in enumerate(history, 1):
+        try:
+            slots.check_record(record, number)
+        except slots.BadRecord as e:
+            raise ValueError(f"an epoch of its history {record_problem(e, number)}") from None
     weights = checkpoint["model"]
     if not isinstance(weights, dict) or not all(isinstance(w, torch.Tensor) for w in weights.values()):
         raise ValueError("its weights are not a dict of tensors")
@@ -160,8 +153,17 @@ def check_checkpoint(checkpoint):
         raise ValueError("its weights hold NaN or infinite values")
 
 
-def is_finite_number(value):
-    return type(value) in (int, float) and math.isfinite(value)
+def record_problem(refusal, number):
+    """slots.check_record's refusal of epoch number's record, in a checkpoint's words."""
+    if refusal.rule == slots.BadRecord.NOT_A_DICT:
+        return f"is a {type(refusal.value).__name__}, not a dict"
+    if refusal.rule == slots.BadRecord.NOT_FINITE:
+        return f"has no finite {refusal.key}"
+    if refusal.rule == slots.BadRecord.MISNUMBERED:
+        return f"has epoch {shown_value(refusal.value)} where epoch {number} belongs"
+    if refusal.rule == slots.BadRecord.NOT_A_PERCENTAGE:
+        return f"has a {refusal.key} of {shown_value(refusal.value)}, not a percentage"
+    return f"has a loss or time that is {slots.past_belief()}"
 
 
 def load_model(path, device, model_name=None, flag="--checkpoint"):

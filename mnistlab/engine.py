@@ -159,9 +159,10 @@ def fit(model, optimizer, scheduler, train_batches, eval_batches, recipe, first_
     """Train as the recipe says from first_epoch to its last epoch; after each epoch, yield its record and the
     Evaluation behind it.
 
-    The record holds the epoch, the training loss and accuracy measured on the fly, the evaluation loss and
-    accuracy, and the seconds the epoch took. Raises Diverged naming the epoch and step, or the epoch whose loss
-    no results file may hold: the readers' own rule, so that a run is never written complete and then refused.
+    The record, a dict of slots.EpochRecord's fields, holds the epoch, the training loss and accuracy measured on the
+    fly, the evaluation loss and accuracy, and the seconds the epoch took. Raises Diverged naming the epoch and step,
+    or the epoch whose loss no results file may hold: the readers' own rule, so that a run is never written complete
+    and then refused.
     """
     ctx = autocast(next(model.parameters()).device, recipe["amp"])
     for epoch in range(first_epoch, recipe["epochs"] + 1):
@@ -171,13 +172,13 @@ def fit(model, optimizer, scheduler, train_batches, eval_batches, recipe, first_
         except Diverged as e:
             raise Diverged(f"{e} of epoch {epoch}") from None
         evaluation = evaluate(model, eval_batches, ctx)
-        record = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, eval_loss=evaluation.loss,
-                      eval_acc=evaluation.acc, seconds=time.perf_counter() - start)
-        for key, split in (("train_loss", "train"), ("eval_loss", evaluated_on(recipe))):
-            if not slots.is_loss(record[key]):
-                raise Diverged(f"{split} loss became {record[key]:.6g} in epoch {epoch}, past the {slots.MAX_LOSS:g} "
+        record = slots.EpochRecord(epoch, train_loss, train_acc, evaluation.loss, evaluation.acc,
+                                   time.perf_counter() - start)
+        for loss, split in ((record.train_loss, "train"), (record.eval_loss, evaluated_on(recipe))):
+            if not slots.is_loss(loss):
+                raise Diverged(f"{split} loss became {loss:.6g} in epoch {epoch}, past the {slots.MAX_LOSS:g} "
                                f"a run's results may hold")
-        yield record, evaluation
+        yield record._asdict(), evaluation
 
 
 def confusion_matrix(truth, predicted, classes=10):

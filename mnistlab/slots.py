@@ -5,7 +5,8 @@ experiment, recipe and seed the slot wants, and the file says what it holds. A f
 copied into another run's slot would otherwise become a claim, so each file is read through load() here: it holds
 the slot's recipe and seed, was scored on the split and the number of images the recipe gives, keeps one digit per
 image, has percentages for accuracies that agree with its predictions, and a whole history. What is wrong is a
-BadResults, one line naming the file, what is wrong, and advice that destroys nothing.
+BadResults, one line naming the file, what is wrong, and advice that destroys nothing. An epoch's record of a
+history is the same in a checkpoint, and is checked there by the same rule (EpochRecord, check_record).
 
 No torch here: the checks run on JSON and, for the predictions, numpy.
 """
@@ -13,14 +14,28 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from mnistlab.errors import UsageError
 from mnistlab.recipes import completed, evaluated_on, shown_value
 
-# What each epoch of a history holds (engine.fit's record); the report draws curves from all of them.
-HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "eval_loss", "eval_acc", "seconds")
+
+
+class EpochRecord(NamedTuple):
+    """One epoch of a run's history, as engine.fit makes it; results files and checkpoints keep it as a dict of
+    these keys, and check_record is the one check of it for both."""
+    epoch: int
+    train_loss: float
+    train_acc: float
+    eval_loss: float
+    eval_acc: float
+    seconds: float
+
+
+# What each epoch of a history holds; the report draws curves from all of them.
+HISTORY_KEYS = EpochRecord._fields
 # Two accuracies computed from the same predictions differ only by float rounding; one image of 10,000 is 1e-4.
 AGREEMENT = 1e-6
 # Text that a file puts into the README as it is (a device's name, a torch version, a command): one short line,
@@ -144,17 +159,51 @@ def check_history(history, recipe, complete, bad):
             wanted = f"trains {epochs}" if complete else f"diverged before epoch {epochs}"
             raise bad(f"has {len(history)} epochs of history, but its slot's run {wanted}")
     for number, record in enumerate(history, 1):
-        if not isinstance(record, dict) or not all(is_number(record.get(key)) for key in HISTORY_KEYS):
-            raise bad(f"has an epoch {number} without finite {', '.join(HISTORY_KEYS)}")
-        if record["epoch"] != number:
-            raise bad(f"has epoch {shown_value(record['epoch'])} where epoch {number} belongs")
-        for key in ("train_acc", "eval_acc"):
-            if not is_percentage(record[key]):
-                raise bad(f"has a {key} of {shown_value(record[key])} in epoch {number}, not a percentage")
-        seconds = record["seconds"]
-        if not (is_loss(record["train_loss"]) and is_loss(record["eval_loss"]) and 0 <= seconds <= MAX_SECONDS):
-            raise bad(f"has a loss or time in epoch {number} that is negative or past belief (losses up to "
-                      f"{MAX_LOSS:g}, times up to {MAX_SECONDS:g} s)")
+        try:
+            check_record(record, number)
+        except BadRecord as e:
+            raise bad(record_problem(e, number)) from None
+
+
+class BadRecord(ValueError):
+    """An epoch's record that check_record refuses: the rule it breaks, and the key at fault with its value, for each
+    reader (results files here, checkpoints in checkpoints.py) to say in its own words."""
+    NOT_A_DICT, NOT_FINITE, MISNUMBERED, NOT_A_PERCENTAGE, PAST_BELIEF = (
+        "not a dict", "not finite", "misnumbered", "not a percentage", "past belief")
+
+    def __init__(self, rule, key=None, value=None):
+        super().__init__(rule)
+        self.rule, self.key, self.value = rule, key, value
+
+
+def check_record(record, number):
+    """BadRecord unless record is the record of epoch number (from 1) of a history, as engine.fit makes one: a dict
+    of HISTORY_KEYS, each a finite number, its epoch that number, its accuracies percentages, and its losses and
+    seconds neither negative nor past belief."""
+    if not isinstance(record, dict):
+        raise BadRecord(BadRecord.NOT_A_DICT, value=record)
+    missing = [key for key in HISTORY_KEYS if not is_number(record.get(key))]
+    if missing:
+        raise BadRecord(BadRecord.NOT_FINITE, missing[0])
+    if record["epoch"] != number:
+        raise BadRecord(BadRecord.MISNUMBERED, "epoch", record["epoch"])
+    for key in ("train_acc", "eval_acc"):
+        if not is_percentage(record[key]):
+            raise BadRecord(BadRecord.NOT_A_PERCENTAGE, key, record[key])
+    seconds = record["seconds"]
+    if not (is_loss(record["train_loss"]) and is_loss(record["eval_loss"]) and 0 <= seconds <= MAX_SECONDS):
+        raise BadRecord(BadRecord.PAST_BELIEF)
+
+
+def record_problem(refusal, number):
+    """check_record's refusal of epoch number's record, in a results file's words."""
+    if refusal.rule == BadRecord.MISNUMBERED:
+        return f"has epoch {shown_value(refusal.value)} where epoch {number} belongs"
+    if refusal.rule == BadRecord.NOT_A_PERCENTAGE:
+        return f"has a {refusal.key} of {shown_value(refusal.value)} in epoch {number}, not a percentage"
+    if refusal.rule == BadRecord.PAST_BELIEF:
+        return f"has a loss or time in epoch {number} that is {past_belief()}"
+    return f"has an epoch {number} without finite {', '.join(HISTORY_KEYS)}"
 
 
 def check_predictions(results, labels, bad):
@@ -193,6 +242,11 @@ def is_number(value):
 
 def is_percentage(value):
     return is_number(value) and 0 <= value <= 100
+
+
+def past_belief():
+    """What check_record refuses in a loss or an epoch's time, in words, as MAX_LOSS and MAX_SECONDS stand now."""
+    return f"negative or past belief (losses up to {MAX_LOSS:g}, times up to {MAX_SECONDS:g} s)"
 
 
 def is_loss(value):

@@ -214,6 +214,13 @@ EDITED = {
                             "an epoch of its history has a train_acc of -1, not a percentage"),
     "an accuracy of 1e308": (lambda c: c["history"][0].update(eval_acc=1e308),
                              "an epoch of its history has a eval_acc of 1e+308, not a percentage"),
+    "an epoch numbered 2 first": (lambda c: c["history"][0].update(epoch=2),
+                                  "an epoch of its history has epoch 2 where epoch 1 belongs"),
+    "a negative loss": (lambda c: c["history"][0].update(train_loss=-0.5),
+                        "an epoch of its history has a loss or time that is negative or past belief (losses up to "
+                        "10000, times up to 1e+07 s)"),
+    "a time past belief": (lambda c: c["history"][0].update(seconds=1e300),
+                           "an epoch of its history has a loss or time that is negative or past belief"),
     "weights that are a list": (lambda c: c.update(model=list(c["model"].values())),
                                 "its weights are not a dict of tensors"),
     "a weight that is a list": (lambda c: c["model"].update({"fc2.bias": c["model"]["fc2.bias"].tolist()}),
@@ -396,18 +403,10 @@ def test_best_checkpoint_reads_only_the_asked_models_runs(tmp_path):
         "a checkpoint's history holds one record per epoch",
         "    if len(history) != epoch:",
         "    if False:")
-@guards("mnistlab/checkpoints.py",
+@guards("mnistlab/slots.py",
         "each history record is a dict",
-        "        if not isinstance(record, dict):\n            raise",
-        "        if False:\n            raise")
-@guards("mnistlab/checkpoints.py",
-        "each history record holds finite numbers",
-        '        if missing:\n            raise ValueError(f"an epoch of its history has no finite',
-        '        if False:\n            raise ValueError(f"an epoch of its history has no finite')
-@guards("mnistlab/checkpoints.py",
-        "each history accuracy is a percentage",
-        "        if wrong:\n            raise",
-        "        if False:\n            raise")
+        "    if not isinstance(record, dict):\n        raise BadRecord",
+        "    if False:\n        raise BadRecord")
 @guards("mnistlab/checkpoints.py",
         "a checkpoint's weights are a dict of tensors",
         "    if not isinstance(weights, dict) or not all(isinstance(w, torch.Tensor) for w in weights.values()):",

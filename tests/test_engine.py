@@ -226,12 +226,12 @@ def test_the_confusion_matrix_counts_each_pair():
 
 @guards("mnistlab/engine.py",
         "an epoch's loss past the readers' bound is a divergence, not a complete run",
-        "            if not slots.is_loss(record[key]):",
+        "            if not slots.is_loss(loss):",
         "            if False:")
 @guards("mnistlab/engine.py",
         "the evaluation's loss is held to the bound too",
-        '        for key, split in (("train_loss", "train"), ("eval_loss", evaluated_on(recipe))):',
-        '        for key, split in (("train_loss", "train"),):')
+        '        for loss, split in ((record.train_loss, "train"), (record.eval_loss, evaluated_on(recipe))):',
+        '        for loss, split in ((record.train_loss, "train"),):')
 # From step 4, step 1 of epoch 2, in training; in the first evaluation, after epoch 1.
 @pytest.mark.parametrize("when, split, bad_step, epoch", [("train", "train", 4, 2), ("eval", "test", 1, 1)])
 def test_a_finite_loss_past_what_results_may_hold_is_a_divergence(when, split, bad_step, epoch):
@@ -251,8 +251,8 @@ def test_a_finite_loss_past_what_results_may_hold_is_a_divergence(when, split, b
 
 @guards("mnistlab/engine.py",
         "training holds a run to the readers' own bound, not a copy of it",
-        "            if not slots.is_loss(record[key]):\n                raise Diverged(",
-        "            if not 0 <= record[key] <= 1e4:\n                raise Diverged(")
+        "            if not slots.is_loss(loss):\n                raise Diverged(",
+        "            if not 0 <= loss <= 1e4:\n                raise Diverged(")
 def test_training_stops_a_run_by_the_readers_own_bound(monkeypatch):
     # One rule for writer and readers: lower slots' bound, and an ordinary epoch (a loss near 2.3) is past it.
     from mnistlab import slots
