@@ -90,8 +90,6 @@ def grid(args):
 
 def table(args, runs_, out_dir, failed=()):
     """The comparison of every setting with the best one, as lines of text; failed names the runs that failed now."""
-    import numpy as np
-
     from mnistlab import files, runner, significance, slots
     labels = runner.labels_of(runs_[0][2])  # every run of a sweep is scored on the same images
     correct, accuracy, missing = {}, {}, {}
@@ -104,8 +102,7 @@ def table(args, runs_, out_dir, failed=()):
         except slots.BadResults as e:
             missing.setdefault(label, []).append(f"seed {recipe['seed']} ({'failed' if name in failed else e.problem})")
             continue
-        predictions = np.frombuffer(results["predictions"].encode(), np.uint8) - ord("0")
-        correct[label][recipe["seed"]] = predictions == labels
+        correct[label][recipe["seed"]] = slots.decode_predictions(results["predictions"]) == labels
         accuracy[label].append(results["history"][-1]["eval_acc"])
     not_counted = [f"not counted: {label}, {', '.join(problems)}" for label, problems in missing.items()]
     if not any(correct.values()):

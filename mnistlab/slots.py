@@ -218,10 +218,16 @@ def check_predictions(results, labels, bad):
         raise bad(f"has predictions of {size}, not one digit for each of its {images:,} images")
     if not (predictions.isascii() and predictions.isdigit()):
         raise bad("has predictions that are not all digits 0 to 9")
-    right = np.frombuffer(predictions.encode(), np.uint8) - ord("0") == np.asarray(labels)
+    right = decode_predictions(predictions) == np.asarray(labels)
     accuracy, said = 100 * float(right.mean()), results["history"][-1]["eval_acc"]
     if not math.isclose(accuracy, said, rel_tol=AGREEMENT):
         raise bad(f"says a final eval_acc of {said}, but its predictions score {accuracy:.2f}")
+
+
+def decode_predictions(predictions):
+    """The classes that a results file's predictions hold, one ASCII digit per image (as check_predictions makes
+    sure), as a numpy array of uint8."""
+    return np.frombuffer(predictions.encode(), np.uint8) - ord("0")
 
 
 def check_robustness(sweep, wanted, bad):

@@ -140,6 +140,11 @@ def test_predictions_hold_ascii_digits_only(copy, monkeypatch, digit):
     refused(copy, monkeypatch, path, "predictions that are not all digits 0 to 9")
 
 
+def test_predictions_decode_to_one_class_per_digit_in_order():
+    classes = slots.decode_predictions("0918273645")
+    assert classes.tolist() == [0, 9, 1, 8, 2, 7, 3, 6, 4, 5] and classes.dtype.kind == "u"
+
+
 @guards("mnistlab/slots.py",
         "the final accuracy is the predictions' score",
         "    if not math.isclose(accuracy, said, rel_tol=AGREEMENT):",

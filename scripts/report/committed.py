@@ -87,7 +87,7 @@ def gaps(loaded):
 def best_predictions():
     """The best model's label, and the final predictions of its seed-0 run on the test set."""
     label = best_label()
-    return label, torch.tensor([int(c) for c in load(label)[0]["predictions"]])
+    return label, torch.from_numpy(slots.decode_predictions(load(label)[0]["predictions"])).long()
 
 
 def test_size():
@@ -110,7 +110,7 @@ def test_labels():
 def correct(label):
     """Per seed and test image, whether the experiment's final model got the image right: (seeds, images) booleans."""
     truth = test_labels()
-    return np.stack([np.frombuffer(run["predictions"].encode(), np.uint8) - ord("0") == truth for run in load(label)])
+    return np.stack([slots.decode_predictions(run["predictions"]) == truth for run in load(label)])
 
 
 @functools.cache
