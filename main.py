@@ -14,8 +14,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from mnistlab.cli import (OneLineErrorParser, add_data_flags, add_recipe_flags, command_again, emit, exit_now,
-                          parse_tag, run, setting)
+from mnistlab.cli import (RECIPE_FLAGS, OneLineErrorParser, add_data_flags, add_recipe_flags, command_again, emit,
+                          exit_now, parse_tag, run, setting)
 from mnistlab.errors import Interrupted, UsageError
 from mnistlab.paths import relative as shown
 from mnistlab.recipes import (MODEL_NAMES, RECIPE_NAMES, check_run_name, evaluated_on, format_recipe, resolve_recipe,
@@ -59,9 +59,10 @@ def get_args_parser():
     return p
 
 
+# The settings of a model's recipe that the command line may override, each by its flag.
+RECIPE_KEYS = tuple(key for key, _ in RECIPE_FLAGS)
 # The flags that only training reads: --evaluate reads the recipe from the checkpoint, and trains nothing.
-TRAINING_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "augment", "label_smoothing", "hidden",
-                  "dropout", "batch_norm", "train_size", "amp", "compile", "resume", "overwrite")
+TRAINING_FLAGS = (*RECIPE_KEYS, "train_size", "amp", "compile", "resume", "overwrite")
 
 
 def check_verb(args):
@@ -82,8 +83,7 @@ def check_verb(args):
 def recipes_of(args):
     """Each model's recipe with the command line's explicit settings on top; UsageError on a mismatch."""
     names = list(MODEL_NAMES) if args.model == "all" else [args.model]
-    overrides = {key: getattr(args, key) for key in ("epochs", "optimizer", "lr", "weight_decay", "batch_size",
-                                                      "augment", "label_smoothing", "hidden", "dropout", "batch_norm")}
+    overrides = {key: getattr(args, key) for key in RECIPE_KEYS}
     run = dict(seed=args.seed, limit=args.limit, train_size=args.train_size, validation=args.validation, amp=args.amp)
     if args.tag:
         for name in names:

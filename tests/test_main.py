@@ -235,9 +235,9 @@ def test_evaluate_rejects_bad_checkpoints(case, message, finished, tmp_path, cli
         "        if given:\n            flag",
         "        if False:\n            flag")
 @guards("main.py",
-        "--evaluate refuses --no-batch-norm too",
-        '"dropout", "batch_norm", "train_size", "amp", "compile", "resume", "overwrite")',
-        '"dropout", "train_size", "amp", "compile", "resume", "overwrite")')
+        "--evaluate refuses the recipe's flags, --no-batch-norm too",
+        "TRAINING_FLAGS = (*RECIPE_KEYS, ",
+        "TRAINING_FLAGS = (")
 @guards("main.py",
         "--tag may not name a run like another model's or recipe's",
         "            check_run_name(name, args.tag, args.recipe)",
