@@ -17,7 +17,7 @@ from pathlib import Path
 from mnistlab.cli import (RECIPE_FLAGS, OneLineErrorParser, add_data_flags, add_recipe_flags, command_again, emit,
                           exit_now, parse_tag, run, setting)
 from mnistlab.errors import Interrupted, UsageError
-from mnistlab.paths import relative as shown
+from mnistlab.paths import relative
 from mnistlab.recipes import (MODEL_NAMES, RECIPE_NAMES, check_run_name, evaluated_on, format_recipe, resolve_recipe,
                               run_name)
 
@@ -99,7 +99,7 @@ def train(args, recipes, device):
     from model import count_parameters, parameter_table
     out_dir = args.out_dir or files.DEFAULT_OUT_DIR
     if out_dir.resolve() == files.ROOT:  # what it wrote there would mix with what the README reports
-        raise UsageError(f"--out-dir {shown(out_dir)} is the repository, whose results/ and plots/ are the report's "
+        raise UsageError(f"--out-dir {relative(out_dir)} is the repository, whose results/ and plots/ are the report's "
                          f"(make report writes them); pass another --out-dir")
     paths = [files.RunPaths.of(out_dir, run_name(r["model"], args.tag, args.seed, args.recipe)) for r in recipes]
     plans = [runs.plan_run(p, r, args.resume, args.overwrite, skip_finished=len(recipes) > 1,
@@ -117,7 +117,7 @@ def train(args, recipes, device):
             locks.enter_context(files.RunLock(path))
         for recipe, path, plan in zip(recipes, paths, plans):
             if plan.action == "done":
-                emit(f"\n{recipe['model']}: finished already, in {shown(path.results)}")
+                emit(f"\n{recipe['model']}: finished already, in {relative(path.results)}")
                 histories[recipe["model"]] = [plan.results["history"]]
                 done.append(recipe["model"])
                 continue
@@ -135,12 +135,12 @@ def train(args, recipes, device):
                 raise Interrupted(e.epochs_saved, e.by, e.results_written, done) from None
             histories[recipe["model"]] = [results["history"]]
             done.append(recipe["model"])
-            emit(f"wrote {shown(path.results)}, {shown(path.curves)} and {shown(path.checkpoint)}")
+            emit(f"wrote {relative(path.results)}, {relative(path.curves)} and {relative(path.checkpoint)}")
     if comparison:
         # Every run is finished by now, and --resume redraws this from their results.
         files.save(comparison, files.save_figure,
                    figures.comparison(histories, f"MNIST {scored_on} curves, seed {args.seed}"), resumable=True)
-        emit(f"wrote {shown(comparison)}")
+        emit(f"wrote {relative(comparison)}")
     return 0
 
 
@@ -175,7 +175,7 @@ def evaluate(args, names, device):
               f"{per_class_table(matrix)}\n\nmost frequent confusions: {frequent_confusions(matrix, 5)}\n")
         if confusion:
             files.save(confusion, files.save_figure, figures.confusion(matrix, f"{name}: confusion matrix on the {split}"))
-            emit(f"wrote {shown(confusion)}")
+            emit(f"wrote {relative(confusion)}")
     return 0
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from mnistlab import images, paths
 from mnistlab.cli import OneLineErrorParser, emit, run, stop_on_ctrl_c
 from mnistlab.errors import UsageError
-from mnistlab.paths import shown
+from mnistlab.paths import printable
 from mnistlab.preprocess import normalize, read
 
 WORKERS = min(4, os.cpu_count() or 1)  # threads that read images: decoding and resampling release the GIL
@@ -101,9 +101,9 @@ def describe(probabilities, top):
 
 def record(path, probabilities, top):
     if probabilities is None:
-        return {"file": shown(path, escape_controls=False), "blank": True}
+        return {"file": printable(path, escape_controls=False), "blank": True}
     order = probabilities.argsort(descending=True)[:top].tolist()
-    return {"file": shown(path, escape_controls=False), "digit": order[0],
+    return {"file": printable(path, escape_controls=False), "digit": order[0],
             "probability": round(float(probabilities[order[0]]), 6),
             "top": [{"digit": d, "probability": round(float(probabilities[d]), 6)} for d in order],
             "probabilities": [round(float(p), 6) for p in probabilities]}
@@ -140,24 +140,24 @@ def check_preview(given_path, inputs):
     read-only file; a name that is not .png."""
     preview = Path(os.path.realpath(given_path))
     if preview.suffix.lower() != ".png":
-        raise UsageError(f"--preview {shown(given_path)}: the preview is a PNG; give a file name that ends in .png, "
-                         f"e.g. preview.png")
+        raise UsageError(f"--preview {printable(given_path)}: the preview is a PNG; give a file name that ends in "
+                         f".png, e.g. preview.png")
     try:
         mode = preview.stat().st_mode
     except FileNotFoundError:
         mode = None
     except OSError as e:
-        raise UsageError(f"--preview {shown(preview)} is {paths.problem(e, preview)}; give another path") from None
+        raise UsageError(f"--preview {printable(preview)} is {paths.problem(e, preview)}; give another path") from None
     if mode is not None and not stat.S_ISREG(mode):
-        raise UsageError(f"--preview {shown(given_path)} is {paths.kind(mode)}; give the path of a .png file")
+        raise UsageError(f"--preview {printable(given_path)} is {paths.kind(mode)}; give the path of a .png file")
     if mode is not None and not mode & 0o222:
-        raise UsageError(f"--preview {shown(given_path)} is read-only; give another path")
+        raise UsageError(f"--preview {printable(given_path)} is read-only; give another path")
     for given in map(Path, inputs):
         if given.is_dir() and preview.parent.exists() and preview.parent.samefile(given):
-            raise UsageError(f"--preview {shown(given_path)} is in {shown(given)}, a folder of images to read; write "
-                             f"the preview elsewhere")
+            raise UsageError(f"--preview {printable(given_path)} is in {printable(given)}, a folder of images to "
+                             f"read; write the preview elsewhere")
         if mode is not None and given.exists() and preview.samefile(given):
-            raise UsageError(f"--preview {shown(given_path)} is one of the images to read; write the preview "
+            raise UsageError(f"--preview {printable(given_path)} is one of the images to read; write the preview "
                              f"elsewhere")
     return preview
 
@@ -168,7 +168,7 @@ def prepare_preview(preview):
     try:
         files.make_writable(preview.parent)
     except OSError as e:
-        raise UsageError(f"--preview {shown(preview)} cannot be written ({e.strerror or e}); pass another "
+        raise UsageError(f"--preview {printable(preview)} cannot be written ({e.strerror or e}); pass another "
                          f"path") from None
 
 
@@ -180,13 +180,13 @@ def load(args):
     from mnistlab.recipes import evaluated_on
 
     def skipped(error):
-        print(f"predict.py: skipped {shown(error.path)}, which {error.reason}", file=sys.stderr)
+        print(f"predict.py: skipped {printable(error.path)}, which {error.reason}", file=sys.stderr)
     checkpoint = args.checkpoint or checkpoints.best_checkpoint(files.DEFAULT_OUT_DIR, args.model, skipped)
     if checkpoint is None:
         raise UsageError(f"no trained {args.model or 'model'} in {files.DEFAULT_OUT_DIR / 'checkpoints'}; train "
                          f"one with `python main.py --model {args.model or 'lenet5_regularized'}`")
     model, saved = checkpoints.load_model(checkpoint, torch.device("cpu"), args.model)
-    print(f"reading with {saved['recipe']['model']} from {shown(checkpoint)} (epoch {saved['epoch']}, final "
+    print(f"reading with {saved['recipe']['model']} from {printable(checkpoint)} (epoch {saved['epoch']}, final "
           f"{evaluated_on(saved['recipe'])} accuracy {saved['history'][-1]['eval_acc']:.2f}%)", file=sys.stderr)
     return model
 
@@ -210,29 +210,29 @@ def read_all(args, model):
                     outcome = "the model's answer is not a number: its checkpoint is broken; train it again"
             if isinstance(outcome, str):
                 problems += 1
-                print(f"predict.py: error: {shown(path)}: {outcome}", file=sys.stderr)
-                entry, line = {"file": shown(path, escape_controls=False), "error": outcome}, None
+                print(f"predict.py: error: {printable(path)}: {outcome}", file=sys.stderr)
+                entry, line = {"file": printable(path, escape_controls=False), "error": outcome}, None
             else:
                 read_count += 1
                 if args.preview and len(preview_rows) < figures.PREDICTIONS_SHOWN:
-                    preview_rows.append((shown(path.name), thumbnail, field, probabilities))
+                    preview_rows.append((printable(path.name), thumbnail, field, probabilities))
                 entry = record(path, probabilities, args.top)
                 line = describe(probabilities, args.top) if probabilities is not None else "blank, no ink found"
             if args.json:  # one image a line, each an element of one list
                 emit(separator + json.dumps(entry))
                 separator = ","
             elif line:
-                emit(f"{shown(path)}: {line}")
+                emit(f"{printable(path)}: {line}")
     if args.json:
         emit("]")
     if preview_rows:
         try:
             files.save_figure(args.preview, figures.predictions(preview_rows, total=read_count))
         except OSError as e:
-            print(f"predict.py: error: cannot write {shown(args.preview)} ({e.strerror or e}); free some space or "
+            print(f"predict.py: error: cannot write {printable(args.preview)} ({e.strerror or e}); free some space or "
                   f"pass another --preview", file=sys.stderr)
             return 1
-        print(f"wrote {shown(args.preview)}", file=sys.stderr)
+        print(f"wrote {printable(args.preview)}", file=sys.stderr)
     return 1 if problems else 0
 
 

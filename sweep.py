@@ -21,7 +21,7 @@ from pathlib import Path
 from mnistlab.cli import (RECIPE_FLAGS, OneLineErrorParser, add_data_flags, add_recipe_flags, add_runner_flags,
                           command_again, emit, exit_now, parse_tag, run, setting, signal_status)
 from mnistlab.errors import Interrupted, UsageError
-from mnistlab.paths import relative as shown
+from mnistlab.paths import relative
 from mnistlab.recipes import (MODEL_NAMES, RECIPE_NAMES, check_run_name, check_tag, evaluated_on, resolve_recipe,
                               run_name, setting_tag)
 
@@ -170,7 +170,7 @@ def main(args):
             print(f"sweep.py: {len(failed)} of {len(runs_)} runs failed: " +
                   "; ".join(f"{name} ({error})" for name, error in failed.items()), file=sys.stderr)
             return 1
-        emit(f"the runs are in {shown(out_dir)}")
+        emit(f"the runs are in {relative(out_dir)}")
         return 0
     return run("sweep.py", body)
 

@@ -103,8 +103,8 @@ def measure(name, seed, folder):
            "final_acc": accuracies[-1], "epochs": len(accuracies),
            "epoch_to_target": None if reached is None else reached + 1,
            "seconds_to_target": None if reached is None else printed[reached]}
-    shown = "never" if reached is None else f"epoch {reached + 1} at {printed[reached]:.1f}s"
-    emit(f"{name:9s} seed {seed}: {wall:6.1f}s launch to exit, final {accuracies[-1]:.2f}%, {TARGET}%: {shown}")
+    reached_when = "never" if reached is None else f"epoch {reached + 1} at {printed[reached]:.1f}s"
+    emit(f"{name:9s} seed {seed}: {wall:6.1f}s launch to exit, final {accuracies[-1]:.2f}%, {TARGET}%: {reached_when}")
     return run
 
 

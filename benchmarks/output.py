@@ -13,7 +13,7 @@ def results_file(given, name, quick, flag="--out"):
     run never replaces the figures that the README reports unless --out names them."""
     default = (files.DEFAULT_OUT_DIR if quick else files.ROOT / "results") / name
     if given and Path(given).resolve() != files.ROOT / "results" / name and files.tracked(given):
-        raise UsageError(f"{flag} {paths.shown(given)} is a file of the repository's, not this benchmark's "
+        raise UsageError(f"{flag} {paths.printable(given)} is a file of the repository's, not this benchmark's "
                          f"results/{name}; pass another {flag}")
     return files.check_output(given or default, flag)
 

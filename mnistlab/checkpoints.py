@@ -43,7 +43,7 @@ class CheckpointError(UsageError):
         if advice is ...:  # only a file where main.py keeps its checkpoints is one of main.py's, to delete
             advice = ("delete it or train again" if Path(path).parent.name == "checkpoints" else
                       "pass the .pt file that main.py wrote")
-        super().__init__(f"{flag}: {paths.shown(path)} {reason}" + (f"; {advice}" if advice else ""))
+        super().__init__(f"{flag}: {paths.printable(path)} {reason}" + (f"; {advice}" if advice else ""))
         self.path, self.reason, self.unreadable = path, reason, unreadable
 
 

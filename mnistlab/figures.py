@@ -111,11 +111,11 @@ PREDICTIONS_SHOWN = 12
 def predictions(rows, limit=PREDICTIONS_SHOWN, total=None):
     """For each (name, image as given, the 28x28 the model saw or None, its 10 probabilities or None): the three
     side by side, so that a misread digit shows why. total: how many images rows are the first of (default: all)."""
-    shown = rows[:limit]
+    drawn = rows[:limit]
     total = total or len(rows)
-    fig = Figure(figsize=(9, 2.1 * len(shown)), layout="constrained")
-    axes = fig.subplots(len(shown), 3, squeeze=False, width_ratios=[1, 1, 2.2])
-    for (name, image, field, probabilities), (given, seen, bars) in zip(shown, axes):
+    fig = Figure(figsize=(9, 2.1 * len(drawn)), layout="constrained")
+    axes = fig.subplots(len(drawn), 3, squeeze=False, width_ratios=[1, 1, 2.2])
+    for (name, image, field, probabilities), (given, seen, bars) in zip(drawn, axes):
         given.imshow(image)
         given.set_title(name, fontsize=9, parse_math=False)  # a file name, never mathtext
         seen.set_title("what the model saw" if field is not None else "no ink found", fontsize=9)

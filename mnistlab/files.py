@@ -129,14 +129,14 @@ def check_output(path, flag):
     except (FileNotFoundError, NotADirectoryError):
         mode = None  # the probe below says why its folder cannot be made
     except OSError as e:
-        raise UsageError(f"{flag} {paths.shown(path)} is {paths.problem(e, path)}; pass another {flag}") from None
+        raise UsageError(f"{flag} {paths.printable(path)} is {paths.problem(e, path)}; pass another {flag}") from None
     if mode is not None and not stat.S_ISREG(mode):
-        raise UsageError(f"{flag} {paths.shown(path)} is {paths.kind(mode)}, where this command writes a file; pass "
-                         f"another {flag}")
+        raise UsageError(f"{flag} {paths.printable(path)} is {paths.kind(mode)}, where this command writes a file; "
+                         f"pass another {flag}")
     try:
         make_writable(path.parent)
     except OSError as e:
-        raise UsageError(f"{flag} {paths.shown(path)} cannot be written ({e.strerror or e}); pass another "
+        raise UsageError(f"{flag} {paths.printable(path)} cannot be written ({e.strerror or e}); pass another "
                          f"{flag}") from None
     return path
 

@@ -12,7 +12,7 @@ KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a named pipe (FIFO)", stat.S_I
          stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}
 
 
-def shown(path, escape_controls=True):
+def printable(path, escape_controls=True):
     """A path as valid UTF-8 text: bytes that are not UTF-8 as \\xNN; with escape_controls, control characters
     too (a newline as \\n), so that it prints on one line."""
     text = os.fsencode(path).decode("utf-8", "backslashreplace")

@@ -120,11 +120,11 @@ SHORT = {"epochs": "ep", "batch_size": "bs", "lr": "lr", "optimizer": "opt", "we
 
 def setting_tag(setting):
     """The part of a run's name that tells the settings a sweep varies, in the order given, e.g. lr0.05_bs64."""
-    def shown(value):
+    def in_tag(value):
         if isinstance(value, list):
             return "-".join(map(str, value))
         return value if isinstance(value, str) else f"{value:g}"
-    return "_".join(f"{SHORT[key]}{shown(value)}" for key, value in setting.items())
+    return "_".join(f"{SHORT[key]}{in_tag(value)}" for key, value in setting.items())
 
 
 TAG = re.compile(r"[A-Za-z0-9._-]{1,64}")

@@ -296,7 +296,7 @@ def load_models(checkpoints):
                  for m in MODEL_NAMES)
         checkpoints = [path for path in found if path]
         for error in skipped.values():
-            print(f"demo.py: skipped {paths.shown(error.path)}, which {error.reason}", file=sys.stderr)
+            print(f"demo.py: skipped {paths.printable(error.path)}, which {error.reason}", file=sys.stderr)
     models = []
     for path in checkpoints:
         model, checkpoint = checkpoint_files.load_model(path, torch.device("cpu"))

@@ -115,9 +115,9 @@ def test_json_is_written_whole_or_not_at_all(tmp_path):
 
 @guards("mnistlab/files.py",
         "check_output turns a path it cannot look at into one line",
-        '    except OSError as e:\n        raise UsageError(f"{flag} {paths.shown(path)} is {paths.problem(e, '
+        '    except OSError as e:\n        raise UsageError(f"{flag} {paths.printable(path)} is {paths.problem(e, '
         "path)}",
-        '    except ZeroDivisionError as e:\n        raise UsageError(f"{flag} {paths.shown(path)} is '
+        '    except ZeroDivisionError as e:\n        raise UsageError(f"{flag} {paths.printable(path)} is '
         "{paths.problem(e, path)}")
 def test_check_output_names_a_path_it_cannot_look_at(tmp_path):
     loop = tmp_path / "loop.json"

@@ -118,8 +118,8 @@ def test_a_terminal_put_in_a_files_place_never_becomes_the_controlling_terminal(
         "DEL escaped as the other control characters",
         "[*range(32), 127]",
         "range(32)")
-def test_shown_escapes_every_control_character_delete_included():
-    assert paths.shown("a\x1b[31mb\x7fc\x00d") == "a\\x1b[31mb\\x7fc\\x00d"
+def test_a_printable_path_escapes_every_control_character_delete_included():
+    assert paths.printable("a\x1b[31mb\x7fc\x00d") == "a\\x1b[31mb\\x7fc\\x00d"
 
 
 @guards("mnistlab/paths.py",

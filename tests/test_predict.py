@@ -398,7 +398,8 @@ def test_a_full_disk_for_the_output_is_one_line(checkpoint, tmp_path, monkeypatc
 @guards("predict.py",
         "--preview: a folder that cannot be written refused before any image is read",
         "    try:\n        files.make_writable(preview.parent)\n    except OSError as e:\n"
-        "        raise UsageError(f\"--preview {shown(preview)} cannot be written ({e.strerror or e}); pass another \"\n"
+        "        raise UsageError(f\"--preview {printable(preview)} cannot be written ({e.strerror or e}); pass "
+        "another \"\n"
         "                         f\"path\") from None\n",
         "    files.make_writable(preview.parent)\n")
 @guards("predict.py",
@@ -590,8 +591,8 @@ def test_top_outside_1_to_10_is_refused(top, capsys):
 
 @guards("predict.py",
         "--preview: a path that cannot be looked at refused in one line",
-        "    except OSError as e:\n        raise UsageError(f\"--preview {shown(preview)} is {paths.problem(e, preview)}; "
-        "give another path\") from None\n",
+        "    except OSError as e:\n        raise UsageError(f\"--preview {printable(preview)} is "
+        "{paths.problem(e, preview)}; give another path\") from None\n",
         "")
 @pytest.mark.parametrize("where", ["under a file", "a symbolic link loop"])
 def test_a_preview_path_that_cannot_be_looked_at_is_refused(where, tmp_path):

@@ -738,7 +738,7 @@ def test_every_file_the_report_uses_is_checked_before_any_section(copy, name):
         '.glob("*.json"))]')
 @guards("scripts/report/committed.py",
         "a left-out tuning file's name is shown on one line",
-        "leaves out {paths.shown(path)}:",
+        "leaves out {paths.printable(path)}:",
         "leaves out {path}:")
 @guards("scripts/report/committed.py",
         "check_all: the tuning files no sweep scores are named",
@@ -757,8 +757,8 @@ def test_a_tuning_file_no_sweep_scores_is_named_and_neither_read_nor_counted(cop
     assert (copy.parent / "README.md").read_bytes() == readme
     lines = capsys.readouterr().out.splitlines()
     for path in strays:  # each on one line, a newline in its name shown as \n
-        shown = str(path).replace("\n", "\\n")
-        assert (f"report: leaves out {shown}: no sweep of scripts/tune.py scores it (move it away to quiet this "
+        escaped = str(path).replace("\n", "\\n")
+        assert (f"report: leaves out {escaped}: no sweep of scripts/tune.py scores it (move it away to quiet this "
                 f"line)") in lines
 
 

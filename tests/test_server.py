@@ -107,10 +107,10 @@ def test_the_models_read_the_shifted_image_that_the_answer_shows(models, monkeyp
     monkeypatch.setattr(engine, "probabilities", probabilities)
     answer = server.Reader(models).read(Image.open(io.BytesIO(PNGS[0])), 3, -2)
     import dataset
-    shown = field_of(answer)
+    field = field_of(answer)
     assert len(seen) == len(models)
     for tensor in seen:
-        np.testing.assert_allclose((tensor[0, 0] * dataset.MNIST_STD + dataset.MNIST_MEAN).numpy(), shown,
+        np.testing.assert_allclose((tensor[0, 0] * dataset.MNIST_STD + dataset.MNIST_MEAN).numpy(), field,
                                    atol=1 / 255)
 
 

@@ -61,8 +61,8 @@ def check_all():
         load(label)
     check_choices()
     for path in left_out():
-        emit(f"report: leaves out {paths.shown(path)}: no sweep of scripts/tune.py scores it (move it away to quiet "
-             f"this line)")
+        emit(f"report: leaves out {paths.printable(path)}: no sweep of scripts/tune.py scores it (move it away to "
+             f"quiet this line)")
 
 
 def final(loaded, key):

@@ -197,9 +197,9 @@ def section_verdicts():
                 continue
             seen.add((first, second))
             c = comparison(first, second)
-            shown = (row if "−" in row else f"{first} − {second}" if title != "Fewer training images" else
+            compared = (row if "−" in row else f"{first} − {second}" if title != "Fewer training images" else
                      f"LeNet5 − CustomMLP without augmentation, {row} training images")
-            rows.append(f"| {shown} | {c.difference:+.3f} | {span(c.interval)} | {comparison_verdict(c)} |")
+            rows.append(f"| {compared} | {c.difference:+.3f} | {span(c.interval)} | {comparison_verdict(c)} |")
     return "\n".join(rows)
 
 
