@@ -88,12 +88,12 @@ def grid(args):
     return runs
 
 
-def table(args, runs_, out_dir, failed=()):
+def table(args, grid_runs, out_dir, failed=()):
     """The comparison of every setting with the best one, as lines of text; failed names the runs that failed now."""
     from mnistlab import files, runner, significance, slots
-    labels = runner.labels_of(runs_[0][2])  # every run of a sweep is scored on the same images
+    labels = runner.labels_of(grid_runs[0][2])  # every run of a sweep is scored on the same images
     correct, accuracy, missing = {}, {}, {}
-    for label, name, recipe in runs_:
+    for label, name, recipe in grid_runs:
         correct.setdefault(label, {})
         accuracy.setdefault(label, [])
         try:
@@ -108,7 +108,7 @@ def table(args, runs_, out_dir, failed=()):
     if not any(correct.values()):
         return ["no setting has a finished run to compare", *not_counted]
     best, compared = significance.against_best(correct)
-    scored_on = evaluated_on(runs_[0][2])
+    scored_on = evaluated_on(grid_runs[0][2])
     rows = [("setting", "seeds", f"{scored_on} accuracy %", "minus the best, points", "95% interval", "p", "verdict")]
     for label in correct:
         accs = accuracy[label]
@@ -145,16 +145,16 @@ def main(args):
     def body():
         from mnistlab import files, runner
         settings = runner.settings_of(args)
-        runs_ = grid(args)
-        if len(runs_) > MAX_RUNS:
-            raise UsageError(f"the grid holds {len(runs_):,} runs, more than the {MAX_RUNS:,} one sweep takes; split it "
-                             f"into several sweeps")
+        grid_runs = grid(args)
+        if len(grid_runs) > MAX_RUNS:
+            raise UsageError(f"the grid holds {len(grid_runs):,} runs, more than the {MAX_RUNS:,} one sweep takes; "
+                             f"split it into several sweeps")
         out_dir = args.out_dir or files.DEFAULT_OUT_DIR
         diverged = {}  # finished where training diverged: failed runs, which the same command does not train again
-        jobs, finished = runner.plan([(name, recipe) for _, name, recipe in runs_],
+        jobs, finished = runner.plan([(name, recipe) for _, name, recipe in grid_runs],
                                      lambda name: files.RunPaths.of(out_dir, name), out_dir, settings=settings,
                                      diverged=diverged)
-        emit(f"{len(runs_)} runs: {len(finished)} finished already"
+        emit(f"{len(grid_runs)} runs: {len(finished)} finished already"
              + (f" ({len(diverged)} diverged)" if diverged else "") + f", {len(jobs)} to train"
              + (f", {args.jobs} at once" if args.jobs > 1 and not settings.address else "")
              + (f", on the Ray cluster at {settings.address}" if settings.address else ""))
@@ -165,9 +165,9 @@ def main(args):
             print(f"\nsweep.py: interrupted; the finished runs are written whole.\ncontinue with: "
                   f"{command_again(sys.argv)}", file=sys.stderr)
             return signal_status(by)
-        emit("\n" + "\n".join(table(args, runs_, out_dir, failed)))
+        emit("\n" + "\n".join(table(args, grid_runs, out_dir, failed)))
         if failed:
-            print(f"sweep.py: {len(failed)} of {len(runs_)} runs failed: " +
+            print(f"sweep.py: {len(failed)} of {len(grid_runs)} runs failed: " +
                   "; ".join(f"{name} ({error})" for name, error in failed.items()), file=sys.stderr)
             return 1
         emit(f"the runs are in {relative(out_dir)}")

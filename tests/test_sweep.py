@@ -336,8 +336,8 @@ def planned(monkeypatch):
         "MAX_RUNS = 100_000")
 @guards("sweep.py",
         "a grid past MAX_RUNS refused",
-        "        if len(runs_) > MAX_RUNS:",
-        "        if len(runs_) > 2 * MAX_RUNS:")
+        "        if len(grid_runs) > MAX_RUNS:",
+        "        if len(grid_runs) > 2 * MAX_RUNS:")
 def test_a_grid_past_the_cap_is_refused_and_one_at_it_is_taken(planned, capsys):
     assert sweep.main(sweep_args("--seed", *range(1001))) == 2
     assert one_line(capsys.readouterr().err) == ("sweep.py: error: the grid holds 1,001 runs, more than the 1,000 one "

@@ -97,10 +97,10 @@ def check_moves(moves):
            for source, _ in moves if source.is_symlink() or not source.is_file() or source.suffix == ".png" and
            not is_png(source)]
     if bad:
-        runs_ = sorted({path.stem.removesuffix("_curves") for path, _ in bad})
-        raise UsageError(f"{bad[0][0]} {bad[0][1]}, so {len(runs_)} staged run{'s' * (len(runs_) != 1)} "
-                         f"({', '.join(runs_)}) cannot be moved into place whole; delete {STAGING} to start the rerun "
-                         f"over")
+        incomplete = sorted({path.stem.removesuffix("_curves") for path, _ in bad})
+        raise UsageError(f"{bad[0][0]} {bad[0][1]}, so {len(incomplete)} staged run{'s' * (len(incomplete) != 1)} "
+                         f"({', '.join(incomplete)}) cannot be moved into place whole; delete {STAGING} to start the "
+                         f"rerun over")
 
 
 def is_png(path):
