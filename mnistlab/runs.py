@@ -22,27 +22,105 @@ class Plan:
     results: dict = None
 
 
+# What a run's folder may hold, as plan_run tells it apart.
+NOTHING = "nothing"  # no checkpoint, and no results of a finished run
+DIVERGED_AT_ONCE = "diverged at once"  # no checkpoint, and the results of a run that diverged in its first epoch
+UNFINISHED = "unfinished"  # a checkpoint with epochs to train, or whose results are not written whole
+DIVERGED = "diverged"  # a checkpoint, and results saying that the run diverged in the epoch after it
+FINISHED = "finished"  # a checkpoint of every epoch, and its results written whole
+CHECKPOINT_GONE = "checkpoint gone"  # a finished run's results without their checkpoint (the report commits none)
+DAMAGED = "damaged"  # a checkpoint that does not load
+UNREADABLE = "unreadable"  # a checkpoint this user may not read: a good run, perhaps
+
+# The run there against this one, where what is there says how it trained.
+SAME = "same settings"
+OTHER_SETTINGS = "other settings"
+OTHER_MODEL = "other model"  # a checkpoint of another model
+
+ACTIONS = ("fresh", "resume", "done", "diverged")
+# What plan_run does with what is there, for a new run, for --resume, and for one of many runs with --resume
+# (--model all, a sweep): one of ACTIONS, or a refusal of REFUSALS. With --overwrite a new run replaces anything.
+# A new run never replaces an unfinished run, since forgetting --resume must not throw progress away, nor a finished
+# one: with other settings, a quick experiment must not silently replace a good model; with the same, rerunning it
+# only reproduces what is there, and would strip its results of what another program added. Many runs at once
+# skip a finished run, its checkpoint there or not, and a diverged one, which would diverge again.
+DECISIONS = {
+    # what is there, compared           a new run         --resume             many runs with --resume
+    (NOTHING, None):                   ("fresh",          "no checkpoint",     "fresh"),
+    (DIVERGED_AT_ONCE, None):          ("fresh",          "no checkpoint",     "diverged"),
+    (UNFINISHED, SAME):                ("unfinished",     "resume",            "resume"),
+    (UNFINISHED, OTHER_SETTINGS):      ("unfinished",     "other settings",    "same name"),
+    (UNFINISHED, OTHER_MODEL):         ("unfinished",     "other model",       "other model"),
+    (DIVERGED, SAME):                  ("unfinished",     "resume",            "diverged"),
+    (DIVERGED, OTHER_SETTINGS):        ("unfinished",     "other settings",    "same name"),
+    (DIVERGED, OTHER_MODEL):           ("unfinished",     "other model",       "other model"),
+    (FINISHED, SAME):                  ("finished",       "nothing to resume", "done"),
+    (FINISHED, OTHER_SETTINGS):        ("finished apart", "other settings",    "same name"),
+    (FINISHED, OTHER_MODEL):           ("finished apart", "other model",       "other model"),
+    (CHECKPOINT_GONE, SAME):           ("finished",       "checkpoint gone",   "done"),
+    (CHECKPOINT_GONE, OTHER_SETTINGS): ("finished apart", "checkpoint gone",   "same name, finished"),
+    (DAMAGED, None):                   ("damaged",        "not loaded",        "not loaded"),
+    (UNREADABLE, None):                ("unreadable",     "not loaded",        "not loaded"),
+}
+# Each refusal's message, formatted with paths, recipe (this run's), checkpoint, saved (the recipe there) and error
+# (the checkpoint's) as found, there and here (the settings that differ, as the run there and this one have them),
+# skip (the advice to skip a finished run) and overwrite (the advice to replace it); "not loaded" raises the
+# checkpoint's own error.
+REFUSALS = {
+    "no checkpoint": "--resume: no checkpoint at {paths.checkpoint}; run without --resume to start from scratch",
+    "unfinished": "{paths.checkpoint} holds an unfinished run (epoch {checkpoint[epoch]} of "
+                  "{checkpoint[recipe][epochs]}); add --resume to continue it, or --overwrite to start over",
+    "finished": "{paths.results.parent.parent} already holds a finished {paths.checkpoint.stem} with the same "
+                "settings; {skip}pass --tag NAME or another --out-dir to train it again beside it{overwrite}",
+    "finished apart": "{paths.results.parent.parent} already holds a finished {paths.checkpoint.stem} with {there}, "
+                      "where this run has {here}; pass --tag NAME to keep both{overwrite}",
+    "nothing to resume": "--resume: {paths.checkpoint} has finished all {recipe[epochs]} epochs and its results are "
+                         "written; nothing to resume",
+    "checkpoint gone": "--resume: {paths.results} holds a finished run, whose checkpoint is gone: nothing to resume; "
+                       "drop --resume and pass --tag NAME or another --out-dir to train it again beside it",
+    "other settings": "--resume: {paths.checkpoint} was trained with {there}; resume with the same settings",
+    "other model": "--resume: {paths.checkpoint} holds a {saved[model]} checkpoint, not {recipe[model]}; pass --model "
+                   "{saved[model]} or run without --resume",
+    "same name": "{paths.checkpoint} holds a run with {there}, where this one has {here}; pass --tag NAME to keep "
+                 "both, or another --out-dir",
+    "same name, finished": "{paths.results} holds a finished run with {there}, where this one has {here}; pass --tag "
+                           "NAME to keep both, or another --out-dir",
+    "damaged": "{paths.checkpoint} is not a readable checkpoint; pass --overwrite to replace it",
+    "unreadable": "{paths.checkpoint} {error.reason}, or pass --tag NAME or another --out-dir to train beside it",
+}
+
+
+@dataclass
+class Found:
+    """What is at a run's paths: its state, and how the run there compares with this one; the checkpoint there, the
+    recipe it trained with and the settings in which that differs from this one's, or the checkpoint's error."""
+    state: str
+    compared: str = None
+    checkpoint: dict = None
+    saved: dict = None
+    changed: list = ()
+    error: Exception = None
+
+
 def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False, threads=None, set_threads=None):
-    """Check a run's folder against what the command asks for; a conflict is a UsageError naming the way out.
-
-    Results that hold more than a run writes (RESULT_KEYS: the report's measurements) are never stripped: no
-    plan trains over them, whatever the flags. Otherwise, with overwrite, any run there is replaced.
-
-    Without resume, a run there is replaced only where overwrite says so: an unfinished run is refused, since
-    forgetting --resume must not throw progress away; a finished run with other settings, since a quick experiment
-    must not silently replace a good model; and a finished run with the same settings too, since rerunning it only
-    reproduces what is there, and would strip its results of what another program added (the report's
-    measurements) and leave nothing whole where it is stopped. With resume, skip_finished makes a finished run
-    "done" instead of an error, its checkpoint there or not, a run that diverged "diverged", and a run never begun
-    "fresh" (for --model all and many runs at once).
+    """What to do with the run at paths, by DECISIONS; a conflict is a UsageError naming the way out. skip_finished:
+    one of many runs (--model all). Results that hold more than a run writes (RESULT_KEYS: the report's
+    measurements) are never stripped: no plan trains over them, whatever the flags.
 
     threads: the torch threads this run would train with. A run resumes only at the count it began with, which
     changes its numbers (the order of floating-point sums); set_threads(count) says how to set it.
     """
     held = files.read_json(paths.results)
     extra = sorted(set(held) - set(RESULT_KEYS)) if isinstance(held, dict) else []
-    plan = _plan(paths, recipe, held, resume, overwrite, skip_finished, replace="" if extra else
-                 ", or --overwrite to replace it")
+    if overwrite and not resume:
+        plan = Plan("fresh")  # nothing there is read
+    else:
+        found = found_at(paths, recipe, held)
+        step = DECISIONS[found.state, found.compared][2 if resume and skip_finished else 1 if resume else 0]
+        if step not in ACTIONS:
+            raise refusal(step, paths, recipe, found, skip_finished, extra)
+        plan = Plan(step, found.checkpoint if step in ("resume", "diverged") else None,
+                    held if step in ("done", "diverged") else None)
     began = plan.checkpoint.get("threads") if plan.action == "resume" else None  # None: saved before it was kept
     if threads is not None and began is not None and began != threads:
         raise UsageError(f"{'' if skip_finished else '--resume: '}{paths.checkpoint} was trained with {began} torch "
@@ -55,76 +133,42 @@ def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False, thread
     return plan
 
 
-def _plan(paths, recipe, held, resume, overwrite, skip_finished, replace):
-    """plan_run's plan, before its check of the measurements in held, the results there; replace is the advice to
-    pass --overwrite, where it may be given."""
-    exists = paths.checkpoint.exists()
-    saved = held.get("recipe") if isinstance(held, dict) and held.get("status") == "complete" else None
-    if not resume:
-        if overwrite:
-            return Plan("fresh")
-        if exists:
-            try:
-                checkpoint = checkpoints.load_checked(paths.checkpoint)
-            except checkpoints.CheckpointError as e:
-                if e.unreadable:  # a good run, perhaps: nothing here may advise replacing it
-                    raise UsageError(f"{paths.checkpoint} {e.reason}, or pass --tag NAME or another --out-dir to "
-                                     f"train beside it") from None
-                raise UsageError(f"{paths.checkpoint} is not a readable checkpoint; pass --overwrite to replace "
-                                 f"it") from None
-            if not is_finished(paths, checkpoint):
-                raise UsageError(f"{paths.checkpoint} holds an unfinished run (epoch {checkpoint['epoch']} of "
-                                 f"{checkpoint['recipe']['epochs']}); add --resume to continue it, or --overwrite to "
-                                 f"start over")
-            saved = checkpoint["recipe"]
-        # else the checkpoint may be gone while the results it produced remain
-        if not isinstance(saved, dict):
-            return Plan("fresh")
-        changed = differing(saved, recipe)
-        finished = (f"{paths.results.parent.parent} already holds a finished {paths.checkpoint.stem} with "
-                    f"{settings(completed(saved), changed) if changed else 'the same settings'}")
-        if changed:
-            raise UsageError(f"{finished}, where this run has {settings(recipe, changed)}; pass --tag NAME to keep "
-                             f"both{replace}")
-        raise UsageError(f"{finished}; {'pass --resume to skip it, ' if skip_finished else ''}pass --tag NAME or "
-                         f"another --out-dir to train it again beside it{replace}")
-    if not exists and skip_finished:
+def found_at(paths, recipe, held):
+    """What is at paths, held being the results there, against this run's recipe."""
+    if not paths.checkpoint.exists():
+        saved = held.get("recipe") if isinstance(held, dict) and held.get("status") == "complete" else None
         if stopped_diverged(held, 0):
-            return Plan("diverged", results=held)
+            return Found(DIVERGED_AT_ONCE)
         if not isinstance(saved, dict):
-            return Plan("fresh")
-        changed = differing(saved, recipe)  # finished, and its checkpoint gone (the report commits no checkpoints)
-        if changed:
-            raise UsageError(f"{paths.results} holds a finished run with {settings(completed(saved), changed)}, where "
-                             f"this one has {settings(recipe, changed)}; pass --tag NAME to keep both, or another "
-                             f"--out-dir")
-        return Plan("done", results=held)
-    if not exists and isinstance(saved, dict):  # without --resume, a finished run is refused too
-        raise UsageError(f"--resume: {paths.results} holds a finished run, whose checkpoint is gone: nothing to "
-                         f"resume; drop --resume and pass --tag NAME or another --out-dir to train it again beside it")
-    if not exists:
-        raise UsageError(f"--resume: no checkpoint at {paths.checkpoint}; run without --resume to start from "
-                         f"scratch")
-    checkpoint = checkpoints.load_checked(paths.checkpoint, "--resume")
+            return Found(NOTHING)
+        changed = differing(saved, recipe)
+        return Found(CHECKPOINT_GONE, OTHER_SETTINGS if changed else SAME, saved=saved, changed=changed)
+    try:
+        checkpoint = checkpoints.load_checked(paths.checkpoint, "--resume")
+    except checkpoints.CheckpointError as e:
+        return Found(UNREADABLE if e.unreadable else DAMAGED, error=e)
     saved = checkpoint["recipe"]
-    if saved["model"] != recipe["model"]:
-        raise UsageError(f"--resume: {paths.checkpoint} holds a {saved['model']} checkpoint, not {recipe['model']}; "
-                         f"pass --model {saved['model']} or run without --resume")
     changed = differing(saved, recipe)
-    if changed and skip_finished:  # many runs at once: this one is another run of the same name
-        raise UsageError(f"{paths.checkpoint} holds a run with {settings(completed(saved), changed)}, where this one "
-                         f"has {settings(recipe, changed)}; pass --tag NAME to keep both, or another --out-dir")
-    if changed:
-        raise UsageError(f"--resume: {paths.checkpoint} was trained with {settings(completed(saved), changed)}; resume "
-                         f"with the same settings")
-    if skip_finished and stopped_diverged(held, checkpoint["epoch"]):
-        return Plan("diverged", checkpoint=checkpoint, results=held)
-    if is_finished(paths, checkpoint):
-        if skip_finished:
-            return Plan("done", results=files.read_json(paths.results))
-        raise UsageError(f"--resume: {paths.checkpoint} has finished all {recipe['epochs']} epochs and its results "
-                         f"are written; nothing to resume")
-    return Plan("resume", checkpoint=checkpoint)
+    if stopped_diverged(held, checkpoint["epoch"]):
+        state = DIVERGED
+    else:
+        state = FINISHED if is_finished(checkpoint, held) else UNFINISHED
+    compared = OTHER_MODEL if saved["model"] != recipe["model"] else OTHER_SETTINGS if changed else SAME
+    return Found(state, compared, checkpoint, saved, changed)
+
+
+def refusal(name, paths, recipe, found, skip_finished, extra):
+    """The error of the refusal name, for what was found at paths. extra: the measurements in the results there,
+    which --overwrite would strip, so that nothing advises it."""
+    if name == "not loaded":
+        return found.error
+    there = here = None
+    if found.saved:
+        there, here = settings(completed(found.saved), found.changed), settings(recipe, found.changed)
+    return UsageError(REFUSALS[name].format(
+        paths=paths, recipe=recipe, checkpoint=found.checkpoint, saved=found.saved, error=found.error, there=there,
+        here=here, skip="pass --resume to skip it, " if skip_finished else "",
+        overwrite="" if extra else ", or --overwrite to replace it"))
 
 
 def differing(saved, recipe):
@@ -145,9 +189,8 @@ def settings(recipe, keys):
     return " ".join(map(flag, keys))
 
 
-def is_finished(paths, checkpoint):
-    """All epochs trained and the results written whole."""
-    results = files.read_json(paths.results)
+def is_finished(checkpoint, results):
+    """All the checkpoint's epochs trained, and results, the run's, written whole."""
     return (checkpoint["epoch"] >= checkpoint["recipe"]["epochs"] and isinstance(results, dict)
             and results.get("status") == "complete" and isinstance(results.get("history"), list)
             and len(results["history"]) == checkpoint["epoch"])

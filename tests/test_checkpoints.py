@@ -581,8 +581,8 @@ def test_a_run_saved_before_label_smoothing_existed_reads_as_trained_without_it(
 
 @guards("mnistlab/runs.py",
         "a checkpoint this user may not read is refused without advice to overwrite it",
-        "                if e.unreadable:  # a good run",
-        "                if False:  # a good run")
+        '(UNREADABLE, None):                ("unreadable",',
+        '(UNREADABLE, None):                ("damaged",')
 @guards("mnistlab/checkpoints.py",
         "a checkpoint this user may not read is not called damaged",
         "raise CheckpointError(flag, path, reason, advice, unreadable=e.unreadable) from None",

@@ -41,9 +41,8 @@ def test_a_validation_run_never_replaces_or_resumes_a_test_set_run(extra, messag
 
 @guards("mnistlab/runs.py",
         "a damaged checkpoint is replaced only with --overwrite",
-        '                raise UsageError(f"{paths.checkpoint} is not a readable checkpoint; pass --overwrite to '
-        'replace "\n                                 f"it") from None',
-        '                return Plan("fresh")')
+        '(DAMAGED, None):                   ("damaged",',
+        '(DAMAGED, None):                   ("fresh",')
 def test_a_damaged_checkpoint_is_replaced_only_with_overwrite(tmp_path, cli):
     path = tmp_path / "checkpoints" / f"{RUN}.pt"
     path.parent.mkdir()
@@ -57,8 +56,8 @@ def test_a_damaged_checkpoint_is_replaced_only_with_overwrite(tmp_path, cli):
 
 @guards("mnistlab/runs.py",
         "--model all --resume refuses a run of the same name with other settings",
-        "    if changed and skip_finished:",
-        "    if False:")
+        '(FINISHED, OTHER_SETTINGS):        ("finished apart", "other settings",    "same name")',
+        '(FINISHED, OTHER_SETTINGS):        ("finished apart", "other settings",    "other settings")')
 def test_model_all_resume_refuses_a_run_of_the_same_name_with_other_settings(finished, tmp_path, cli):
     shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
     before = outputs_of(tmp_path)
@@ -70,8 +69,8 @@ def test_model_all_resume_refuses_a_run_of_the_same_name_with_other_settings(fin
 
 @guards("mnistlab/runs.py",
         "--resume of a finished run is refused (nothing to resume)",
-        "    if is_finished(paths, checkpoint):\n        if skip_finished:",
-        "    if is_finished(paths, checkpoint) and skip_finished:\n        if skip_finished:")
+        '"nothing to resume", "done")',
+        '"resume", "done")')
 def test_resume_of_a_finished_run_is_refused_and_leaves_its_files(finished, tmp_path, cli):
     shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
     path = tmp_path / "results" / f"{RUN}.json"
@@ -206,16 +205,16 @@ def test_a_loss_past_what_results_may_hold_fails_the_run_and_its_results_say_div
 
 @guards("mnistlab/runs.py",
         "--resume without a checkpoint is refused",
-        '    if not exists:\n        raise UsageError(f"--resume: no checkpoint',
-        '    if False:\n        raise UsageError(f"--resume: no checkpoint')
+        '(NOTHING, None):                   ("fresh",          "no checkpoint",',
+        '(NOTHING, None):                   ("fresh",          "fresh",')
 def test_resume_without_a_checkpoint_is_rejected(tmp_path, cli):
     assert_rejected(["--resume", "--out-dir", tmp_path], tmp_path, cli, "--resume: no checkpoint at")
 
 
 @guards("mnistlab/runs.py",
         "--resume of a finished run whose checkpoint is gone says so, not run without --resume",
-        "    if not exists and isinstance(saved, dict):  # without --resume",
-        "    if False:  # without --resume")
+        '(CHECKPOINT_GONE, SAME):           ("finished",       "checkpoint gone",',
+        '(CHECKPOINT_GONE, SAME):           ("finished",       "no checkpoint",')
 def test_resume_of_a_finished_run_whose_checkpoint_is_gone_says_so_and_the_advice_trains_beside_it(tmp_path, cli):
     argv = ["--model", "lenet5", *QUICK, "--epochs", "1", "--out-dir", tmp_path]
     assert cli(argv)[0] == 0
@@ -230,8 +229,8 @@ def test_resume_of_a_finished_run_whose_checkpoint_is_gone_says_so_and_the_advic
 
 @guards("mnistlab/runs.py",
         "--resume refuses another model's checkpoint",
-        '    if saved["model"] != recipe["model"]:',
-        "    if False:")
+        '(UNFINISHED, OTHER_MODEL):         ("unfinished",     "other model",',
+        '(UNFINISHED, OTHER_MODEL):         ("unfinished",     "other settings",')
 def test_resume_from_another_models_checkpoint_is_rejected(tmp_path, cli):
     assert cli(["--model", "lenet5", *QUICK, "--epochs", "1", "--out-dir", tmp_path])[0] == 0
     (tmp_path / "checkpoints" / "lenet5_seed0.pt").rename(tmp_path / "checkpoints" / "custom_mlp_seed0.pt")
@@ -241,8 +240,8 @@ def test_resume_from_another_models_checkpoint_is_rejected(tmp_path, cli):
 
 @guards("mnistlab/runs.py",
         "--resume refuses other settings",
-        '    if changed:\n        raise UsageError(f"--resume:',
-        '    if False:\n        raise UsageError(f"--resume:')
+        '("finished apart", "other settings",',
+        '("finished apart", "nothing to resume",')
 def test_resume_with_other_settings_is_rejected(tmp_path, cli):
     assert cli(["--model", "lenet5", *QUICK, "--out-dir", tmp_path])[0] == 0
     assert_rejected(["--model", "lenet5", *QUICK, "--epochs", "5", "--lr", "0.2", "--resume", "--out-dir", tmp_path],
@@ -251,8 +250,8 @@ def test_resume_with_other_settings_is_rejected(tmp_path, cli):
 
 @guards("mnistlab/runs.py",
         "an unfinished run is not replaced without --resume or --overwrite",
-        "            if not is_finished(paths, checkpoint):\n                raise",
-        "            if False:\n                raise")
+        '(UNFINISHED, SAME):                ("unfinished",',
+        '(UNFINISHED, SAME):                ("fresh",')
 def test_a_fresh_run_refuses_to_replace_an_unfinished_one(tmp_path, cli, monkeypatch):
     argv = ["--model", "lenet5", *QUICK, "--epochs", "3", "--out-dir", tmp_path]
     restore = interrupt_epoch(monkeypatch, 2)
@@ -270,8 +269,8 @@ def test_a_fresh_run_refuses_to_replace_an_unfinished_one(tmp_path, cli, monkeyp
 
 @guards("mnistlab/runs.py",
         "a finished run with other settings is not replaced",
-        '        if changed:\n            raise UsageError(f"{finished}, where',
-        '        if False:\n            raise UsageError(f"{finished}, where')
+        '(FINISHED, OTHER_SETTINGS):        ("finished apart",',
+        '(FINISHED, OTHER_SETTINGS):        ("fresh",')
 @pytest.mark.parametrize("change, differs", [
     (["--lr", "0.05"], "with --lr 0.1, where this run has --lr 0.05"),
     (["--epochs", "1"], "with --epochs 2, where this run has --epochs 1"),
@@ -337,13 +336,12 @@ def test_the_same_run_twice_needs_overwrite_and_reproduces_the_first(finished, t
         "    if False:")
 @guards("mnistlab/runs.py",
         "no --overwrite advice where it would strip measurements",
-        'replace="" if extra else\n                 ", or --overwrite to replace it")',
-        'replace=", or --overwrite to replace it")')
+        'overwrite="" if extra else ", or --overwrite to replace it"',
+        'overwrite=", or --overwrite to replace it"')
 @guards("mnistlab/runs.py",
         "a finished run with the same settings is not rerun (its results would be stripped)",
-        '        raise UsageError(f"{finished}; {\'pass --resume to skip it, \' if skip_finished else \'\'}pass '
-        '--tag NAME or "\n                         f"another --out-dir to train it again beside it{replace}")',
-        '        return Plan("fresh")')
+        '(FINISHED, SAME):                  ("finished",',
+        '(FINISHED, SAME):                  ("fresh",')
 @pytest.mark.parametrize("checkpoint", ["kept", "deleted"])
 def test_a_rerun_never_strips_a_finished_runs_results(checkpoint, finished, tmp_path, cli):
     shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
@@ -370,10 +368,8 @@ def test_a_rerun_never_strips_a_finished_runs_results(checkpoint, finished, tmp_
 
 @guards("mnistlab/runs.py",
         "a finished run whose checkpoint is gone is skipped by --resume and sweeps, not trained afresh",
-        '        if not isinstance(saved, dict):\n            return Plan("fresh")\n        changed = '
-        'differing(saved, recipe)  # finished',
-        '        if True:\n            return Plan("fresh")\n        changed = '
-        'differing(saved, recipe)  # finished')
+        '"checkpoint gone",   "done")',
+        '"checkpoint gone",   "fresh")')
 def test_model_all_resume_skips_a_finished_run_whose_checkpoint_is_gone(finished, tmp_path, cli):
     # `main.py --model all --resume --out-dir .`: the report commits results, not checkpoints.
     kept = with_measurements_and_no_checkpoint(finished, tmp_path)
@@ -384,8 +380,8 @@ def test_model_all_resume_skips_a_finished_run_whose_checkpoint_is_gone(finished
 
 @guards("mnistlab/runs.py",
         "such a run with other settings is refused, not skipped as if it were this one",
-        '        if changed:\n            raise UsageError(f"{paths.results} holds a finished run with',
-        '        if False:\n            raise UsageError(f"{paths.results} holds a finished run with')
+        '"same name, finished")',
+        '"done")')
 def test_model_all_resume_with_other_settings_never_trains_over_a_finished_run(finished, tmp_path, cli):
     kept = with_measurements_and_no_checkpoint(finished, tmp_path)
     status, out, err = cli(["--model", "all", *QUICK[:-2], "--epochs", "1", "--out-dir", tmp_path, "--resume"])

@@ -276,8 +276,8 @@ def test_a_finished_run_whose_checkpoint_is_gone_is_never_trained_over(tmp_path)
         "        if False:")
 @guards("mnistlab/runs.py",
         "a sweep does not resume a run that diverged after its checkpoint's epochs",
-        '    if skip_finished and stopped_diverged(held, checkpoint["epoch"]):',
-        "    if False:")
+        '(DIVERGED, SAME):                  ("unfinished",     "resume",            "diverged")',
+        '(DIVERGED, SAME):                  ("unfinished",     "resume",            "resume")')
 @guards("mnistlab/runner.py",
         "a run that diverged already is finished for a sweep, not trained again",
         '        stopped = step.action == "diverged" and diverged is not None',
