@@ -102,9 +102,9 @@ def train(args, recipes, device):
         raise UsageError(f"--out-dir {relative(out_dir)} is the repository, whose results/ and plots/ are the report's "
                          f"(make report writes them); pass another --out-dir")
     paths = [files.RunPaths.of(out_dir, run_name(r["model"], args.tag, args.seed, args.recipe)) for r in recipes]
-    plans = [runs.plan_run(p, r, args.resume, args.overwrite, skip_finished=len(recipes) > 1,
-                           threads=torch.get_num_threads(), set_threads=set_threads)
-             for p, r in zip(paths, recipes)]
+    decisions = [runs.decide(p, r, args.resume, args.overwrite, skip_finished=len(recipes) > 1,
+                             threads=torch.get_num_threads(), set_threads=set_threads)
+                 for p, r in zip(paths, recipes)]
     comparison = out_dir / "plots" / f"{run_name('comparison', args.tag, args.seed)}.png" if len(recipes) > 1 else None
     data = dataset.load_splits(args.data_dir or dataset.DEFAULT_DATA_DIR, device, args.validation, args.limit)
     outputs = [output for path in paths for output in path.outputs] + ([comparison] if comparison else [])
@@ -115,20 +115,20 @@ def train(args, recipes, device):
     with contextlib.ExitStack() as locks:
         for path in paths:
             locks.enter_context(files.RunLock(path))
-        for recipe, path, plan in zip(recipes, paths, plans):
-            if plan.action == "done":
+        for recipe, path, decision in zip(recipes, paths, decisions):
+            if decision.action == "done":
                 emit(f"\n{recipe['model']}: finished already, in {relative(path.results)}")
-                histories[recipe["model"]] = [plan.results["history"]]
+                histories[recipe["model"]] = [decision.results["history"]]
                 done.append(recipe["model"])
                 continue
             model = engine.build_model(recipe, "cpu")
             emit(f"\n{recipe['model']}: {count_parameters(model):,} parameters\n{parameter_table(model)}\n"
                  f"{format_recipe(recipe)}")
-            if plan.checkpoint:
-                emit(f"resuming from {path.checkpoint} after epoch {plan.checkpoint['epoch']}")
+            if decision.checkpoint:
+                emit(f"resuming from {path.checkpoint} after epoch {decision.checkpoint['epoch']}")
             try:
                 results = runs.train_run(
-                    recipe, data, device, path, plan.checkpoint, eval_batch_size=args.eval_batch_size,
+                    recipe, data, device, path, decision.checkpoint, eval_batch_size=args.eval_batch_size,
                     compile=args.compile, progress=sys.stderr.isatty(),
                     on_epoch=lambda r: emit(runs.format_epoch(r, recipe["epochs"], scored_on)))
             except Interrupted as e:

@@ -91,7 +91,7 @@ def grid(args):
 def table(args, grid_runs, out_dir, failed=()):
     """The comparison of every setting with the best one, as lines of text; failed names the runs that failed now."""
     from mnistlab import files, runner, significance, slots
-    labels = runner.labels_of(grid_runs[0][2])  # every run of a sweep is scored on the same images
+    labels = runner.true_labels(grid_runs[0][2])  # every run of a sweep is scored on the same images
     correct, accuracy, missing = {}, {}, {}
     for label, name, recipe in grid_runs:
         correct.setdefault(label, {})
@@ -151,15 +151,15 @@ def main(args):
                              f"split it into several sweeps")
         out_dir = args.out_dir or files.DEFAULT_OUT_DIR
         diverged = {}  # finished where training diverged: failed runs, which the same command does not train again
-        jobs, finished = runner.plan([(name, recipe) for _, name, recipe in grid_runs],
-                                     lambda name: files.RunPaths.of(out_dir, name), out_dir, settings=settings,
-                                     diverged=diverged)
+        jobs, finished = runner.jobs_to_train([(name, recipe) for _, name, recipe in grid_runs],
+                                              lambda name: files.RunPaths.of(out_dir, name), out_dir,
+                                              settings=settings, diverged=diverged)
         emit(f"{len(grid_runs)} runs: {len(finished)} finished already"
              + (f" ({len(diverged)} diverged)" if diverged else "") + f", {len(jobs)} to train"
              + (f", {args.jobs} at once" if args.jobs > 1 and not settings.address else "")
              + (f", on the Ray cluster at {settings.address}" if settings.address else ""))
         try:
-            failed = {**diverged, **(runner.train_all(jobs, settings, line=runner.describe) if jobs else {})}
+            failed = {**diverged, **(runner.train_and_report(jobs, settings, line=runner.describe) if jobs else {})}
         except (KeyboardInterrupt, Interrupted) as e:
             by = e.by if isinstance(e, Interrupted) else e
             print(f"\nsweep.py: interrupted; the finished runs are written whole.\ncontinue with: "

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # What a run's files are, in the order the driver writes them: its results last, as the mark of a whole run.
 KINDS = ("checkpoint", "curves", "results")
 # What Ray's workers need: the package, the design card's model.py and dataset.py that it imports, and the bundled
-# MNIST; never the programs, .venv, .git or anyone's runs. A task runs runner.train and, for the report,
+# MNIST; never the programs, .venv, .git or anyone's runs. A task runs runner.train_task and, for the report,
 # measurements.measure: neither needs scripts/.
 PACKAGE = ("mnistlab/*.py", "model.py", "dataset.py", "data/bundle/*")
 # A task whose worker or node dies is run again this many times; a run that fails on its own is not.
@@ -72,7 +72,7 @@ class Outcome:
     seconds: float
 
 
-def train(recipe, name, threads, device, resume_from=None, eval_batch_size=1000, measure=None, out_dir=None):
+def train_task(recipe, name, threads, device, resume_from=None, eval_batch_size=1000, measure=None, out_dir=None):
     """Train one run; returns (its files' bytes by kind, its error or None, seconds). Runs in this process or in a
     Ray worker alike: the same code makes the same files. With out_dir, the run trains in place there, as main.py
     does, and resumes from the checkpoint there; without, in a temporary folder, and its files come back as bytes."""
@@ -110,7 +110,7 @@ def install(outcome):
             files.save(target, files.atomic_write, lambda f: f.write(data), resumable=False)
 
 
-def run_all(jobs, settings, measure=lambda job: None):
+def train_each(jobs, settings, measure=lambda job: None):
     """Train every job; yields each Outcome as it finishes, once its files are written. measure(job) gives the
     job's runs.train_run measure hook. KeyboardInterrupt (cli.Terminated for SIGTERM and SIGHUP) stops what is pending and
     running; what finished is written whole, and with jobs 1, the run in flight keeps its checkpoint, as main.py's."""
@@ -119,15 +119,15 @@ def run_all(jobs, settings, measure=lambda job: None):
             # A run laid out as main.py lays it out trains in place; any other (the tuning's) in a temporary folder.
             folder = job.paths.results.parent.parent
             in_place = folder if job.paths == files.RunPaths.of(folder, job.name) else None
-            outcome = Outcome(job, *train(job.recipe, job.name, settings.threads, settings.device, job.resume_from,
+            outcome = Outcome(job, *train_task(job.recipe, job.name, settings.threads, settings.device, job.resume_from,
                                           settings.eval_batch_size, measure(job), in_place))
             install(outcome)  # nothing to write for a run trained in place
             yield outcome
         return
-    yield from run_on_ray(jobs, settings, measure)
+    yield from train_on_ray(jobs, settings, measure)
 
 
-def plan(named_recipes, paths_of, out_dir, flag="--out-dir", settings=None, diverged=None):
+def jobs_to_train(named_recipes, paths_of, out_dir, flag="--out-dir", settings=None, diverged=None):
     """Jobs for the (name, recipe) pairs still to train, and the names of those finished already: a finished run is
     skipped, an unfinished one resumes from its checkpoint. UsageError, before any work, for a run that would
     replace another with other settings, or resume at another thread count than settings give it. paths_of(name)
@@ -138,41 +138,41 @@ def plan(named_recipes, paths_of, out_dir, flag="--out-dir", settings=None, dive
 
     from mnistlab import runs, slots
     jobs, finished = [], []
-    # Each run's torch threads: --cpus-per-run, else one on Ray, else this process's default, where train runs.
+    # Each run's torch threads: --cpus-per-run, else one on Ray, else this process's default, where train_task runs.
     local = settings is not None and settings.jobs == 1 and settings.address is None
     threads = None if settings is None else settings.threads or (torch.get_num_threads() if local else 1)
     for name, recipe in named_recipes:
         paths = paths_of(name)
-        step = runs.plan_run(paths, recipe, resume=True, skip_finished=True, threads=threads,
-                             set_threads="pass --cpus-per-run {} to continue it".format)
-        stopped = step.action == "diverged" and diverged is not None
-        if step.action == "done" or stopped:
+        decision = runs.decide(paths, recipe, resume=True, skip_finished=True, threads=threads,
+                               set_threads="pass --cpus-per-run {} to continue it".format)
+        stopped = decision.action == "diverged" and diverged is not None
+        if decision.action == "done" or stopped:
             try:  # finished, but is its results file whole? A damaged one is trained again, not skipped forever
                 slots.load(paths.results, "training it again", recipe=recipe,
-                           labels=None if stopped else labels_of(recipe), diverged=stopped)
+                           labels=None if stopped else true_labels(recipe), diverged=stopped)
                 finished.append(name)
                 if stopped:
-                    diverged[name] = (f"training diverged in epoch {len(step.results['history']) + 1}, as "
+                    diverged[name] = (f"training diverged in epoch {len(decision.results['history']) + 1}, as "
                                       f"{paths.results} says; lower --lr (it was {recipe['lr']})")
                 continue
             except slots.BadResults as e:
                 emit(f"{name}: {e}")
             jobs.append(Job(name, recipe, paths))
         else:
-            jobs.append(Job(name, recipe, paths, paths.checkpoint.read_bytes() if step.checkpoint else None))
+            jobs.append(Job(name, recipe, paths, paths.checkpoint.read_bytes() if decision.checkpoint else None))
     files.prepare_out_dir(out_dir, [path for job in jobs for path in job.paths.outputs if path is not None], flag)
     return jobs, finished
 
 
 @functools.cache
-def labels_for(validation, limit):
+def _split_labels(validation, limit):
     import dataset
     return dataset.load_splits(validation=validation, limit=limit)[3].numpy()
 
 
-def labels_of(recipe):
+def true_labels(recipe):
     """The true labels of the images a recipe's run is scored on."""
-    return labels_for(recipe["validation"], recipe["limit"])
+    return _split_labels(recipe["validation"], recipe["limit"])
 
 
 def open_files_for(count):
@@ -189,7 +189,7 @@ def open_files_for(count):
     resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-def train_all(jobs, settings, measure=lambda job: None, line=lambda outcome: None):
+def train_and_report(jobs, settings, measure=lambda job: None, line=lambda outcome: None):
     """Train the jobs under their runs' locks, with a progress bar over runs on a terminal and line(outcome)
     printed as each finishes, so that many workers never interleave their epochs; returns {name: error} for those
     that failed."""
@@ -200,7 +200,7 @@ def train_all(jobs, settings, measure=lambda job: None, line=lambda outcome: Non
         for job in jobs:
             locks.enter_context(files.RunLock(job.paths))
         with tqdm(total=len(jobs), unit="run", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
-            for outcome in run_all(jobs, settings, measure):
+            for outcome in train_each(jobs, settings, measure):
                 if outcome.error:
                     failed[outcome.job.name] = outcome.error
                 text = line(outcome)
@@ -238,7 +238,7 @@ def settings_of(args):
                     device=getattr(args, "device", "auto"), eval_batch_size=getattr(args, "eval_batch_size", 1000))
 
 
-def run_on_ray(jobs, settings, measure):
+def train_on_ray(jobs, settings, measure):
     stop, handlers = [], {}
 
     def flag(signum, frame):
@@ -275,7 +275,7 @@ def run_on_ray(jobs, settings, measure):
                     listen()
                 import ray  # only now: start_ray sets the environment Ray reads on import
                 stopped()
-                task = ray.remote(train).options(num_cpus=settings.threads or 1, num_gpus=settings.gpus,
+                task = ray.remote(train_task).options(num_cpus=settings.threads or 1, num_gpus=settings.gpus,
                                                  max_retries=RETRIES, retry_exceptions=False)
                 device = "cuda" if settings.gpus else "cpu"
                 pending = {task.remote(job.recipe, job.name, settings.threads or 1, device, job.resume_from,

@@ -14,7 +14,7 @@ from model import count_parameters
 
 
 @dataclass
-class Plan:
+class Decision:
     """What to do for a run: "fresh", "resume" from checkpoint, "done" (finished, with its results), or "diverged"
     (stopped where its training diverged, after the epochs of its checkpoint, if any, with its results)."""
     action: str
@@ -22,7 +22,7 @@ class Plan:
     results: dict = None
 
 
-# What a run's folder may hold, as plan_run tells it apart.
+# What a run's folder may hold, as decide tells it apart.
 NOTHING = "nothing"  # no checkpoint, and no results of a finished run
 DIVERGED_AT_ONCE = "diverged at once"  # no checkpoint, and the results of a run that diverged in its first epoch
 UNFINISHED = "unfinished"  # a checkpoint with epochs to train, or whose results are not written whole
@@ -38,7 +38,7 @@ OTHER_SETTINGS = "other settings"
 OTHER_MODEL = "other model"  # a checkpoint of another model
 
 ACTIONS = ("fresh", "resume", "done", "diverged")
-# What plan_run does with what is there, for a new run, for --resume, and for one of many runs with --resume
+# What decide does with what is there, for a new run, for --resume, and for one of many runs with --resume
 # (--model all, a sweep): one of ACTIONS, or a refusal of REFUSALS. With --overwrite a new run replaces anything.
 # A new run never replaces an unfinished run, since forgetting --resume must not throw progress away, nor a finished
 # one: with other settings, a quick experiment must not silently replace a good model; with the same, rerunning it
@@ -102,10 +102,10 @@ class Found:
     error: Exception = None
 
 
-def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False, threads=None, set_threads=None):
+def decide(paths, recipe, resume, overwrite=False, skip_finished=False, threads=None, set_threads=None):
     """What to do with the run at paths, by DECISIONS; a conflict is a UsageError naming the way out. skip_finished:
     one of many runs (--model all). Results that hold more than a run writes (RESULT_KEYS: the report's
-    measurements) are never stripped: no plan trains over them, whatever the flags.
+    measurements) are never stripped: no decision trains over them, whatever the flags.
 
     threads: the torch threads this run would train with. A run resumes only at the count it began with, which
     changes its numbers (the order of floating-point sums); set_threads(count) says how to set it.
@@ -113,24 +113,25 @@ def plan_run(paths, recipe, resume, overwrite=False, skip_finished=False, thread
     held = files.read_json(paths.results)
     extra = sorted(set(held) - set(RESULT_KEYS)) if isinstance(held, dict) else []
     if overwrite and not resume:
-        plan = Plan("fresh")  # nothing there is read
+        decision = Decision("fresh")  # nothing there is read
     else:
         found = found_at(paths, recipe, held)
-        step = DECISIONS[found.state, found.compared][2 if resume and skip_finished else 1 if resume else 0]
-        if step not in ACTIONS:
-            raise refusal(step, paths, recipe, found, skip_finished, extra)
-        plan = Plan(step, found.checkpoint if step in ("resume", "diverged") else None,
-                    held if step in ("done", "diverged") else None)
-    began = plan.checkpoint.get("threads") if plan.action == "resume" else None  # None: saved before it was kept
+        outcome = DECISIONS[found.state, found.compared][2 if resume and skip_finished else 1 if resume else 0]
+        if outcome not in ACTIONS:
+            raise refusal(outcome, paths, recipe, found, skip_finished, extra)
+        decision = Decision(outcome, found.checkpoint if outcome in ("resume", "diverged") else None,
+                            held if outcome in ("done", "diverged") else None)
+    # None: a checkpoint saved before its thread count was kept
+    began = decision.checkpoint.get("threads") if decision.action == "resume" else None
     if threads is not None and began is not None and began != threads:
         raise UsageError(f"{'' if skip_finished else '--resume: '}{paths.checkpoint} was trained with {began} torch "
                          f"threads, and this run would take {threads}, which changes its numbers; "
                          f"{set_threads(began)}")
-    if extra and plan.action != "done":
+    if extra and decision.action != "done":
         raise UsageError(f"{paths.results} holds measurements that this run does not make "
                          f"({', '.join(map(shown_value, extra))}), which training it would throw away; pass "
                          f"--tag NAME or another --out-dir to train beside it")
-    return plan
+    return decision
 
 
 def found_at(paths, recipe, held):

@@ -199,9 +199,9 @@ def trainer(settings, recipe_of, path_of):
                 for setting, seed in pairs if stored_or_none(path_of(setting, seed), recipe_of(setting, seed)) is None}
         if not todo:
             return
-        jobs, _ = runner.plan([(name, recipe) for name, (_, recipe) in todo.items()],
-                              lambda name: run_paths(todo[name][0]), STAGING, flag=None, settings=settings)
-        failed = runner.train_all(jobs, settings, line=runner.describe)
+        jobs, _ = runner.jobs_to_train([(name, recipe) for name, (_, recipe) in todo.items()],
+                                       lambda name: run_paths(todo[name][0]), STAGING, flag=None, settings=settings)
+        failed = runner.train_and_report(jobs, settings, line=runner.describe)
         for name, error in failed.items():
             path, recipe = todo[name]
             if not error.startswith("training diverged"):

@@ -548,7 +548,7 @@ def test_a_run_records_the_thread_count_it_was_given(tmp_path, monkeypatch, thre
     import torch
     threads = torch.get_num_threads() + 1  # never the count the run would take by default
     monkeypatch.setattr(runner.tempfile, "tempdir", str(tmp_path))
-    made, error, _ = runner.train(tiny_recipe(), "lenet5_seed0", threads, "cpu")
+    made, error, _ = runner.train_task(tiny_recipe(), "lenet5_seed0", threads, "cpu")
     assert error is None and json.loads(made["results"])["threads"] == threads
     assert torch.load(io.BytesIO(made["checkpoint"]), weights_only=True)["threads"] == threads
 

@@ -105,11 +105,11 @@ def test_ctrl_c_stays_ignored_where_the_program_was_started_with_it_ignored(tmp_
         "        except (KeyboardInterrupt, Interrupted) as e:",
         "        except ZeroDivisionError as e:")
 def test_a_stopped_sweep_says_how_to_continue(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(runner, "plan", lambda named, paths_of, out_dir, **kwargs: (["a job"], []))
+    monkeypatch.setattr(runner, "jobs_to_train", lambda named, paths_of, out_dir, **kwargs: (["a job"], []))
 
-    def train_all(*args, **kwargs):
+    def train_and_report(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(runner, "train_all", train_all)
+    monkeypatch.setattr(runner, "train_and_report", train_and_report)
     monkeypatch.setattr(sys, "argv", ["sweep.py", "--model", "lenet5"])
     assert sweep.main(sweep_args("--out-dir", tmp_path)) == 130
     err = capsys.readouterr().err

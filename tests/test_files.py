@@ -170,7 +170,7 @@ def test_results_that_are_not_json_do_not_stop_a_run(tmp_path):
     paths.results.parent.mkdir()
     paths.results.write_text('{"status": "compl')  # cut short, with no checkpoint: no finished run to keep
     assert files.read_json(paths.results) is None
-    assert runs.plan_run(paths, quick_recipe(), resume=False).action == "fresh"
+    assert runs.decide(paths, quick_recipe(), resume=False).action == "fresh"
 
 
 @guards("mnistlab/files.py",

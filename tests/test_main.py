@@ -501,8 +501,8 @@ def test_by_default_runs_go_to_a_git_ignored_folder(tmp_path, cli, monkeypatch):
         "    if False:")
 @guards("main.py",
         "main.py resumes a run only at torch's thread count",
-        "                           threads=torch.get_num_threads(),",
-        "                           threads=None,")
+        "                             threads=torch.get_num_threads(),",
+        "                             threads=None,")
 def test_resume_at_another_thread_count_is_refused_naming_what_sets_it(tmp_path, cli, monkeypatch):
     argv = ["--model", "lenet5", *QUICK, "--epochs", "3", "--out-dir", tmp_path]
     began = torch.get_num_threads()

@@ -231,7 +231,7 @@ TINY_PNG = png_declaring(1, 1, zlib.compress(bytes(5)))
 
 @pytest.fixture
 def staged_report(tmp_path, monkeypatch):
-    """staging.rerun pointed at tmp_path, with runner.train_all replaced by one that writes every job's files
+    """staging.rerun pointed at tmp_path, with runner.train_and_report replaced by one that writes every job's files
     (failing the runs named in the returned set): the moves without the training."""
     monkeypatch.setattr(committed, "ROOT", tmp_path)
     monkeypatch.setattr(staging, "STAGING", tmp_path / "checkpoints" / "report")
@@ -240,12 +240,12 @@ def staged_report(tmp_path, monkeypatch):
         "lenet5", {}, epochs=1, seed=seed, limit=256, train_size=None, validation=False, amp=False))
     failing = set()
 
-    def train_all(jobs, settings, measure=None, line=None):
+    def train_and_report(jobs, settings, measure=None, line=None):
         for job in jobs:
             for kind in runner.KINDS:
                 getattr(job.paths, kind).write_bytes(TINY_PNG * (kind == "curves") + f"{job.name} {kind}".encode())
         return {name: "boom" for name in failing}
-    monkeypatch.setattr(runner, "train_all", train_all)
+    monkeypatch.setattr(runner, "train_and_report", train_and_report)
     return failing
 
 
@@ -351,7 +351,7 @@ def test_a_rerun_checks_the_committed_folders_before_it_trains(tmp_path, monkeyp
             return real(folder)
         raise OSError(13, "Permission denied", str(folder))
     monkeypatch.setattr(files, "make_writable", staging_only)
-    monkeypatch.setattr(runner, "train_all", lambda *a, **k: pytest.fail("trained before checking the folders"))
+    monkeypatch.setattr(runner, "train_and_report", lambda *a, **k: pytest.fail("trained before checking the folders"))
     with pytest.raises(UsageError) as refused:
         staging.rerun(["LeNet5"], runner.Settings())
     # The report has no --out-dir to pass: the advice is the folder's permissions.
@@ -434,7 +434,8 @@ def test_a_damaged_staged_run_stops_the_rerun_in_one_line_before_any_training(da
     monkeypatch.setattr(experiments, "SEEDS", (0, 1))
     monkeypatch.setattr(experiments, "experiment_recipe", lambda label, seed: resolve_recipe(
         "lenet5", {}, epochs=1, seed=seed, limit=None, train_size=None, validation=False, amp=False))
-    monkeypatch.setattr(runner, "train_all", lambda *a, **k: pytest.fail("trained before checking the staged runs"))
+    monkeypatch.setattr(runner, "train_and_report",
+                        lambda *a, **k: pytest.fail("trained before checking the staged runs"))
     made, staged = files.RunPaths.of(trained_runs, "lenet5_seed0"), files.RunPaths.of(staging.STAGING, "lenet5_seed0")
     for kind in runner.KINDS:
         getattr(staged, kind).parent.mkdir(parents=True, exist_ok=True)
@@ -463,13 +464,13 @@ def test_a_damaged_staged_run_stops_the_rerun_in_one_line_before_any_training(da
         "    check_moves(every)\n",
         "")
 def test_a_rerun_whose_trained_run_lacks_a_file_moves_nothing_into_place(staged_report, tmp_path, monkeypatch):
-    real = runner.train_all
+    real = runner.train_and_report
 
     def without_a_checkpoint(jobs, *args, **kwargs):
         failed = real(jobs, *args, **kwargs)
         jobs[1].paths.checkpoint.unlink()
         return failed
-    monkeypatch.setattr(runner, "train_all", without_a_checkpoint)
+    monkeypatch.setattr(runner, "train_and_report", without_a_checkpoint)
     with pytest.raises(UsageError, match=r"lenet5_seed1\.pt is missing, so 1 staged run \(lenet5_seed1\)"):
         staging.rerun(["LeNet5"], runner.Settings())
     assert not list((tmp_path / "results").glob("*")) and not list((tmp_path / "plots").glob("*"))
@@ -505,7 +506,7 @@ def test_a_move_that_fails_leaves_every_committed_file_as_it_was(staged_report, 
             assert getattr(files.RunPaths.of(tmp_path, name), kind).read_text() == f"committed {seed} {kind}"
             assert getattr(files.RunPaths.of(staging.STAGING, name), kind).read_bytes().endswith(f"{name} {kind}".encode())
     monkeypatch.setattr(staging.os, "replace", real)
-    monkeypatch.setattr(runner, "plan", lambda named, *a, **k: ([], [name for name, _ in named]))  # all finished
+    monkeypatch.setattr(runner, "jobs_to_train", lambda named, *a, **k: ([], [name for name, _ in named]))  # all finished
     staging.rerun(["LeNet5"], runner.Settings())  # the same command, once the cause is gone
     for seed in experiments.SEEDS:
         assert (tmp_path / "results" / f"lenet5_seed{seed}.json").read_text() == f"lenet5_seed{seed} results"
@@ -520,7 +521,7 @@ def test_a_staged_run_another_process_trains_is_refused_in_the_reports_words(tmp
     monkeypatch.setattr(committed, "ROOT", tmp_path)
     monkeypatch.setattr(staging, "STAGING", tmp_path / "checkpoints" / "report")
     monkeypatch.setattr(experiments, "experiment_recipe", lambda label, seed: tiny_recipe() | {"seed": seed})
-    monkeypatch.setattr(runner, "run_all", lambda *a, **k: pytest.fail("trained a run another process holds"))
+    monkeypatch.setattr(runner, "train_each", lambda *a, **k: pytest.fail("trained a run another process holds"))
     staged = files.RunPaths.of(staging.STAGING, "lenet5_seed1")
     staged.lock.parent.mkdir(parents=True)
     with files.RunLock(staged), pytest.raises(UsageError) as refused:
@@ -639,10 +640,10 @@ def test_what_the_reports_rerun_sends_to_rays_workers_needs_nothing_from_scripts
     monkeypatch.setattr(experiments, "experiment_recipe", lambda label, seed: tiny_recipe() | {"seed": seed})
     sent = []
 
-    def train_all(jobs, settings, measure, line):
-        sent.extend(cloudpickle.dumps(measure(job)) for job in jobs)  # as run_on_ray sends it to each task
+    def train_and_report(jobs, settings, measure, line):
+        sent.extend(cloudpickle.dumps(measure(job)) for job in jobs)  # as train_on_ray sends it to each task
         return {job.name: "not trained here" for job in jobs}
-    monkeypatch.setattr(runner, "train_all", train_all)
+    monkeypatch.setattr(runner, "train_and_report", train_and_report)
     with pytest.raises(RunFailed):
         staging.rerun(["LeNet5"], runner.Settings(jobs=2))
     assert len(sent) == len(experiments.SEEDS) and not any(b"scripts" in pickled for pickled in sent)

@@ -285,7 +285,7 @@ class Reached(Exception):
 
 @pytest.fixture
 def failing_start(monkeypatch, tmp_path, reaped):
-    """runner.run_on_ray with Ray's start replaced by one that leaves a process holding a file in the scratch
+    """runner.train_on_ray with Ray's start replaced by one that leaves a process holding a file in the scratch
     folder, then raises what the test sets in raised[0]; returns (raised, scratch folders made)."""
     made, raised = [], [UsageError("Ray did not start")]
     real_mkdtemp = files.tempfile.mkdtemp
@@ -312,7 +312,7 @@ def unfinished(tmp_path):
     import torch
     recipe = resolve_recipe("lenet5", {"batch_size": 32}, epochs=2, seed=0, limit=256, train_size=None,
                             validation=False, amp=False)
-    assert runner.train({**recipe, "epochs": 1}, "lenet5_seed0", None, "cpu", out_dir=tmp_path)[1] is None
+    assert runner.train_task({**recipe, "epochs": 1}, "lenet5_seed0", None, "cpu", out_dir=tmp_path)[1] is None
     path = tmp_path / "checkpoints" / "lenet5_seed0.pt"
     trained = torch.load(path, weights_only=True)
     (tmp_path / "results" / "lenet5_seed0.json").unlink()
@@ -330,9 +330,9 @@ def unfinished(tmp_path):
 
 @pytest.fixture
 def stopped_mid_sweep(monkeypatch, tmp_path):
-    """runner.run_on_ray on a Ray stand-in whose ray.get(ref) first sends this process SIGTERM, as a SIGTERM to the
+    """runner.train_on_ray on a Ray stand-in whose ray.get(ref) first sends this process SIGTERM, as a SIGTERM to the
     sweep's process group reaches the driver while it kills the task's worker, and then answers as get(ref) says.
-    Returns run(jobs, get, signum): the outcomes yielded before run_on_ray raised Terminated for signum, or
+    Returns run(jobs, get, signum): the outcomes yielded before train_on_ray raised Terminated for signum, or
     pytest.fail."""
     from mnistlab.cli import ENDINGS, Terminated, terminate
     ray = pytest.importorskip("ray")
@@ -357,7 +357,7 @@ def stopped_mid_sweep(monkeypatch, tmp_path):
         jobs = [runner.Job(f"lenet5_seed{i}", {}, files.RunPaths.of(tmp_path, f"lenet5_seed{i}")) for i in range(count)]
         outcomes = []
         with pytest.raises(Terminated) as stopped:
-            for outcome in runner.run_on_ray(jobs, runner.Settings(jobs=2), lambda job: None):
+            for outcome in runner.train_on_ray(jobs, runner.Settings(jobs=2), lambda job: None):
                 outcomes.append(outcome)
         assert stopped.value.signum == signum
         return outcomes
@@ -611,7 +611,7 @@ def test_a_private_ray_instance_that_fails_to_start_leaves_no_folder_no_process_
     raised, made = failing_start
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     with pytest.raises(UsageError, match="Ray did not start"):
-        list(runner.run_on_ray([], runner.Settings(jobs=2), lambda job: None))
+        list(runner.train_on_ray([], runner.Settings(jobs=2), lambda job: None))
     assert len(made) == 1 and not made[0].exists()
     assert reaped[0].wait(timeout=20) == -signal.SIGKILL
     assert {signum: signal.getsignal(signum) for signum in handlers} == handlers
@@ -627,7 +627,7 @@ def test_rays_own_sigterm_exit_during_its_start_is_a_sigterm(failing_start):
     raised, _ = failing_start
     raised[0] = SystemExit(0)  # Ray's SIGTERM handler, installed in ray.init, exits
     with pytest.raises(Terminated):
-        list(runner.run_on_ray([], runner.Settings(jobs=2), lambda job: None))
+        list(runner.train_on_ray([], runner.Settings(jobs=2), lambda job: None))
 
 
 @guards("mnistlab/runner.py",
@@ -649,9 +649,10 @@ def test_more_runs_than_the_hard_limit_on_open_files_is_refused(monkeypatch):
         "the output folders proved writable before any work",
         "    files.prepare_out_dir(out_dir, [path for job in jobs",
         "    (lambda *a: None)(out_dir, [path for job in jobs")
-def test_plan_checks_the_output_folders_before_any_work(tmp_path, read_only_probe):
+def test_jobs_to_train_checks_the_output_folders_before_any_work(tmp_path, read_only_probe):
     with pytest.raises(UsageError, match=f"--out-dir {tmp_path} cannot be written"):
-        runner.plan([("lenet5_seed0", tiny_recipe())], lambda name: files.RunPaths.of(tmp_path, name), tmp_path)
+        runner.jobs_to_train([("lenet5_seed0", tiny_recipe())], lambda name: files.RunPaths.of(tmp_path, name),
+                             tmp_path)
 
 
 @guards("mnistlab/runner.py",
@@ -675,7 +676,7 @@ def test_a_run_whose_checkpoint_cannot_be_written_leaves_no_results(tmp_path):
         "contextlib.nullcontext(tempfile.mkdtemp(prefix=\"mnist-run-\")) as folder")
 def test_a_run_trained_in_a_temporary_folder_leaves_none_behind(tmp_path, monkeypatch):
     monkeypatch.setattr(runner.tempfile, "tempdir", str(tmp_path))
-    made, error, _ = runner.train(tiny_recipe(), "lenet5_seed0", None, "cpu")
+    made, error, _ = runner.train_task(tiny_recipe(), "lenet5_seed0", None, "cpu")
     assert error is None and set(made) == set(runner.KINDS)
     assert json.loads(made["results"])["status"] == "complete"
     assert not list(tmp_path.glob("mnist-run-*"))  # (torch may keep a cache of its own there)
@@ -703,15 +704,15 @@ def test_a_run_resumes_only_at_the_thread_count_it_began_with(began, settings, r
                                                               thread_count):
     thread_count(3)  # as torch's default would be on three cores
     recipe = unfinished(began)
-    plan = lambda: runner.plan([("lenet5_seed0", recipe)], lambda name: files.RunPaths.of(tmp_path, name), tmp_path,
-                               settings=settings)
+    to_train = lambda: runner.jobs_to_train([("lenet5_seed0", recipe)], lambda name: files.RunPaths.of(tmp_path, name),
+                                            tmp_path, settings=settings)
     if refused:
         with pytest.raises(UsageError) as error:
-            plan()
+            to_train()
         assert str(error.value) == (f"{tmp_path}/checkpoints/lenet5_seed0.pt was trained with {began} torch "
                                     f"threads, and {refused} continue it")
     else:
-        (job,), finished = plan()
+        (job,), finished = to_train()
         assert job.resume_from and finished == []
 
 
@@ -901,7 +902,7 @@ def test_a_share_of_a_gpu_needs_runs_at_once(tmp_path):
 @guards("mnistlab/runner.py",
         "a finished run with damaged results trained again",
         "                slots.load(paths.results, \"training it again\", recipe=recipe,\n"
-        "                           labels=None if stopped else labels_of(recipe), diverged=stopped)\n",
+        "                           labels=None if stopped else true_labels(recipe), diverged=stopped)\n",
         "")
 def test_a_finished_run_whose_results_are_damaged_is_trained_again(tmp_path):
     argv = ["--model", "lenet5", "--seed", "0", "1", *ONE_EPOCH, "--out-dir", tmp_path]

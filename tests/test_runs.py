@@ -332,7 +332,7 @@ def test_the_same_run_twice_needs_overwrite_and_reproduces_the_first(finished, t
 
 @guards("mnistlab/runs.py",
         "no plan trains over the report's measurements, --overwrite or not",
-        '    if extra and plan.action != "done":',
+        '    if extra and decision.action != "done":',
         "    if False:")
 @guards("mnistlab/runs.py",
         "no --overwrite advice where it would strip measurements",

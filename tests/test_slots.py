@@ -423,7 +423,7 @@ def test_make_tune_skips_a_whole_run(tmp_path, monkeypatch):
     path, recipe = tmp_path / "lenet5_tiny_seed0.json", tiny_recipe(validation=True)
     first = train_and_score(path, recipe)
     stored = path.read_bytes()
-    monkeypatch.setattr(runner, "train_all", lambda *a, **k: pytest.fail("trained a run that was whole"))
+    monkeypatch.setattr(runner, "train_and_report", lambda *a, **k: pytest.fail("trained a run that was whole"))
     assert train_and_score(path, recipe) == first
     assert path.read_bytes() == stored
 

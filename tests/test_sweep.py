@@ -36,7 +36,7 @@ def table_of(monkeypatch, tmp_path, seeds, wrong, images=1_000):
     import sweep
     from mnistlab import runner, slots
     labels = np.arange(images) % 10
-    monkeypatch.setattr(runner, "labels_of", lambda recipe: labels)
+    monkeypatch.setattr(runner, "true_labels", lambda recipe: labels)
 
     def load(path, advice, recipe, labels):
         predictions = labels.copy()
@@ -280,7 +280,7 @@ def test_a_finished_run_whose_checkpoint_is_gone_is_never_trained_over(tmp_path)
         '(DIVERGED, SAME):                  ("unfinished",     "resume",            "resume")')
 @guards("mnistlab/runner.py",
         "a run that diverged already is finished for a sweep, not trained again",
-        '        stopped = step.action == "diverged" and diverged is not None',
+        '        stopped = decision.action == "diverged" and diverged is not None',
         "        stopped = False")
 @guards("sweep.py",
         "a diverged run found finished still fails the sweep, exit 1",
@@ -320,14 +320,14 @@ def test_a_run_past_the_readers_bound_fails_and_the_same_command_does_not_train_
 
 
 class Planned(Exception):
-    """Raised by a stubbed runner.plan: the sweep went past its checks."""
+    """Raised by a stubbed runner.jobs_to_train: the sweep went past its checks."""
 
 
 @pytest.fixture
 def planned(monkeypatch):
-    def plan(named, *args, **kwargs):
+    def jobs_to_train(named, *args, **kwargs):
         raise Planned(len(named))
-    monkeypatch.setattr(runner, "plan", plan)
+    monkeypatch.setattr(runner, "jobs_to_train", jobs_to_train)
 
 
 @guards("sweep.py",

@@ -141,7 +141,7 @@ def test_tune_refuses_a_model_it_has_no_search_for(capsys):
 def test_a_tuning_run_that_fails_stops_the_sweep_and_is_not_stored_as_diverged(tmp_path, monkeypatch):
     monkeypatch.setattr(tune, "STAGING", tmp_path / "staging")
     path, recipe = tmp_path / "lenet5_tiny_seed0.json", tiny_recipe(validation=True)
-    monkeypatch.setattr(runner, "train_all", lambda jobs, *a, **k: {job.name: "out of memory" for job in jobs})
+    monkeypatch.setattr(runner, "train_and_report", lambda jobs, *a, **k: {job.name: "out of memory" for job in jobs})
     with pytest.raises(RunFailed, match="lenet5_tiny_seed0: out of memory"):
         tune.trainer(runner.Settings(), lambda setting, seed: recipe, lambda setting, seed: path)([({}, 0)])
     assert not path.exists()
@@ -150,7 +150,7 @@ def test_a_tuning_run_that_fails_stops_the_sweep_and_is_not_stored_as_diverged(t
 def test_an_unwritable_tuning_staging_folder_names_no_flag_the_tuning_does_not_have(tmp_path, monkeypatch,
                                                                                     read_only_probe):
     monkeypatch.setattr(tune, "STAGING", tmp_path / "staging")
-    monkeypatch.setattr(runner, "train_all", lambda *a, **k: pytest.fail("trained before checking the folders"))
+    monkeypatch.setattr(runner, "train_and_report", lambda *a, **k: pytest.fail("trained before checking the folders"))
     train = tune.trainer(runner.Settings(), lambda setting, seed: tiny_recipe(validation=True),
                          lambda setting, seed: tmp_path / "tuning" / "lenet5_x_seed0.json")
     with pytest.raises(UsageError) as refused:

@@ -52,8 +52,8 @@ def rerun(labels, settings):
     # First, so that a staging folder that cannot be written is its own refusal, not one of the staged runs'.
     files.prepare_out_dir(STAGING, [path for staged in staged_paths for path in staged.outputs], flag=None)
     try:
-        jobs, finished = runner.plan(named, lambda name: files.RunPaths.of(STAGING, name), STAGING, flag=None,
-                                     settings=settings)
+        jobs, finished = runner.jobs_to_train(named, lambda name: files.RunPaths.of(STAGING, name), STAGING,
+                                              flag=None, settings=settings)
     except UsageError as e:
         raise own_advice(e, f"delete {STAGING} to start the rerun over") from None
     files.prepare_out_dir(committed.ROOT, [path for name, _ in named
@@ -65,7 +65,7 @@ def rerun(labels, settings):
     check_moves([move for name in finished for move in moves[name]])
     emit(f"{len(named)} runs: {len(finished)} finished already in {STAGING}, {len(jobs)} to train")
     try:
-        failed = runner.train_all(jobs, settings, measure=lambda job: measurements.measurements(job.recipe),
+        failed = runner.train_and_report(jobs, settings, measure=lambda job: measurements.measurements(job.recipe),
                                   line=runner.describe)
     except UsageError as e:  # another process holds a run's lock
         raise own_advice(e, "wait for it to end, then run this command again") from None
@@ -91,7 +91,8 @@ def own_advice(refusal, advice):
 def check_moves(moves):
     """UsageError, before anything is moved, unless every staged file is there (a finished run's checkpoint may be
     gone), a file and not a link, and the curves a PNG: a run moved without one would leave the committed files a
-    mix of two reruns. (The results and checkpoint are checked whole where runner.plan finds the run finished.)"""
+    mix of two reruns. (The results and checkpoint are checked whole where runner.jobs_to_train finds the run
+    finished.)"""
     bad = [(source, "is missing" if not source.exists() and not source.is_symlink() else
             "is not a file the rerun wrote (a link, or not a PNG)")
            for source, _ in moves if source.is_symlink() or not source.is_file() or source.suffix == ".png" and
