@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnistlab import files
-from mnistlab.cli import STOPS, Terminated, emit
+from mnistlab import files, ray_local
+from mnistlab.cli import Terminated, emit
 from mnistlab.errors import RunFailed, UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,27 +175,13 @@ def true_labels(recipe):
     return _split_labels(recipe["validation"], recipe["limit"])
 
 
-def open_files_for(count):
-    """Let this process hold count more files open, a lock for each run of a sweep; UsageError where the
-    machine's hard limit will not allow it."""
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = count + 256  # what the program needs besides
-    if soft == resource.RLIM_INFINITY or soft >= wanted:
-        return
-    if hard != resource.RLIM_INFINITY and hard < wanted:
-        raise UsageError(f"{count:,} runs need {wanted:,} open files, over this machine's limit of {hard:,} (ulimit "
-                         f"-Hn); split the sweep")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-
-
 def train_and_report(jobs, settings, measure=lambda job: None, line=lambda outcome: None):
     """Train the jobs under their runs' locks, with a progress bar over runs on a terminal and line(outcome)
     printed as each finishes, so that many workers never interleave their epochs; returns {name: error} for those
     that failed."""
     from tqdm import tqdm
     failed = {}
-    open_files_for(len(jobs))
+    ray_local.open_files_for(len(jobs))
     with contextlib.ExitStack() as locks:
         for job in jobs:
             locks.enter_context(files.RunLock(job.paths))
@@ -239,96 +225,62 @@ def settings_of(args):
 
 
 def train_on_ray(jobs, settings, measure):
-    stop, handlers = [], {}
-
-    def flag(signum, frame):
-        stop.append(signum)
-
-    def listen():
-        # Signals only raise a flag, read between waits: raised inside ray.init or ray.wait, an exception comes out
-        # wrapped in another, or leaves Ray half started. Installed before Ray starts, and again after ray.init,
-        # which takes SIGTERM for itself.
-        for signum in STOPS:
-            if signal.getsignal(signum) is not signal.SIG_IGN:
-                handlers.setdefault(signum, signal.getsignal(signum))
-                signal.signal(signum, flag)
-
-    def stopped():
-        if stop:
-            raise KeyboardInterrupt if stop[0] == signal.SIGINT else Terminated(stop[0])
-
-    listen()
-    token = None if settings.address else secrets.token_hex(32)  # the private instance's, and only its
-    try:
-        # Everything this driver and its Ray instance read, under one folder only this user may enter: Ray makes
-        # its own folders 0777, and starts its workers in the package it unpacks there. Its short name leaves room
-        # for Ray's sockets, whose paths hold 107 bytes at most.
-        with files.private_folder(PRIVATE, clear=reap) as private:
-            package, scratch = private / "package", None if settings.address else private / "ray"
-            stage_package(package)
-            try:
-                try:
-                    start_ray(settings, package, private, scratch, token)
-                except SystemExit:  # Ray's own SIGTERM handler, installed during ray.init, went off first
-                    raise Terminated from None
-                finally:
-                    listen()
-                import ray  # only now: start_ray sets the environment Ray reads on import
-                stopped()
-                task = ray.remote(train_task).options(num_cpus=settings.threads or 1, num_gpus=settings.gpus,
-                                                 max_retries=RETRIES, retry_exceptions=False)
-                device = "cuda" if settings.gpus else "cpu"
-                pending = {task.remote(job.recipe, job.name, settings.threads or 1, device, job.resume_from,
-                                       settings.eval_batch_size, measure(job)): job for job in jobs}
-                try:
-                    while pending:
-                        stopped()
-                        done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
-                        for ref in done:
-                            job = pending.pop(ref)
-                            try:
-                                outcome = Outcome(job, *ray.get(ref))
-                            except ray.exceptions.RayError as e:
-                                stopped()  # a task killed by the signal that stops the sweep is not a failed run
-                                outcome = Outcome(job, {}, one_line(e), 0.0)
-                            install(outcome)
-                            yield outcome
-                    stopped()  # the signal that killed the last tasks, which ended the loop
-                finally:
-                    for ref in pending:
-                        ray.cancel(ref, force=True)
-            finally:
-                if "ray" in sys.modules:  # imported by start_ray, which may have stopped half way
-                    sys.modules["ray"].shutdown()
-            # Leaving the private folder SIGKILLs what still holds a file there: a signal in the middle of ray.init
-            # can leave a private instance's agents behind, orphaned, even after ray.shutdown.
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-
-
-def reap(folder):
-    """SIGKILL every other process that holds a file open under folder, or works in it: a private Ray instance's,
-    whose every process logs into its own folder there, and the programs run in a scratch copy. (Ray's agents
-    overwrite their environment with their names, so that cannot tell them.)"""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
+    """train_each's runs at once, as Ray tasks: each outcome installed and yielded as its task ends. A signal stops
+    the sweep between Ray's calls, and what is pending is cancelled."""
+    with ray_local.DeferredSignals() as signals, started_ray(settings, signals) as ray:
+        task = ray.remote(train_task).options(num_cpus=settings.threads or 1, num_gpus=settings.gpus,
+                                              max_retries=RETRIES, retry_exceptions=False)
+        device = "cuda" if settings.gpus else "cpu"
+        pending = {task.remote(job.recipe, job.name, settings.threads or 1, device, job.resume_from,
+                               settings.eval_batch_size, measure(job)): job for job in jobs}
         try:
-            descriptors = [entry / "cwd", *(entry / "fd").iterdir()]
-        except OSError:  # gone already, or not ours to look at
-            continue
-        held = []
-        for fd in descriptors:
+            while pending:
+                signals.check()
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+                for ref in done:
+                    outcome = collected(ray, ref, pending.pop(ref), signals)
+                    install(outcome)
+                    yield outcome
+            signals.check()  # the signal that killed the last tasks, which ended the loop
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+
+
+def collected(ray, ref, job, signals):
+    """The Outcome of job, whose task ref has ended: its run's, or the error that ended the task."""
+    try:
+        return Outcome(job, *ray.get(ref))
+    except ray.exceptions.RayError as e:
+        signals.check()  # a task killed by the signal that stops the sweep is not a failed run
+        return Outcome(job, {}, one_line(e), 0.0)
+
+
+@contextlib.contextmanager
+def started_ray(settings, signals):
+    """Ray, imported and started as settings say, for as long as the block runs, and shut down after."""
+    token = None if settings.address else secrets.token_hex(32)  # the private instance's, and only its
+    # Everything this driver and its Ray instance read, under one folder only this user may enter: Ray makes its own
+    # folders 0777, and starts its workers in the package it unpacks there. Its short name leaves room for Ray's
+    # sockets, whose paths hold 107 bytes at most.
+    with files.private_folder(PRIVATE, clear=ray_local.reap) as private:
+        package, scratch = private / "package", None if settings.address else private / "ray"
+        stage_package(package)
+        try:
             try:
-                held.append(os.readlink(fd))
-            except OSError:  # closed since the listing: the others still count
-                continue
-        if any(path == str(folder) or path.startswith(f"{folder}/") for path in held):
-            try:
-                os.kill(int(entry.name), signal.SIGKILL)
-            except OSError:
-                continue
+                start_ray(settings, package, private, scratch, token)
+            except SystemExit:  # Ray's own SIGTERM handler, installed during ray.init, went off first
+                raise Terminated from None
+            finally:
+                signals.listen()
+            import ray  # only now: start_ray sets the environment Ray reads on import
+            signals.check()
+            yield ray
+        finally:
+            if "ray" in sys.modules:  # imported by start_ray, which may have stopped half way
+                sys.modules["ray"].shutdown()
+        # Leaving the private folder SIGKILLs what still holds a file there: a signal in the middle of ray.init can
+        # leave a private instance's agents behind, orphaned, even after ray.shutdown.
 
 
 def one_line(error):
@@ -347,31 +299,18 @@ def stage_package(folder):
             shutil.copy2(path, target)
 
 
-# Settings for every Ray process this driver starts: no usage statistics; Ray's lines to the terminal without colour
-# codes, which garble logs and pipes; and this machine's address never learnt from a route lookup towards a public
-# one (the driver's address is given to ray.init). For a private instance, addresses that stay on loopback (without
-# the last, Ray 2.60 swaps 127.0.0.1 for the machine's outbound address and listens on every interface) and a token
-# that only this driver's processes hold.
-RAY_ENVIRONMENT = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/",
-                   "RAY_COLOR_PREFIX": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-PRIVATE_ENVIRONMENT = {"RAY_AUTH_MODE": "token"}
-
-
 def start_ray(settings, package, private, scratch=None, token=None):
     """Connect to the cluster at settings.address, or start a private Ray instance on this machine, reachable on
     loopback only: Ray's processes run code for anyone who can reach them. package is what the tasks run, private
     the folder of this user's that holds it, and scratch the private instance's own folder."""
-    home = os.environ.get("HOME")
-    environment = dict(RAY_ENVIRONMENT)
-    if not settings.address:
-        environment.update(PRIVATE_ENVIRONMENT, RAY_AUTH_TOKEN=token)
-    # Ray's head looks for cloud metadata at 169.254.169.254 unless it finds this file in its home; the tasks get
-    # the user's home back through their runtime_env.
-    boot_home = private / "home"
-    boot_home.mkdir()
-    (boot_home / "ray_bootstrap_config.yaml").write_text("{}\n")
-    # Set before Ray is first imported, which reads some of them, and kept: the driver talks to Ray until it ends.
-    os.environ.update(environment, HOME=str(boot_home))
+    ray_local.set_environment(token)
+    with ray_local.bootstrap_home(private) as home:  # which the tasks get back through their runtime_env
+        init_ray(settings, package, scratch, home)
+
+
+def init_ray(settings, package, scratch, home):
+    """ray.init, as start_ray says, with home the driver's own HOME; a UsageError for what keeps Ray from starting
+    or connecting."""
     try:
         try:
             import ray
@@ -409,11 +348,6 @@ def start_ray(settings, package, private, scratch=None, token=None):
             raise
         raise UsageError(f"the Ray cluster at {settings.address} wants a token, and this driver has none; set "
                          f"RAY_AUTH_TOKEN to the cluster's token (RAY_AUTH_MODE=token asks for one)") from None
-    finally:
-        if home is None:
-            os.environ.pop("HOME")
-        else:
-            os.environ["HOME"] = home
 
 
 def split_address(address, given="--address"):

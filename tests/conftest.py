@@ -132,6 +132,17 @@ def ctrl_c():
     signal.signal(signal.SIGINT, previous)
 
 
+@pytest.fixture
+def reaped():
+    """Processes the test starts, killed at its end whatever happened."""
+    started = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
 @pytest.fixture(scope="session")
 def trained_runs(tmp_path_factory):
     """An output folder with lenet5 and custom_mlp checkpoints, trained for one epoch on 20,000 images."""

@@ -86,6 +86,16 @@ def one_line(err):
     return lines[0]
 
 
+def holding(path):
+    """A child process that holds path open until killed; returns it once the file is open."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen([sys.executable, "-c", "import sys, time; f = open(sys.argv[1], 'w'); "
+                                "print('open', flush=True); time.sleep(600)", str(path)], stdout=subprocess.PIPE,
+                               text=True)
+    assert process.stdout.readline().strip() == "open"
+    return process
+
+
 def gone(pid):
     """Whether the process pid has ended (and been reaped, or is a zombie)."""
     try:

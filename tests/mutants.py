@@ -33,7 +33,7 @@ from benchmarks import output
 from mnistlab import files
 from mnistlab.cli import OneLineErrorParser, count, emit, run
 from mnistlab.errors import UsageError
-from mnistlab.runner import reap
+from mnistlab.ray_local import reap
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"

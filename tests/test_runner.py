@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (ONE_EPOCH, PRIVATE, ROOT, STOPS, WORKERS_STARTED, guards, in_namespace, needs_namespace, python,
-                     results, run_sweep, tiny_recipe)
+from helpers import (ONE_EPOCH, PRIVATE, ROOT, STOPS, WORKERS_STARTED, guards, holding, in_namespace, needs_namespace,
+                     python, results, run_sweep, tiny_recipe)
 from mnistlab import files, runner
 from mnistlab.errors import UsageError
 from mnistlab.recipes import resolve_recipe
@@ -156,35 +156,6 @@ def test_what_answers_but_is_not_a_ray_head_is_refused_within_the_bound(answer):
 
 
 @guards("mnistlab/runner.py",
-        "Ray's lines carry no colour codes",
-        '"RAY_COLOR_PREFIX": "0", ',
-        "")
-def test_rays_lines_reach_the_terminal_without_colour_codes(monkeypatch, capsys):
-    worker = pytest.importorskip("ray._private.worker")
-    for key, value in runner.RAY_ENVIRONMENT.items():
-        monkeypatch.setenv(key, value)
-    worker.print_worker_logs({"pid": "raylet", "ip": "127.0.0.1", "localhost": "127.0.0.1",
-                              "lines": ["a warning from the raylet"]}, sys.stderr)
-    err = capsys.readouterr().err
-    assert "a warning from the raylet" in err and "\x1b[" not in err
-
-
-@guards("mnistlab/runner.py",
-        "the driver never looks up a route to a public address",
-        ', "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}',
-        "}")
-def test_the_driver_never_asks_a_route_to_a_public_address_for_its_own():
-    # Ray learns a machine's address from the route towards 8.8.8.8 unless told it is no cluster node itself.
-    code = ("import os; from mnistlab import runner; os.environ.update(runner.RAY_ENVIRONMENT); import ray._private.services as s\n"
-            "def lookup(*args): raise SystemExit('looked up a route to a public address')\n"
-            "s.node_ip_address_from_perspective = lookup\n"
-            "print(s.resolve_ip_for_localhost('127.0.0.1'))")
-    pytest.importorskip("ray")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and done.stdout == "127.0.0.1\n", done.stderr
-
-
-@guards("mnistlab/runner.py",
         "the driver joins a cluster under its own address on the route to the head",
         "here = connection.getsockname()[0]",
         "here = None")
@@ -222,45 +193,6 @@ def test_a_cluster_that_wants_a_token_the_driver_lacks_is_one_line(ray_init, as_
     with pytest.raises(UsageError, match=f"^the Ray cluster at {address} wants a token, and this driver has none; "
                                          f"set RAY_AUTH_TOKEN"):
         runner.start_ray(runner.Settings(jobs=2, address=address), tmp_path / "package", tmp_path)
-
-
-@guards("mnistlab/runner.py",
-        "reap stops what works in the folder, not only what holds a file there",
-        'descriptors = [entry / "cwd", *(entry / "fd").iterdir()]',
-        'descriptors = list((entry / "fd").iterdir())')
-def test_reap_stops_a_process_that_works_in_the_folder_holding_no_file_there(tmp_path):
-    folder = tmp_path / "private"
-    (folder / "package").mkdir(parents=True)
-    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], cwd=folder / "package")
-    beside = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], cwd=tmp_path)
-    try:
-        runner.reap(folder)
-        assert worker.wait(timeout=20) == -9 and beside.poll() is None
-    finally:
-        for process in (worker, beside):
-            process.kill()
-            process.wait()
-
-
-def holding(path):
-    """A child process that holds path open until killed; returns it once the file is open."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen([sys.executable, "-c", "import sys, time; f = open(sys.argv[1], 'w'); "
-                                "print('open', flush=True); time.sleep(600)", str(path)], stdout=subprocess.PIPE,
-                               text=True)
-    assert process.stdout.readline().strip() == "open"
-    return process
-
-
-@pytest.fixture
-def reaped():
-    """Processes the test starts, killed at its end whatever happened."""
-    started = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
 
 
 @pytest.fixture
@@ -490,15 +422,15 @@ def test_rays_workers_get_the_package_and_nothing_else(tmp_path, monkeypatch):
         "a private instance listens on loopback only",
         "_node_ip_address=\"127.0.0.1\", ",
         "")
-@guards("mnistlab/runner.py",
+@guards("mnistlab/ray_local.py",
         "a private instance takes token authentication",
         "PRIVATE_ENVIRONMENT = {\"RAY_AUTH_MODE\": \"token\"}",
         "PRIVATE_ENVIRONMENT = {}")
-@guards("mnistlab/runner.py",
+@guards("mnistlab/ray_local.py",
         "a private instance's own token",
         "environment.update(PRIVATE_ENVIRONMENT, RAY_AUTH_TOKEN=token)",
         "environment.update(PRIVATE_ENVIRONMENT)")
-@guards("mnistlab/runner.py",
+@guards("mnistlab/ray_local.py",
         "no usage statistics sent",
         "RAY_ENVIRONMENT = {\"RAY_USAGE_STATS_ENABLED\": \"0\", ",
         "RAY_ENVIRONMENT = {")
@@ -510,11 +442,11 @@ def test_rays_workers_get_the_package_and_nothing_else(tmp_path, monkeypatch):
         "a private instance's files in the scratch folder, removed with it",
         "_temp_dir=str(scratch), ",
         "")
-@guards("mnistlab/runner.py",
+@guards("mnistlab/ray_local.py",
         "Ray's head finds its bootstrap file: no look for cloud metadata at 169.254.169.254",
         "    (boot_home / \"ray_bootstrap_config.yaml\").write_text(\"{}\\n\")\n",
         "")
-@guards("mnistlab/runner.py",
+@guards("mnistlab/ray_local.py",
         "the driver's HOME given back after Ray starts",
         "        else:\n            os.environ[\"HOME\"] = home\n",
         "")
@@ -543,68 +475,16 @@ def test_a_ray_error_is_one_short_line():
 
 
 @guards("mnistlab/runner.py",
-        "reap: SIGKILL what holds a file in the scratch folder",
-        "                os.kill(int(entry.name), signal.SIGKILL)",
-        "                pass")
-@guards("mnistlab/runner.py",
-        "reap: only files inside the scratch folder, not beside it",
-        "path.startswith(f\"{folder}/\")",
-        "path.startswith(f\"{scratch}\")")
-def test_reap_kills_what_holds_a_file_in_the_scratch_folder_and_nothing_else(tmp_path, reaped):
-    scratch = tmp_path / "ray-x"
-    inside, beside = holding(scratch / "session" / "log"), holding(tmp_path / "ray-xy" / "log")  # a longer name
-    reaped += [inside, beside]
-    runner.reap(str(scratch))
-    assert inside.wait(timeout=20) == -signal.SIGKILL
-    assert beside.poll() is None
-
-
-@guards("mnistlab/runner.py",
-        "reap: a descriptor closed while it looks does not hide the process",
-        "            except OSError:  # closed since the listing: the others still count\n"
-        "                continue\n",
-        "            except OSError:\n                held = []\n                break\n")
-def test_reap_kills_a_process_even_where_one_of_its_files_closes_while_it_looks(tmp_path, reaped, monkeypatch):
-    scratch = tmp_path / "ray-x"
-    inside = holding(scratch / "session" / "log")
-    reaped.append(inside)
-    real, seen = os.readlink, set()
-
-    def readlink(path):
-        process = Path(path).parent.parent.name
-        if process not in seen:  # each process's first descriptor closes between the listing and its reading
-            seen.add(process)
-            raise FileNotFoundError(2, "No such file or directory", str(path))
-        return real(path)
-    monkeypatch.setattr(runner.os, "readlink", readlink)
-    runner.reap(str(scratch))
-    assert inside.wait(timeout=20) == -signal.SIGKILL
-
-
-@guards("mnistlab/runner.py",
-        "reap: never the driver itself",
-        "        if not entry.name.isdigit() or int(entry.name) == os.getpid():",
-        "        if not entry.name.isdigit():")
-def test_reap_spares_the_process_that_calls_it(tmp_path):
-    code = ("import sys; from mnistlab import runner; f = open(sys.argv[1] + '/log', 'w'); runner.reap(sys.argv[1]); "
-            "print('survived')")
-    (tmp_path / "scratch").mkdir()
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "scratch")], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 0 and done.stdout == "survived\n", done
-
-
-@guards("mnistlab/runner.py",
         "a private instance's leftover processes reaped",
-        "        with files.private_folder(PRIVATE, clear=reap) as private:",
-        "        with files.private_folder(PRIVATE) as private:")
+        "    with files.private_folder(PRIVATE, clear=ray_local.reap) as private:",
+        "    with files.private_folder(PRIVATE) as private:")
 @guards("mnistlab/files.py",
         "a private folder removed when left",
         "        clear(folder)\n        shutil.rmtree(folder, ignore_errors=True)\n",
         "        clear(folder)\n")
-@guards("mnistlab/runner.py",
+@guards("mnistlab/ray_local.py",
         "the signal handlers given back",
-        "        for signum, handler in handlers.items():\n            signal.signal(signum, handler)\n",
+        "        for signum, handler in self.handlers.items():\n            signal.signal(signum, handler)\n",
         "")
 def test_a_private_ray_instance_that_fails_to_start_leaves_no_folder_no_process_and_no_handler(failing_start,
                                                                                                  reaped):
@@ -619,8 +499,8 @@ def test_a_private_ray_instance_that_fails_to_start_leaves_no_folder_no_process_
 
 @guards("mnistlab/runner.py",
         "Ray's own SIGTERM exit during its start is a SIGTERM",
-        "                except SystemExit:  # Ray's own SIGTERM handler, installed during ray.init, went off "
-        "first\n                    raise Terminated from None\n",
+        "            except SystemExit:  # Ray's own SIGTERM handler, installed during ray.init, went off "
+        "first\n                raise Terminated from None\n",
         "")
 def test_rays_own_sigterm_exit_during_its_start_is_a_sigterm(failing_start):
     from mnistlab.cli import Terminated
@@ -628,21 +508,6 @@ def test_rays_own_sigterm_exit_during_its_start_is_a_sigterm(failing_start):
     raised[0] = SystemExit(0)  # Ray's SIGTERM handler, installed in ray.init, exits
     with pytest.raises(Terminated):
         list(runner.train_on_ray([], runner.Settings(jobs=2), lambda job: None))
-
-
-@guards("mnistlab/runner.py",
-        "more runs than the hard limit on open files refused",
-        "    if hard != resource.RLIM_INFINITY and hard < wanted:\n",
-        "    if False:\n")
-def test_more_runs_than_the_hard_limit_on_open_files_is_refused(monkeypatch):
-    import resource
-    set_to = []
-    monkeypatch.setattr(resource, "getrlimit", lambda kind: (1024, 4096))
-    monkeypatch.setattr(resource, "setrlimit", lambda kind, limits: set_to.append(limits))
-    with pytest.raises(UsageError, match="5,000 runs need 5,256 open files, over this machine's limit of 4,096"):
-        runner.open_files_for(5000)
-    runner.open_files_for(3000)
-    assert set_to == [(3256, 4096)]
 
 
 @guards("mnistlab/runner.py",
@@ -718,8 +583,7 @@ def test_a_run_resumes_only_at_the_thread_count_it_began_with(began, settings, r
 
 @guards("mnistlab/runner.py",
         "a task killed by the signal that stops the sweep is the stop, not a failed run",
-        "                            stopped()  # a task killed by the signal that stops the sweep is not a failed "
-        "run\n",
+        "        signals.check()  # a task killed by the signal that stops the sweep is not a failed run\n",
         "")
 def test_a_task_killed_by_the_signal_that_stops_the_sweep_is_the_stop_not_a_failed_run(stopped_mid_sweep):
     def killed(ray):
@@ -729,16 +593,16 @@ def test_a_task_killed_by_the_signal_that_stops_the_sweep_is_the_stop_not_a_fail
 
 @guards("mnistlab/runner.py",
         "a signal that comes with the last run still stops the sweep",
-        "                stopped()  # the signal that killed the last tasks, which ended the loop\n",
+        "            signals.check()  # the signal that killed the last tasks, which ended the loop\n",
         "")
-@guards("mnistlab/runner.py",
+@guards("mnistlab/ray_local.py",
         "SIGHUP stops a sweep on Ray as SIGTERM does",
         "        for signum in STOPS:",
         "        for signum in (signal.SIGINT, signal.SIGTERM):")
-@guards("mnistlab/runner.py",
+@guards("mnistlab/ray_local.py",
         "a sweep stopped by SIGHUP exits as SIGHUP does, not as SIGTERM",
-        "raise KeyboardInterrupt if stop[0] == signal.SIGINT else Terminated(stop[0])",
-        "raise KeyboardInterrupt if stop[0] == signal.SIGINT else Terminated()")
+        "raise KeyboardInterrupt if self.caught[0] == signal.SIGINT else Terminated(self.caught[0])",
+        "raise KeyboardInterrupt if self.caught[0] == signal.SIGINT else Terminated()")
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_that_arrives_with_the_last_run_still_stops_the_sweep(stopped_mid_sweep, signum):
     # The loop ends with the last run; the signal that came with it is not lost (exit 143 or 129, the continue line).
@@ -748,12 +612,12 @@ def test_a_signal_that_arrives_with_the_last_run_still_stops_the_sweep(stopped_m
 
 @guards("mnistlab/runner.py",
         "a signal while runs are pending stops the sweep",
-        "                    while pending:\n                        stopped()\n",
-        "                    while pending:\n")
+        "            while pending:\n                signals.check()\n",
+        "            while pending:\n")
 @guards("mnistlab/runner.py",
         "the driver's signal handlers put back after ray.init takes SIGTERM",
-        "                finally:\n                    listen()\n",
-        "                finally:\n                    pass\n")
+        "            finally:\n                signals.listen()\n",
+        "            finally:\n                pass\n")
 @guards("mnistlab/runner.py",
         "a private instance's runs keep their temporary folders in its scratch folder, removed "
         "with it",
