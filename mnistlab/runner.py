@@ -112,15 +112,16 @@ def install(outcome):
 
 def train_each(jobs, settings, measure=lambda job: None):
     """Train every job; yields each Outcome as it finishes, once its files are written. measure(job) gives the
-    job's runs.train_run measure hook. KeyboardInterrupt (cli.Terminated for SIGTERM and SIGHUP) stops what is pending and
-    running; what finished is written whole, and with jobs 1, the run in flight keeps its checkpoint, as main.py's."""
+    job's runs.train_run measure hook. KeyboardInterrupt (cli.Terminated for SIGTERM and SIGHUP) stops what is
+    pending and running; what finished is written whole, and with jobs 1, the run in flight keeps its checkpoint, as
+    main.py's."""
     if settings.jobs == 1 and settings.address is None:
         for job in jobs:
             # A run laid out as main.py lays it out trains in place; any other (the tuning's) in a temporary folder.
             folder = job.paths.results.parent.parent
             in_place = folder if job.paths == files.RunPaths.of(folder, job.name) else None
-            outcome = Outcome(job, *train_task(job.recipe, job.name, settings.threads, settings.device, job.resume_from,
-                                          settings.eval_batch_size, measure(job), in_place))
+            outcome = Outcome(job, *train_task(job.recipe, job.name, settings.threads, settings.device,
+                                               job.resume_from, settings.eval_batch_size, measure(job), in_place))
             install(outcome)  # nothing to write for a run trained in place
             yield outcome
         return

@@ -66,7 +66,7 @@ def rerun(labels, settings):
     emit(f"{len(named)} runs: {len(finished)} finished already in {STAGING}, {len(jobs)} to train")
     try:
         failed = runner.train_and_report(jobs, settings, measure=lambda job: measurements.measurements(job.recipe),
-                                  line=runner.describe)
+                                         line=runner.describe)
     except UsageError as e:  # another process holds a run's lock
         raise own_advice(e, "wait for it to end, then run this command again") from None
     if failed:
