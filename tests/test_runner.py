@@ -485,7 +485,7 @@ def test_a_ray_error_is_one_short_line():
 @guards("mnistlab/ray_local.py",
         "the signal handlers given back",
         "        for signum, handler in self.handlers.items():\n            signal.signal(signum, handler)\n",
-        "")
+        "        pass\n")
 def test_a_private_ray_instance_that_fails_to_start_leaves_no_folder_no_process_and_no_handler(failing_start,
                                                                                                  reaped):
     raised, made = failing_start
