@@ -9,8 +9,8 @@ job and one level deep:
 - reading users' images: images (opening them safely), preprocess (making a digit MNIST-like), server (the demo's
   HTTP server);
 - many runs and their comparison: runner (one after another, or at once on Ray), ray_local (what Ray needs around
-  it on this machine), slots (a committed run checked against the place it fills), significance (which differences
-  are real).
+  it on this machine), slots (a committed run checked against the place it fills, and the one check of an epoch's
+  record), significance (which differences are real, and the words of a verdict).
 
 model.py and dataset.py, the assignment's design card, stay at the root and take from here only errors and files.
 """
