@@ -17,6 +17,12 @@ from scripts import tune
 from scripts.report import committed
 
 
+def pytest_collection_modifyitems(items):
+    # The slow tests first: with the suite on several workers, each starts on its share of them and the short ones
+    # fill in around them, instead of one worker running the last long test alone.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def thread_count():
     """Set this process's torch thread count, as torch's default is set, for a test; put back after it."""

@@ -93,6 +93,7 @@ def test_without_any_checkpoint_the_demo_says_how_to_train_one(tmp_path, monkeyp
 
 
 @pytest.mark.skipif(demo_screenshot.browser_missing() is not None, reason=str(demo_screenshot.browser_missing()))
+@pytest.mark.slow
 def test_drawing_in_a_real_browser_shows_each_models_reading(url):
     from selenium.webdriver.common.by import By
     driver = demo_screenshot.browser()

@@ -316,6 +316,7 @@ def test_check_output_refuses_a_file_under_a_file(tmp_path):
         "info.st_uid == os.getuid() and orphaned(folder):",
         "info.st_uid == os.getuid() and False:")
 @needs_namespace
+@pytest.mark.slow
 def test_what_a_killed_sweep_left_is_removed_by_the_next_one(tmp_path):
     argv = ["sweep.py", "--model", "lenet5", "--seed", "0", "1", "--limit", "1024", "--epochs", "3", "--jobs", "2",
             "--out-dir", tmp_path / "sweep"]

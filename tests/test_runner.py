@@ -129,6 +129,7 @@ def test_a_grpc_server_is_taken_for_a_ray_head_and_gives_this_machines_address_t
         "Ray's client asks in a process of its own, its core's lines kept off the terminal",
         "stderr=subprocess.DEVNULL, timeout=seconds + 30).stdout",
         "stderr=None).stdout")
+@pytest.mark.slow
 def test_a_grpc_server_that_does_not_answer_as_a_ray_head_is_refused_within_the_bound(capfd):
     address = serving(SETTINGS_FRAME)
     started = time.monotonic()
@@ -630,6 +631,7 @@ def test_a_signal_that_arrives_with_the_last_run_still_stops_the_sweep(stopped_m
         "            held = signal.pthread_sigmask(signal.SIG_BLOCK, set())")
 @needs_namespace
 @pytest.mark.parametrize("signum, status", STOPS)
+@pytest.mark.slow
 def test_a_stopped_sweep_keeps_its_finished_runs_and_the_same_command_runs_only_the_rest(signum, status, tmp_path):
     out = tmp_path / "sweep"
     argv = ["sweep.py", "--model", "lenet5", "--seed", "0", "1", "2", "3", "--limit", "1024", "--epochs", "4",
@@ -676,6 +678,7 @@ def test_a_stopped_sweep_keeps_its_finished_runs_and_the_same_command_runs_only_
         'None if settings.address else Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))')
 @needs_namespace
 @pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv to act as another user")
+@pytest.mark.slow
 def test_no_other_user_can_change_what_the_sweeps_ray_instance_reads_while_it_runs(tmp_path):
     out = tmp_path / "sweep"
     script = PRIVATE + f"""
@@ -706,6 +709,7 @@ def test_no_other_user_can_change_what_the_sweeps_ray_instance_reads_while_it_ru
         '    if said == "token":\n',
         '    if False:\n')
 @needs_namespace
+@pytest.mark.slow
 def test_a_sweep_on_two_nodes_completes_when_one_dies_mid_sweep(tmp_path, request):
     ray = shutil.which("ray", path=os.path.dirname(sys.executable))
     out = tmp_path / "sweep"
@@ -768,6 +772,7 @@ def test_a_share_of_a_gpu_needs_runs_at_once(tmp_path):
         "                slots.load(paths.results, \"training it again\", recipe=recipe,\n"
         "                           labels=None if stopped else true_labels(recipe), diverged=stopped)\n",
         "")
+@pytest.mark.slow
 def test_a_finished_run_whose_results_are_damaged_is_trained_again(tmp_path):
     argv = ["--model", "lenet5", "--seed", "0", "1", *ONE_EPOCH, "--out-dir", tmp_path]
     assert run_sweep(*argv)[0] == 0

@@ -50,6 +50,7 @@ def table_of(monkeypatch, tmp_path, seeds, wrong, images=1_000):
 
 
 @needs_namespace
+@pytest.mark.slow
 def test_a_local_sweep_makes_main_pys_runs_listens_on_loopback_only_and_leaves_no_process(tmp_path, cli,
                                                                                           thread_count):
     out = tmp_path / "sweep"
@@ -103,6 +104,7 @@ def test_a_local_sweep_makes_main_pys_runs_listens_on_loopback_only_and_leaves_n
 
 @needs_namespace
 @pytest.mark.parametrize("signum, status", STOPS)
+@pytest.mark.slow
 def test_a_sweep_stopped_while_ray_starts_leaves_no_process(signum, status, tmp_path):
     script = PRIVATE + f"""
     setsid {python("sweep.py", "--model", "lenet5", "--seed", "0", "1", *ONE_EPOCH, "--jobs", "2", "--out-dir",
@@ -209,6 +211,7 @@ def test_a_difference_is_real_from_two_seeds_and_never_from_one(monkeypatch, tmp
         "one seed in common with the best is not advised as one seed given",
         "verdict(c, len(args.seed))",
         "verdict(c)")
+@pytest.mark.slow
 def test_a_setting_with_one_seed_in_common_with_the_best_says_so_and_the_same_command_mends_it(tmp_path):
     import sweep as program
     argv = ["--model", "lenet5", "custom_mlp", "--seed", "0", "1", *ONE_EPOCH, "--out-dir", tmp_path]
@@ -245,6 +248,7 @@ def test_a_finished_run_with_other_settings_is_refused(tmp_path):
     assert status == 2 and "holds a run with --epochs 1, where this one has --epochs 2; pass --tag NAME" in err, err
 
 
+@pytest.mark.slow
 def test_a_finished_sweep_trains_nothing_again(tmp_path):
     argv = ["--model", "lenet5", "--seed", "0", "1", *ONE_EPOCH, "--out-dir", tmp_path]
     assert run_sweep(*argv)[0] == 0
@@ -255,6 +259,7 @@ def test_a_finished_sweep_trains_nothing_again(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in written} == written
 
 
+@pytest.mark.slow
 def test_a_finished_run_whose_checkpoint_is_gone_is_never_trained_over(tmp_path):
     # `sweep.py --out-dir .`: the report commits its runs' results, with its measurements, and no checkpoints.
     assert run_sweep("--model", "lenet5", *ONE_EPOCH, "--out-dir", tmp_path)[0] == 0
