@@ -6,14 +6,14 @@ from mnistlab import files, paths
 from mnistlab.errors import UsageError
 
 
-def results_file(given, name, quick, flag="--out"):
+def results_file(given, name, quick, flag="--out", owner="this benchmark's"):
     """A benchmark's output file, checked (files.check_output): the one given, unless it is a file of the
     repository's (files.tracked) other than the benchmark's own results/NAME; else, for a run with the report's
     settings, the committed results/NAME, and for a quick run (quick: any setting changed) runs/NAME, so that a quick
     run never replaces the figures that the README reports unless --out names them."""
     default = (files.DEFAULT_OUT_DIR if quick else files.ROOT / "results") / name
     if given and Path(given).resolve() != files.ROOT / "results" / name and files.tracked(given):
-        raise UsageError(f"{flag} {paths.printable(given)} is a file of the repository's, not this benchmark's "
+        raise UsageError(f"{flag} {paths.printable(given)} is a file of the repository's, not {owner} "
                          f"results/{name}; pass another {flag}")
     return files.check_output(given or default, flag)
 

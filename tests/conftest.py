@@ -1,4 +1,5 @@
-"""The fixtures that more than one test module uses. Helpers that are not fixtures are in helpers.py."""
+"""The fixtures the test modules share, and the order in which the suite runs. Helpers that are not fixtures are
+in helpers.py."""
 import errno
 import shutil
 import signal

@@ -46,6 +46,7 @@ class Defence:
     new: str  # that code without the defence
     test: str  # the pytest node that must fail without it
     order: tuple = field(default=(), compare=False)  # its test module, its line, and its place above it
+    function: object = field(default=None, compare=False)  # the test function
 
 
 DEFENCES = []  # every defence declared so far, in the order the test modules were imported
@@ -60,7 +61,8 @@ def guards(file, what, old, new, case=None):
         module = Path(test.__code__.co_filename).resolve().relative_to(ROOT).as_posix()
         node = f"{module}::{test.__name__}" + (f"[{case}]" if case else "")
         # Decorators apply from the bottom up: the later one declared stands higher above the test.
-        DEFENCES.append(Defence(file, what, old, new, node, (module, test.__code__.co_firstlineno, -next(DECLARED))))
+        DEFENCES.append(Defence(file, what, old, new, node, (module, test.__code__.co_firstlineno, -next(DECLARED)),
+                                test))
         return test
     return declare
 
@@ -473,3 +475,15 @@ def interrupted_while_starting(script, *argv):
         process.kill()  # where it did not stop
         process.wait()
     return process.returncode, out, err
+
+
+def similar(a, b):
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def synthetic(n=300, seed=0):
+    """Images whose class a fixed random projection decides: learnable, and nothing like MNIST."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(n, 1, 28, 28, generator=generator)
+    projection = torch.randn(28 * 28, 10, generator=generator)
+    return images, (images.flatten(1) @ projection).argmax(1)

@@ -17,6 +17,7 @@ if __name__ == "__main__" and not __package__:  # `python tests/mutants.py`: the
 
 import hashlib
 import importlib
+import inspect
 import os
 import platform
 import queue
@@ -70,18 +71,19 @@ def scratch_copy(into):
 RUNNING = set()
 
 
-def pytest(repo, nodes):
-    """(exit status of pytest running nodes in repo, its last lines); status None where it ran past TIMEOUT."""
+def pytest(repo, nodes, workers=0, timeout=TIMEOUT):
+    """(exit status of pytest running nodes in repo on workers processes (0: its own), its last lines); status None
+    where it ran past timeout seconds."""
     # The tests' temporary folders beside the scratch copy, removed with it, even where a test is killed.
-    process = subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider",
-                                f"--basetemp={repo}-tmp", *nodes],
+    process = subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-n", str(workers), "-p",
+                                "no:cacheprovider", f"--basetemp={repo}-tmp", *nodes],
                                cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                # No bytecode: a mutant and its undoing can share a size and a second of mtime.
                                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
                                start_new_session=True)  # its own group, so that a hung test's children go with it
     RUNNING.add(process)
     try:
-        out, _ = process.communicate(timeout=TIMEOUT)
+        out, _ = process.communicate(timeout=timeout)
         return process.returncode, out.strip().splitlines()[-3:]
     except subprocess.TimeoutExpired:
         return None, []
@@ -127,8 +129,11 @@ def try_one(defence, repos):
 
 
 def code(defence):
-    """A digest of the defence's code and of that code without it: a row measured for other code is stale."""
-    return hashlib.sha256(f"{defence.old}\0{defence.new}".encode()).hexdigest()[:16]
+    """A digest of the defence's code, that code without it, and its test's source from its def on (the other
+    declarations above it aside): a row measured for other code, or with its test changed since, is stale."""
+    test = inspect.getsource(defence.function)
+    test = test[test.index(f"def {defence.function.__name__}("):]
+    return hashlib.sha256(f"{defence.old}\0{defence.new}\0{test}".encode()).hexdigest()[:16]
 
 
 def stale(defences, table):
@@ -200,7 +205,8 @@ def main(args):
         if not chosen:
             raise UsageError("no declared defence is for those --file and holds that --only text; see the @guards "
                              "in tests/")
-        out = output.results_file(args.out, "defences.json", quick=len(chosen) < len(defences) and not args.update)
+        out = output.results_file(args.out, "defences.json", quick=len(chosen) < len(defences) and not args.update,
+                                  owner="the table of defences,")
         held = files.read_json(out) if out.exists() else {"defences": []}
         if out.suffix != ".json" or not (isinstance(held, dict) and isinstance(held.get("defences"), list)):
             if not out.exists():  # nothing there to replace: only its name is wrong
@@ -214,7 +220,11 @@ def main(args):
             for i in range(args.jobs):
                 scratch_copy(Path(scratch, str(i)))
                 repos.put(Path(scratch, str(i)))
-            status, tail = pytest(Path(scratch, "0"), sorted({d.test for d in chosen}))
+            # Every chosen test once, all in place: as the suite runs, on every core, within TIMEOUT a test.
+            tests = sorted({d.test for d in chosen})
+            status, tail = pytest(Path(scratch, "0"), tests, "auto", TIMEOUT * len(tests))
+            if status == 4:  # pytest's "no such test"
+                raise UsageError("a declared test is not there (a test or a case= misnamed): " + " / ".join(tail))
             if status != 0:
                 raise UsageError("the tests fail with every defence in place; fix that first: " + " / ".join(tail))
             emit("| file | defence | test | without it |\n|---|---|---|---|")

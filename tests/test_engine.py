@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 import dataset
-from helpers import LossPastBeliefFromStep, guards, results_of
+from helpers import LossPastBeliefFromStep, guards, results_of, synthetic
 from mnistlab import engine
 from mnistlab.recipes import MODEL_NAMES, RECIPES, resolve_recipe
 
@@ -27,14 +27,6 @@ from mnistlab.recipes import MODEL_NAMES, RECIPES, resolve_recipe
 def recipe_for(model="custom_mlp", **overrides):
     return resolve_recipe(model, overrides, epochs=3, seed=0, limit=None, train_size=None, validation=False,
                           amp=False)
-
-
-def synthetic(n=300, seed=0):
-    """Images whose class a fixed random projection decides: learnable, and nothing like MNIST."""
-    generator = torch.Generator().manual_seed(seed)
-    images = torch.randn(n, 1, 28, 28, generator=generator)
-    projection = torch.randn(28 * 28, 10, generator=generator)
-    return images, (images.flatten(1) @ projection).argmax(1)
 
 
 def full_batch_loss_and_accuracy(model, images, labels):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import EpsImagePlugin, ExifTags, Image, ImageDraw, JpegImagePlugin
 
-from helpers import PNGS, ROOT, drawing, encoded, guards, png_declaring
+from helpers import PNGS, ROOT, drawing, encoded, guards, png_declaring, similar
 from mnistlab import images, preprocess
 
 # images.py silences Pillow's warnings when imported, but pytest undoes filters set while it collects.
@@ -41,10 +41,6 @@ def one(size=(60, 80)):
     ImageDraw.Draw(image).line([(size[0] / 2, size[1] * 0.15), (size[0] / 2, size[1] * 0.85)], fill=20,
                                width=max(2, size[0] // 10))
     return image
-
-
-def similar(a, b):
-    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
 
 def corruptions(data, rng, count):

@@ -29,9 +29,14 @@ def working_in(folder):
 
 def test_each_declared_defence_reads_once_in_its_file_and_in_plain_words():
     defences = mutants.declared()
+    assert defences
     misread = [f"{d.file}: {d.what}" for d in defences if (ROOT / d.file).read_text().count(d.old) != 1
                or d.new == d.old]
-    assert defences and not misread, misread
+    assert not misread, f"declarations whose code no longer reads once in its file (mend the @guards): {misread}"
+    # A later test of the same name in its module would run in its stead, unguarded.
+    replaced = [d.test for d in defences if getattr(sys.modules[d.function.__module__], d.function.__name__, None)
+                is not d.function]
+    assert not replaced, f"declared tests that another of the same name replaces: {replaced}"
     assert len({(d.file, d.old) for d in defences}) == len(defences), "a defence declared twice"
     for d in defences:  # docs/defences.md quotes them
         test, _, case = d.test.partition("[")
@@ -81,7 +86,7 @@ def test_a_scratch_copy_a_killed_run_left_is_removed_by_the_next(tmp_path, monke
     (left / files.OWNER).write_text(f"{child.pid} {start} {os.readlink('/proc/self/ns/pid')}\n")
     # No copies made nor tests run: only the folders are in question here (and a scratch copy has no git to list).
     monkeypatch.setattr(mutants, "scratch_copy", lambda into: into.mkdir())
-    monkeypatch.setattr(mutants, "pytest", lambda repo, nodes: (0, []))
+    monkeypatch.setattr(mutants, "pytest", lambda repo, nodes, *how: (0, []))
     monkeypatch.setattr(mutants, "try_each", lambda chosen, repos, jobs: iter(()))
     argv = ["--only", "plain text is not blank", "--out", str(tmp_path / "defences.json")]
     assert mutants.main(mutants.get_args_parser().parse_args(argv)) == 0, capsys.readouterr()
@@ -121,3 +126,9 @@ def test_out_with_nothing_there_is_refused_for_its_name_only_and_a_json_name_is_
     monkeypatch.setattr(mutants, "scratch_copy", lambda into: pytest.fail("took --out x.json"))
     with pytest.raises(pytest.fail.Exception, match="took --out x.json"):  # as advised: on to the work
         mutants.main(mutants.get_args_parser().parse_args(["--only", "bold", "--out", str(tmp_path / "x.json")]))
+
+
+def test_out_never_names_a_file_of_the_repository_but_the_tables_own(capsys):
+    assert mutants.main(mutants.get_args_parser().parse_args(["--only", "bold", "--out", str(ROOT / "README.md")])) == 2
+    assert capsys.readouterr().err == (f"mutants: error: --out {ROOT / 'README.md'} is a file of the repository's, not "
+                                       f"the table of defences, results/defences.json; pass another --out\n")

@@ -18,13 +18,9 @@ from PIL import Image, ImageDraw
 
 import dataset
 import predict
-from helpers import PNGS, ROOT, drawing, guards, interrupted_while_starting, nan_answers, start
+from helpers import PNGS, ROOT, drawing, guards, interrupted_while_starting, nan_answers, similar, start
 from mnistlab import checkpoints, engine, figures, files, preprocess
 from mnistlab.errors import UsageError
-
-
-def similar(a, b):
-    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
 
 @pytest.fixture(scope="module")

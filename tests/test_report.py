@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 import dataset
-from helpers import LENET5_RUN, ROOT, change, check_advice, guards, one_line, png_declaring, refused, tiny_recipe
+from helpers import (LENET5_RUN, ROOT, change, check_advice, guards, one_line, png_declaring, refused, synthetic,
+                     tiny_recipe)
 from mnistlab import engine, files, measurements, recipes, runner, slots
 from mnistlab.errors import RunFailed, UsageError
 from mnistlab.recipes import resolve_recipe
@@ -30,12 +31,6 @@ README = DOCUMENTS["README.md"]
 def anchor(heading):
     """GitHub's anchor for a heading: lower case, punctuation but - and _ dropped, spaces as -."""
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
-
-
-def synthetic(n=300, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    images = torch.randn(n, 1, 28, 28, generator=generator)
-    return images, (images.flatten(1) @ torch.randn(28 * 28, 10, generator=generator)).argmax(1)
 
 
 def recipe_for(model="custom_mlp"):

@@ -356,5 +356,5 @@ def section_defences(table):
             f"each change in turn, in a scratch copy of the repository, and runs that test (`--update` measures "
             f"some again). As last measured (`results/defences.json`), {red} of {len(measured)} tests failed "
             f"without their defence{unmeasured}. `make test` fails where a declared defence no longer reads as "
-            f"declared, or is not a red row of that table.\n\n<details><summary>Each defence and its test, by test "
+            f"declared, or is not a red row of that table measured for its code and its test as they are.\n\n<details><summary>Each defence and its test, by test "
             f"module</summary>\n\n" + "\n".join(rows) + "\n\n</details>")
