@@ -7,8 +7,8 @@ import shutil
 import pytest
 import torch
 
-from helpers import (QUICK, RUN, assert_one_line_error, assert_rejected, checkpoint_of, guards, interrupt_epoch,
-                     outputs_of, results_of, without_seconds)
+from helpers import (ONE_EPOCH, QUICK, RUN, assert_one_line_error, assert_rejected, checkpoint_of, guards,
+                     interrupt_epoch, outputs_of, results_of, without_seconds)
 from mnistlab import checkpoints, engine, files, runs
 
 
@@ -208,7 +208,8 @@ def test_a_loss_past_what_results_may_hold_fails_the_run_and_its_results_say_div
         '(NOTHING, None):                   ("fresh",          "no checkpoint",',
         '(NOTHING, None):                   ("fresh",          "fresh",')
 def test_resume_without_a_checkpoint_is_rejected(tmp_path, cli):
-    assert_rejected(["--resume", "--out-dir", tmp_path], tmp_path, cli, "--resume: no checkpoint at")
+    # Small, so that without the refusal the run it would train ends at once, and fails the test, red not hung.
+    assert_rejected(["--resume", *ONE_EPOCH, "--out-dir", tmp_path], tmp_path, cli, "--resume: no checkpoint at")
 
 
 @guards("mnistlab/runs.py",
