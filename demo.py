@@ -31,7 +31,7 @@ def main(args, started=lambda: None):
         import torch
         models = load_models(args.checkpoint)
         if not models:
-            raise UsageError("no trained model in runs/checkpoints; train one with "
+            raise UsageError("no model trained on MNIST in runs/checkpoints; train one with "
                              "`python main.py --model lenet5_regularized`")
         try:
             server = make_server(models, args.port)

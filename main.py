@@ -2,10 +2,11 @@
 
     python main.py --model lenet5 --epochs 10
     python main.py --model lenet5 --evaluate
+    python main.py --dataset fashion-mnist --model all
 
 A run writes results/<run>.json, plots/<run>_curves.png and checkpoints/<run>.pt under --out-dir (runs/ by
 default), where <run> is the model's name, then _<recipe> for a named recipe (fast), then _<tag> when --tag is
-given, then _seed<seed>.
+given, then _seed<seed>; a run on Fashion-MNIST has fashion-mnist_ in front.
 """
 import contextlib
 import os
@@ -18,13 +19,13 @@ from mnistlab.cli import (RECIPE_FLAGS, OneLineErrorParser, add_data_flags, add_
                           exit_now, parse_tag, run, setting)
 from mnistlab.errors import Interrupted, UsageError
 from mnistlab.paths import relative
-from mnistlab.recipes import (MODEL_NAMES, RECIPE_NAMES, check_run_name, evaluated_on, format_recipe, resolve_recipe,
-                              run_name)
+from mnistlab.recipes import (DATASET_TITLES, MODEL_NAMES, RECIPE_NAMES, check_run_name, evaluated_on, format_recipe,
+                              resolve_recipe, run_name)
 
 
 def get_args_parser():
-    p = OneLineErrorParser(description="Train LeNet-5, a same-size MLP and a regularized LeNet-5 on MNIST, "
-                                       "or evaluate a trained one.")
+    p = OneLineErrorParser(description="Train LeNet-5, a same-size MLP and a regularized LeNet-5 on MNIST (or "
+                                       "Fashion-MNIST), or evaluate a trained one.")
     p.add_argument("--model", default="lenet5", choices=[*MODEL_NAMES, "all"], help="model to train; all trains each in turn")
     p.add_argument("--recipe", choices=RECIPE_NAMES, nargs="?", const="default", default="default",
                    help="default: each model's recipe, as the report trains it; fast: LeNet5 to 99%% test accuracy "
@@ -40,7 +41,8 @@ def get_args_parser():
                    help="train on a class-stratified subset of N training images, repeated to fill each epoch so "
                         "the number of steps stays the same; the test set stays whole; default: all")
     p.add_argument("--data-dir", type=Path,
-                   help="where MNIST lives, or an empty folder to extract it into; default: data/ beside main.py")
+                   help="where the data lives (MNIST/ or FashionMNIST/, as torchvision lays them out), or an empty "
+                        "folder to extract it into; default: data/ beside main.py")
     p.add_argument("--out-dir", type=Path,
                    help="where results/, plots/ and checkpoints/ go; default: runs/ beside main.py (git ignores it)")
     p.add_argument("--tag", type=parse_tag,
@@ -84,7 +86,8 @@ def recipes_of(args):
     """Each model's recipe with the command line's explicit settings on top; UsageError on a mismatch."""
     names = list(MODEL_NAMES) if args.model == "all" else [args.model]
     overrides = {key: getattr(args, key) for key in RECIPE_KEYS}
-    run = dict(seed=args.seed, limit=args.limit, train_size=args.train_size, validation=args.validation, amp=args.amp)
+    run = dict(seed=args.seed, limit=args.limit, train_size=args.train_size, validation=args.validation, amp=args.amp,
+               dataset=args.dataset)
     if args.tag:
         for name in names:
             check_run_name(name, args.tag, args.recipe)
@@ -101,12 +104,15 @@ def train(args, recipes, device):
     if out_dir.resolve() == files.ROOT:  # what it wrote there would mix with what the README reports
         raise UsageError(f"--out-dir {relative(out_dir)} is the repository, whose results/ and plots/ are the report's "
                          f"(make report writes them); pass another --out-dir")
-    paths = [files.RunPaths.of(out_dir, run_name(r["model"], args.tag, args.seed, args.recipe)) for r in recipes]
+    paths = [files.RunPaths.of(out_dir, run_name(r["model"], args.tag, args.seed, args.recipe, args.dataset))
+             for r in recipes]
     decisions = [runs.decide(p, r, args.resume, args.overwrite, skip_finished=len(recipes) > 1,
                              threads=torch.get_num_threads(), set_threads=set_threads)
                  for p, r in zip(paths, recipes)]
-    comparison = out_dir / "plots" / f"{run_name('comparison', args.tag, args.seed)}.png" if len(recipes) > 1 else None
-    data = dataset.load_splits(args.data_dir or dataset.DEFAULT_DATA_DIR, device, args.validation, args.limit)
+    comparison = (out_dir / "plots" / f"{run_name('comparison', args.tag, args.seed, dataset=args.dataset)}.png"
+                  if len(recipes) > 1 else None)
+    data = dataset.load_splits(args.data_dir or dataset.DEFAULT_DATA_DIR, device, args.validation, args.limit,
+                               args.dataset)
     outputs = [output for path in paths for output in path.outputs] + ([comparison] if comparison else [])
     files.prepare_out_dir(out_dir, outputs)
     scored_on = evaluated_on(recipes[0])  # the same for every model of the command
@@ -139,7 +145,8 @@ def train(args, recipes, device):
     if comparison:
         # Every run is finished by now, and --resume redraws this from their results.
         files.save(comparison, files.save_figure,
-                   figures.comparison(histories, f"MNIST {scored_on} curves, seed {args.seed}"), resumable=True)
+                   figures.comparison(histories, f"{DATASET_TITLES[args.dataset]} {scored_on} curves, seed {args.seed}"),
+                   resumable=True)
         emit(f"wrote {relative(comparison)}")
     return 0
 
@@ -150,21 +157,25 @@ def evaluate(args, names, device):
     from mnistlab import checkpoints, engine, figures, files
     if args.checkpoint and len(names) > 1:
         raise UsageError("--checkpoint names one model's checkpoint; pass --model too, not --model all")
-    paths = [args.checkpoint or files.RunPaths.of(args.out_dir or files.DEFAULT_OUT_DIR,
-                                                        run_name(name, args.tag, args.seed, args.recipe)).checkpoint
-                   for name in names]
+    out_dir = args.out_dir or files.DEFAULT_OUT_DIR
+    paths = [args.checkpoint or files.RunPaths.of(out_dir, run_name(name, args.tag, args.seed, args.recipe,
+                                                                     args.dataset)).checkpoint for name in names]
     # Each figure is named after the checkpoint it scores, so that it never takes another run's name.
     confusions = [args.out_dir / "plots" / f"{Path(path).stem}_confusion.png" if args.out_dir else None
                   for path in paths]
     if args.out_dir:
         files.prepare_out_dir(args.out_dir, confusions)
     _, _, images, labels = dataset.load_splits(args.data_dir or dataset.DEFAULT_DATA_DIR, device, args.validation,
-                                               args.limit)
-    split = "validation split" if args.validation else "test set"
+                                               args.limit, args.dataset)
+    classes = dataset.DATASETS[args.dataset].classes
+    # Named where it is not MNIST, whose runs print as before datasets were a setting.
+    split = (f"{DATASET_TITLES[args.dataset]} " if args.dataset != "mnist" else "") + (
+        "validation split" if args.validation else "test set")
     for name, path, confusion in zip(names, paths, confusions):
         if not args.checkpoint and not path.exists():
             raise UsageError(f"--evaluate: no checkpoint at {path}; train it first: {training_command(args, name)}")
-        model, checkpoint = checkpoints.load_model(path, device, name, "--checkpoint" if args.checkpoint else "--evaluate")
+        flag = "--checkpoint" if args.checkpoint else "--evaluate"
+        model, checkpoint = checkpoints.load_model(path, device, name, flag, args.dataset)
         if args.validation and not checkpoint["recipe"]["validation"]:
             raise UsageError(f"--validation: {path} was trained without --validation, on training images that include "
                              f"the validation split; evaluate it on the test set (drop --validation)")
@@ -172,32 +183,40 @@ def evaluate(args, names, device):
         matrix = engine.confusion_matrix(labels.cpu(), result.predictions.cpu())
         emit(f"{name} from {path} (epoch {checkpoint['epoch']}), on the {split}, {len(labels):,} images:\n"
               f"loss {result.loss:.4f}  accuracy {result.acc:.2f}%  errors {len(labels) - int(matrix.trace()):,}\n\n"
-              f"{per_class_table(matrix)}\n\nmost frequent confusions: {frequent_confusions(matrix, 5)}\n")
+              f"{per_class_table(matrix, classes)}\n\n"
+              f"most frequent confusions: {frequent_confusions(matrix, 5, classes)}\n")
         if confusion:
-            files.save(confusion, files.save_figure, figures.confusion(matrix, f"{name}: confusion matrix on the {split}"))
+            files.save(confusion, files.save_figure,
+                       figures.confusion(matrix, f"{name}: confusion matrix on the {split}", classes))
             emit(f"wrote {relative(confusion)}")
     return 0
 
 
 def training_command(args, model):
     """The main.py command that trains the run that --evaluate looks for."""
-    options = {"--recipe": args.recipe if args.recipe != "default" else None, "--tag": args.tag,
+    options = {"--dataset": args.dataset if args.dataset != "mnist" else None,
+               "--recipe": args.recipe if args.recipe != "default" else None, "--tag": args.tag,
                "--seed": args.seed or None, "--out-dir": args.out_dir}
     return shlex.join(["python", "main.py", "--model", model,
                        *[str(v) for flag, value in options.items() if value is not None for v in (flag, value)]])
 
 
-def per_class_table(matrix):
-    rows = ["digit  images  errors  accuracy"]
-    for digit, row in enumerate(matrix.tolist()):
-        rows.append(f"{digit:5d}  {sum(row):6d}  {sum(row) - row[digit]:6d}  {100 * row[digit] / max(sum(row), 1):7.2f}%")
+def per_class_table(matrix, classes):
+    """Each class's images, errors and accuracy; MNIST's classes are digits, and the column says so."""
+    width = max(map(len, classes))
+    rows = [f"{'digit' if width == 1 else 'class':>{max(width, 5)}}  images  errors  accuracy"]
+    for label, (name, row) in enumerate(zip(classes, matrix.tolist())):
+        rows.append(f"{name:>{max(width, 5)}}  {sum(row):6d}  {sum(row) - row[label]:6d}  "
+                    f"{100 * row[label] / max(sum(row), 1):7.2f}%")
     return "\n".join(rows)
 
 
-def frequent_confusions(matrix, count):
+def frequent_confusions(matrix, count, classes):
     errors = matrix.clone().fill_diagonal_(0).flatten()
     top = errors.topk(count)
-    return ", ".join(f"{i // 10} read as {i % 10} ({n}x)" for n, i in zip(top.values.tolist(), top.indices.tolist()) if n)
+    n = len(classes)
+    return ", ".join(f"{classes[i // n]} read as {classes[i % n]} ({k}x)"
+                     for k, i in zip(top.values.tolist(), top.indices.tolist()) if k)
 
 
 def interrupted(e, args):

@@ -183,9 +183,9 @@ def load(args):
         print(f"predict.py: skipped {printable(error.path)}, which {error.reason}", file=sys.stderr)
     checkpoint = args.checkpoint or checkpoints.best_checkpoint(files.DEFAULT_OUT_DIR, args.model, skipped)
     if checkpoint is None:
-        raise UsageError(f"no trained {args.model or 'model'} in {files.DEFAULT_OUT_DIR / 'checkpoints'}; train "
-                         f"one with `python main.py --model {args.model or 'lenet5_regularized'}`")
-    model, saved = checkpoints.load_model(checkpoint, torch.device("cpu"), args.model)
+        raise UsageError(f"no {args.model or 'model'} trained on MNIST in {files.DEFAULT_OUT_DIR / 'checkpoints'}; "
+                         f"train one with `python main.py --model {args.model or 'lenet5_regularized'}`")
+    model, saved = checkpoints.load_model(checkpoint, torch.device("cpu"), args.model, reader="predict.py")
     print(f"reading with {saved['recipe']['model']} from {printable(checkpoint)} (epoch {saved['epoch']}, final "
           f"{evaluated_on(saved['recipe'])} accuracy {saved['history'][-1]['eval_acc']:.2f}%)", file=sys.stderr)
     return model

@@ -72,8 +72,8 @@ def grid(args):
             check_run_name(model, tag)
         for seed in args.seed:
             recipe = resolve_recipe(model, overrides, recipe_name, seed=seed, limit=args.limit, train_size=None,
-                                    validation=args.validation, amp=args.amp)
-            name = run_name(model, tag or None, seed, recipe_name)
+                                    validation=args.validation, amp=args.amp, dataset=args.dataset)
+            name = run_name(model, tag or None, seed, recipe_name, args.dataset)
             runs.append((name.removesuffix(f"_seed{seed}"), name, recipe))
     names = [name for _, name, _ in runs]
     repeated = sorted({name for name in names if names.count(name) > 1})

@@ -82,12 +82,12 @@ def profile_step(model, loader, optimizer, scheduler, steps=50):
 def measure(args):
     recipe = dict(RECIPES["lenet5"], model="lenet5", batch_size=args.batch_size, amp=False)
     start = time.perf_counter()
-    dataset.prepare_mnist()
+    dataset.prepare()
     reference_train, reference_test = reference.loaders(args.batch_size)
     reference_setup = time.perf_counter() - start
 
     start = time.perf_counter()
-    train_images, train_labels, test_images, test_labels = dataset.load_mnist()
+    train_images, train_labels, test_images, test_labels = dataset.load()
     ours_train = dataset.TensorLoader(train_images, train_labels, args.batch_size, shuffle=True)
     ours_test = {size: dataset.TensorLoader(test_images, test_labels, size) for size in (1000, 10_000)}
     ours_setup = time.perf_counter() - start

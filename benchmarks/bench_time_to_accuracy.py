@@ -143,7 +143,7 @@ def main(argv=None):
 
 
 def measure_all(args, out):
-    dataset.prepare_mnist()  # extract the data once, before any clock starts
+    dataset.prepare()  # extract the data once, before any clock starts
     runs = {name: [] for name in COMMANDS}
     with tempfile.TemporaryDirectory() as folder:
         for seed in range(max(args.seeds, args.reference_seeds)):

@@ -32,8 +32,8 @@ PROG = "reference"
 
 def loaders(batch_size, limit=None, **options):
     """pytorch/examples' pipeline: datasets.MNIST + ToTensor + Normalize + DataLoader, for training and test."""
-    to_tensor = transforms.Compose([transforms.ToTensor(), transforms.Normalize((dataset.MNIST_MEAN,),
-                                                                                 (dataset.MNIST_STD,))])
+    to_tensor = transforms.Compose([transforms.ToTensor(), transforms.Normalize((dataset.MNIST.mean,),
+                                                                                 (dataset.MNIST.std,))])
     train_set, test_set = (datasets.MNIST(dataset.DEFAULT_DATA_DIR, train=train, transform=to_tensor)
                            for train in (True, False))
     if limit:
@@ -98,7 +98,7 @@ def main(argv=None):
 
     def body():
         device = engine.resolve_device(args.device)
-        dataset.prepare_mnist()
+        dataset.prepare()
         emit(json.dumps(train(args.epochs, args.seed, device, args.limit)))
         return 0
     return run(PROG, body, interrupted=f"{PROG}: interrupted")

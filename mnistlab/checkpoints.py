@@ -15,7 +15,7 @@ import torch
 
 from mnistlab import engine, files, paths, slots
 from mnistlab.errors import UsageError
-from mnistlab.recipes import check_recipe, shown_value
+from mnistlab.recipes import DATASET_TITLES, check_recipe, data_of, shown_value
 
 CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "epoch", "recipe", "history", "rng", "predictions"}
 # What a checkpoint has held since a later version, and older ones lack: threads, torch's thread count, which
@@ -166,12 +166,19 @@ def record_problem(refusal, number):
     return f"has a loss or time that is {slots.past_belief()}"
 
 
-def load_model(path, device, model_name=None, flag="--checkpoint"):
-    """The trained model in a checkpoint, in eval mode on device, and the checkpoint itself."""
+def load_model(path, device, model_name=None, flag="--checkpoint", dataset=None, reader=None):
+    """The trained model in a checkpoint, in eval mode on device, and the checkpoint itself. With dataset, the
+    checkpoint must be trained on it; a reader of users' digits (a program's name) takes MNIST's only."""
     checkpoint = load_checked(path, flag)
-    saved = checkpoint["recipe"]["model"]
+    saved, trained_on = checkpoint["recipe"]["model"], data_of(checkpoint["recipe"])
     if model_name and saved != model_name:
         raise UsageError(f"{flag}: {path} holds a {saved} checkpoint, not {model_name}; pass --model {saved}")
+    if reader and trained_on != "mnist":
+        raise UsageError(f"{flag}: {path} was trained on {DATASET_TITLES[trained_on]}, and {reader} reads handwritten "
+                         f"digits; pass a checkpoint trained on MNIST")
+    if dataset and trained_on != dataset:
+        raise UsageError(f"{flag}: {path} was trained on {DATASET_TITLES[trained_on]}, not {DATASET_TITLES[dataset]}; "
+                         f"pass --dataset {trained_on}")
     try:
         model = engine.build_model(checkpoint["recipe"], device)
         model.load_state_dict(checkpoint["model"])
@@ -215,7 +222,7 @@ def best_checkpoint(out_dir, model=None, skipped=lambda error: None):
             skipped(e)
             continue
         recipe = checkpoint["recipe"]
-        if model and recipe["model"] != model:
+        if model and recipe["model"] != model or data_of(recipe) != "mnist":  # its readers read digits
             continue
         if checkpoint["epoch"] < recipe["epochs"]:
             skipped(CheckpointError("--checkpoint", path, f"holds an unfinished run (epoch {checkpoint['epoch']} of "

@@ -11,7 +11,7 @@ import sys
 import threading
 
 from mnistlab.errors import Interrupted, RunFailed, UsageError
-from mnistlab.recipes import RECIPE_SCHEMA, check_tag
+from mnistlab.recipes import DATASET_TITLES, RECIPE_SCHEMA, check_tag
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -125,6 +125,10 @@ def add_recipe_flags(parser, many=False):
 
 def add_data_flags(parser):
     """The flags that say what a run trains and scores on, and how: main.py's and sweep.py's alike."""
+    parser.add_argument("--dataset", choices=DATASET_TITLES, default="mnist",
+                        help="what to train and score on: handwritten digits, or Fashion-MNIST's clothes in the same "
+                             "format; a run on another dataset than MNIST is named after it, e.g. "
+                             "fashion-mnist_lenet5_seed0")
     parser.add_argument("--validation", action="store_true",
                         help="train on the first 50,000 training images and evaluate on the last 10,000 instead of the "
                              "test set, to compare recipes without looking at the test set; default: off")

@@ -13,7 +13,7 @@ from tqdm import tqdm
 import dataset
 from mnistlab import slots
 from mnistlab.errors import RunFailed, UsageError
-from mnistlab.recipes import ARCHITECTURE_KEYS, evaluated_on
+from mnistlab.recipes import ARCHITECTURE_KEYS, data_of, evaluated_on
 from model import MODELS
 
 
@@ -80,7 +80,7 @@ def training_batches(recipe, images, labels):
         subset = dataset.stratified_subset(labels.cpu(), recipe["train_size"]).to(labels.device)
         images, labels = images[subset], labels[subset]
     return dataset.TensorLoader(images, labels, recipe["batch_size"], shuffle=True, augment=recipe["augment"],
-                                epoch_size=epoch_size)
+                                epoch_size=epoch_size, background=dataset.DATASETS[data_of(recipe)].background)
 
 
 def setup(recipe, train_images, train_labels, device):

@@ -71,13 +71,14 @@ def ablation(rows, title):
         ax.set(title=axis_title, ylabel=ylabel)
         ax.grid(axis="y", alpha=0.3)
     axes[0].yaxis.set_major_formatter(PercentFormatter(decimals=1))
-    axes[0].set_ylim(min(min(accs) for _, accs, *_ in rows) - 0.2, 100)
+    every = [acc for _, accs, *_ in rows for acc in accs]
+    axes[0].set_ylim(min(every) - 0.2, min(max(every) + 0.5, 100))
     fig.suptitle(title)
     return fig
 
 
-def confusion(matrix, title):
-    """matrix[i, j]: images of digit i predicted as j."""
+def confusion(matrix, title, classes):
+    """matrix[i, j]: images of class i predicted as j; classes are their names (MNIST's, the digits)."""
     fig = Figure(figsize=(6.5, 5.5), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(np.asarray(matrix) + 1, cmap="Blues", norm=LogNorm())
@@ -86,7 +87,12 @@ def confusion(matrix, title):
             if matrix[i, j]:
                 ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if i == j else "black")
-    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted digit", ylabel="true digit", title=title)
+    digits = "".join(classes) == "0123456789"
+    kind = "digit" if digits else "class"
+    ax.set(xticks=range(10), yticks=range(10), xlabel=f"predicted {kind}", ylabel=f"true {kind}", title=title)
+    if not digits:
+        ax.set_xticklabels(classes, rotation=45, ha="right")
+        ax.set_yticklabels(classes)
     fig.colorbar(image, ax=ax, label="images + 1 (log scale)")
     return fig
 

@@ -192,7 +192,7 @@ def normalize(fields):
     import torch
 
     import dataset
-    return (torch.from_numpy(np.stack(fields)).unsqueeze(1) - dataset.MNIST_MEAN) / dataset.MNIST_STD
+    return (torch.from_numpy(np.stack(fields)).unsqueeze(1) - dataset.MNIST.mean) / dataset.MNIST.std
 
 
 def read(path, thumbnail=False):

@@ -10,6 +10,8 @@ from mnistlab.errors import UsageError
 
 MODEL_NAMES = ("lenet5", "custom_mlp", "lenet5_regularized")
 LABELS = {"lenet5": "LeNet5", "custom_mlp": "CustomMLP", "lenet5_regularized": "LeNet5_Regularized"}
+# What a run trains and scores on (dataset.DATASETS holds their files and statistics), and their names in prose.
+DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 
 # Each model's defaults, chosen on the validation split by scripts/tune.py (see results/tuning/). Flags override
 # them. augment is a strength: 0 is off, 1 rotates by up to 5 degrees and shifts and scales by up to 5%, 2 doubles
@@ -22,7 +24,7 @@ RECIPES = {
                                dropout=0.1, batch_norm=True, label_smoothing=0.0),
 }
 # Settings added after runs were first saved, and the value every run saved before them trained with.
-LATER_SETTINGS = {"label_smoothing": 0.0}
+LATER_SETTINGS = {"label_smoothing": 0.0, "dataset": "mnist"}
 # Recipes besides the defaults, by name (`--recipe NAME`), for the models that have them. "fast" trains LeNet5 to
 # 99% test accuracy in as little time as it can: chosen on the validation split by `scripts/tune.py --fast`.
 NAMED_RECIPES = {
@@ -88,6 +90,7 @@ RECIPE_SCHEMA = {
     "limit": Setting(int, 2, 10**9, optional=True),
     "train_size": Setting(int, 2, 10**9, optional=True),
     "validation": Setting(bool),
+    "dataset": Setting(str, choices=tuple(DATASET_TITLES)),
     "optimizer": Setting(str, choices=("sgd", "adamw")),
     "lr": Setting(float, 0, 10, low_open=True),
     "weight_decay": Setting(float, 0, 1),
@@ -105,12 +108,14 @@ RECIPE_KEYS = tuple(RECIPE_SCHEMA)
 EPOCHS = 10
 
 
-def run_name(model, tag=None, seed=0, recipe="default"):
+def run_name(model, tag=None, seed=0, recipe="default", dataset="mnist"):
     """The one name of a run: its files are results/<name>.json, plots/<name>_curves.png, checkpoints/<name>.pt.
 
-    A named recipe is part of the name (lenet5_fast_seed0), so that it never meets the default recipe's run.
+    A named recipe is part of the name (lenet5_fast_seed0), so that it never meets the default recipe's run, and
+    so is a dataset other than MNIST, in front (fashion-mnist_lenet5_seed0), where no model's name or tag can put it.
     """
-    return "_".join([model, *([recipe] if recipe != "default" else []), *([tag] if tag else []), f"seed{seed}"])
+    return "_".join([*([dataset] if dataset != "mnist" else []), model, *([recipe] if recipe != "default" else []),
+                     *([tag] if tag else []), f"seed{seed}"])
 
 
 # How a setting is written in a run's tag, where a sweep varies it (lenet5_lr0.05_bs64_seed0).
@@ -173,7 +178,8 @@ def shown_value(value):
 
 
 def resolve_recipe(model, overrides, name="default", **run):
-    """The model's recipe of that name, with the run's own settings (seed, ...) added and the overrides on top.
+    """The model's recipe of that name, with the run's own settings (seed, dataset, ...; MNIST unless said)
+    added and the overrides on top.
 
     An override of None keeps the recipe's value; one that the model does not take is a UsageError. A recipe
     trains for EPOCHS epochs unless it says otherwise.
@@ -186,7 +192,7 @@ def resolve_recipe(model, overrides, name="default", **run):
         has = ", ".join(NAMED_RECIPES[name])
         raise UsageError(f"--recipe {name} is a recipe for {has} only, not {model}; pass --model {has.split(',')[0]} "
                          f"or drop --recipe")
-    recipe = {"model": model, **base, "epochs": base.get("epochs", EPOCHS), **run}
+    recipe = {"model": model, **base, "epochs": base.get("epochs", EPOCHS), "dataset": "mnist", **run}
     for key, value in overrides.items():
         if value is None:
             continue
@@ -206,11 +212,18 @@ def completed(recipe):
     return {**recipe, **{key: value for key, value in LATER_SETTINGS.items() if key not in recipe}}
 
 
+def data_of(recipe):
+    """The dataset a run with this recipe trains and scores on, for runs saved before datasets were a setting too."""
+    return completed(recipe)["dataset"]
+
+
 def evaluated_on(recipe):
     """What a run with this recipe scores itself on: the test set, or with validation the held-out training images."""
     return "validation" if recipe["validation"] else "test"
 
 
 def format_recipe(recipe):
-    """The recipe's settings on one line, in RECIPE_KEYS' order whatever the dict's."""
-    return "recipe: " + ", ".join(f"{key}={recipe[key]}" for key in RECIPE_KEYS if key in recipe)
+    """The recipe's settings on one line, in RECIPE_KEYS' order whatever the dict's; an MNIST run's as it was before
+    datasets were a setting."""
+    return "recipe: " + ", ".join(f"{key}={recipe[key]}" for key in RECIPE_KEYS
+                                  if key in recipe and (key, recipe[key]) != ("dataset", "mnist"))

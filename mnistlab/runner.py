@@ -27,6 +27,7 @@ from pathlib import Path
 from mnistlab import files, ray_local
 from mnistlab.cli import Terminated, emit
 from mnistlab.errors import RunFailed, UsageError
+from mnistlab.recipes import data_of
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a run's files are, in the order the driver writes them: its results last, as the mark of a whole run.
@@ -84,7 +85,8 @@ def train_task(recipe, name, threads, device, resume_from=None, eval_batch_size=
     if threads:
         torch.set_num_threads(threads)
     device = engine.resolve_device(device)
-    data = dataset.load_splits(device=device, validation=recipe["validation"], limit=recipe["limit"])
+    data = dataset.load_splits(device=device, validation=recipe["validation"], limit=recipe["limit"],
+                               name=data_of(recipe))
     with contextlib.nullcontext(out_dir) if out_dir else tempfile.TemporaryDirectory(prefix="mnist-run-") as folder:
         paths = files.RunPaths.of(folder, name)
         if resume_from and not out_dir:
@@ -166,14 +168,14 @@ def jobs_to_train(named_recipes, paths_of, out_dir, flag="--out-dir", settings=N
 
 
 @functools.cache
-def _split_labels(validation, limit):
+def _split_labels(validation, limit, name):
     import dataset
-    return dataset.load_splits(validation=validation, limit=limit)[3].numpy()
+    return dataset.load_splits(validation=validation, limit=limit, name=name)[3].numpy()
 
 
 def true_labels(recipe):
     """The true labels of the images a recipe's run is scored on."""
-    return _split_labels(recipe["validation"], recipe["limit"])
+    return _split_labels(recipe["validation"], recipe["limit"], data_of(recipe))
 
 
 def train_and_report(jobs, settings, measure=lambda job: None, line=lambda outcome: None):

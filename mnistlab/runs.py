@@ -9,7 +9,7 @@ import torch
 import dataset
 from mnistlab import checkpoints, engine, figures, files
 from mnistlab.errors import Interrupted, UsageError
-from mnistlab.recipes import RECIPE_KEYS, completed, evaluated_on, shown_value
+from mnistlab.recipes import DATASET_TITLES, RECIPE_KEYS, completed, data_of, evaluated_on, shown_value
 from model import count_parameters
 
 
@@ -203,6 +203,13 @@ def stopped_diverged(results, epochs):
             and isinstance(results.get("history"), list) and len(results["history"]) == epochs)
 
 
+def curves_title(recipe, history):
+    """The title of a run's curves: its model, its dataset where it is not MNIST, its seed and final accuracy."""
+    on = "" if data_of(recipe) == "mnist" else f" on {DATASET_TITLES[data_of(recipe)]}"
+    return (f"{recipe['model']}{on}, seed {recipe['seed']}: final {evaluated_on(recipe)} accuracy "
+            f"{history[-1]['eval_acc']:.2f}%")
+
+
 def format_epoch(record, epochs, scored_on="test"):
     """The line main.py prints for a finished epoch."""
     return (f"epoch {record['epoch']:2d}/{epochs}  train loss {record['train_loss']:.4f} acc {record['train_acc']:6.2f}%"
@@ -242,7 +249,7 @@ def train_run(recipe, data, device, paths, checkpoint=None, *, eval_batch_size=1
         files.save(paths.results, files.write_json, results, resumable=True)
         if not history:  # diverged in its first epoch: results that say so, for a sweep not to train it again
             return
-        title = f"{recipe['model']}, seed {recipe['seed']}: final {scored_on} accuracy {history[-1]['eval_acc']:.2f}%"
+        title = curves_title(recipe, history)
         files.save(paths.curves, files.save_figure, figures.curves(history, title, scored_on), resumable=True)
 
     try:

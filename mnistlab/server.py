@@ -96,7 +96,7 @@ class Reader:
         except preprocess.Blank:
             return {"blank": True, "image": None, "shift": [dx, dy], "models": []}
         tensor = dataset.shift(preprocess.normalize([field]), dx, dy)
-        seen = (tensor[0, 0] * dataset.MNIST_STD + dataset.MNIST_MEAN).numpy()
+        seen = (tensor[0, 0] * dataset.MNIST.std + dataset.MNIST.mean).numpy()
         answers = []
         for name, path, accuracy, model in self.models:
             probabilities = engine.probabilities(model, tensor)[0]
@@ -299,7 +299,7 @@ def load_models(checkpoints):
             print(f"demo.py: skipped {paths.printable(error.path)}, which {error.reason}", file=sys.stderr)
     models = []
     for path in checkpoints:
-        model, checkpoint = checkpoint_files.load_model(path, torch.device("cpu"))
+        model, checkpoint = checkpoint_files.load_model(path, torch.device("cpu"), reader="demo.py")
         accuracy = {"acc": checkpoint["history"][-1]["eval_acc"],
                     "on": evaluated_on(checkpoint["recipe"])}
         models.append((checkpoint["recipe"]["model"], path, accuracy, model))

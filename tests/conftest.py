@@ -1,6 +1,7 @@
 """The fixtures the test modules share, and the order in which the suite runs. Helpers that are not fixtures are
 in helpers.py."""
 import errno
+import os
 import shutil
 import signal
 import sys
@@ -164,6 +165,27 @@ def trained_runs(tmp_path_factory):
     for model in ("lenet5", "custom_mlp"):
         recipe = resolve_recipe(model, {}, epochs=1, seed=0, limit=None, train_size=None, validation=False, amp=False)
         runs.train_run(recipe, data, torch.device("cpu"), files.RunPaths.of(out_dir, run_name(model)))
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def fashion():
+    """Fashion-MNIST's folder of decompressed files, from Debian's package. Where it is not installed the test is
+    skipped, saying so; in CI (CI=1), which installs it, that is a failure: no test skips there in silence."""
+    import dataset
+    data = dataset.DATASETS["fashion-mnist"]
+    if not all((data.archives / f"{name}.gz").exists() for name in data.sha256):
+        needs = f"needs Fashion-MNIST in {data.archives}: sudo apt-get install {dataset.FASHION_PACKAGE}"
+        pytest.fail(needs) if os.environ.get("CI") else pytest.skip(needs)
+    return dataset.prepare(name="fashion-mnist")
+
+
+@pytest.fixture(scope="session")
+def fashion_run(fashion, tmp_path_factory):
+    """A folder holding a finished QUICK lenet5 run on Fashion-MNIST (2 epochs on 512 images)."""
+    out_dir = tmp_path_factory.mktemp("fashion")
+    argv = ["--model", "lenet5", "--dataset", "fashion-mnist", *QUICK, "--out-dir", str(out_dir)]
+    assert main.main(main.get_args_parser().parse_args(argv)) == 0
     return out_dir
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+import demo
 import predict
 from helpers import (QUICK, ROOT, RUN, assert_one_line_error, checkpoint_of, guards, interrupt_epoch, outputs_of,
                      quick_recipe, tiny_recipe)
@@ -378,8 +379,8 @@ def test_best_checkpoint_prefers_a_full_run_to_any_quick_one(quick, tmp_path):
 
 @guards("mnistlab/checkpoints.py",
         "best_checkpoint reads only the asked model's runs",
-        '        if model and recipe["model"] != model:',
-        "        if False:")
+        '        if model and recipe["model"] != model or ',
+        "        if False or ")
 def test_best_checkpoint_reads_only_the_asked_models_runs(tmp_path):
     lenet = made_checkpoint(tmp_path / "checkpoints" / "lenet5_seed0.pt", quick_recipe(), 90.0)
     mlp = made_checkpoint(tmp_path / "checkpoints" / "custom_mlp_seed0.pt", quick_recipe("custom_mlp"), 99.0)
@@ -648,3 +649,25 @@ def test_a_damaged_checkpoint_is_refused_on_resume(damage, message, tmp_path, cl
     status, out, err = cli([*argv, "--resume"])
     assert_one_line_error(err, status, 2, message)
     assert not re.search(r"^epoch ", out, re.MULTILINE)  # no training
+
+
+@guards("mnistlab/checkpoints.py",
+        "predict.py and the demo refuse a checkpoint trained on another dataset than MNIST",
+        '    if reader and trained_on != "mnist":',
+        "    if False:")
+@guards("mnistlab/checkpoints.py",
+        "the best checkpoint for reading digits is never one trained on other data",
+        '        if model and recipe["model"] != model or data_of(recipe) != "mnist":',
+        '        if model and recipe["model"] != model:')
+def test_a_fashion_mnist_checkpoint_is_refused_in_one_line_and_never_chosen(fashion_run, images, monkeypatch,
+                                                                           run_predict, capsys):
+    fashion = fashion_run / "checkpoints" / "fashion-mnist_lenet5_seed0.pt"
+    status, out, err = run_predict(images / "one.png", "--checkpoint", fashion)
+    assert status == 2 and out == "" and err == (f"predict.py: error: --checkpoint: {fashion} was trained on "
+                                                 f"Fashion-MNIST, and predict.py reads handwritten digits; pass a "
+                                                 f"checkpoint trained on MNIST\n")
+    assert checkpoints.best_checkpoint(fashion_run) is None  # the only checkpoint there
+    monkeypatch.setattr(files, "DEFAULT_OUT_DIR", fashion_run)
+    assert demo.main(demo.get_args_parser().parse_args(["--checkpoint", str(fashion), "--port", "0"])) == 2
+    assert capsys.readouterr().err == (f"demo.py: error: --checkpoint: {fashion} was trained on Fashion-MNIST, and "
+                                       f"demo.py reads handwritten digits; pass a checkpoint trained on MNIST\n")

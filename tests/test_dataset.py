@@ -27,20 +27,20 @@ MD5 = {
 
 @pytest.fixture(scope="module")
 def mnist():
-    return dataset.load_mnist()
+    return dataset.load()
 
 
 def extracted_copy(tmp_path):
-    shutil.copytree(dataset.prepare_mnist(), tmp_path / "MNIST" / "raw")
+    shutil.copytree(dataset.prepare(), tmp_path / "MNIST" / "raw")
     return tmp_path / "MNIST" / "raw"
 
 
 def test_bundled_files_match_the_original_mnist():
-    raw = dataset.prepare_mnist()
+    raw = dataset.prepare()
     for name, md5 in MD5.items():
         assert hashlib.md5((raw / name).read_bytes()).hexdigest() == md5
     sums = dict(reversed(line.split()) for line in (dataset.BUNDLE_DIR / "SHA256SUMS").read_text().splitlines())
-    assert sums == dataset.SHA256
+    assert sums == dataset.MNIST.sha256
 
 
 @pytest.mark.parametrize("train", [True, False])
@@ -52,7 +52,7 @@ def test_our_idx_reader_matches_torchvisions(train):
 
 
 def test_loading_the_data_does_not_import_torchvision():
-    loaded = subprocess.run([sys.executable, "-c", "import sys, dataset; dataset.load_mnist(); "
+    loaded = subprocess.run([sys.executable, "-c", "import sys, dataset; dataset.load(); "
                              "print('torchvision' in sys.modules)"], capture_output=True, text=True,
                             cwd=dataset.DEFAULT_DATA_DIR.parent, check=True)
     assert loaded.stdout.strip() == "False"
@@ -60,8 +60,8 @@ def test_loading_the_data_does_not_import_torchvision():
 
 def test_normalization_constants_are_the_training_set_statistics(mnist):
     pixels = dataset.read_split(train=True)[0].double() / 255
-    assert round(pixels.mean().item(), 4) == dataset.MNIST_MEAN
-    assert round(pixels.std().item(), 4) == dataset.MNIST_STD
+    assert round(pixels.mean().item(), 4) == dataset.MNIST.mean
+    assert round(pixels.std().item(), 4) == dataset.MNIST.std
     train_images = mnist[0]
     assert abs(train_images.mean().item()) < 1e-3 and abs(train_images.std().item() - 1) < 1e-3
 
@@ -115,7 +115,7 @@ def test_augmentation_with_zero_ranges_is_the_identity(mnist):
 
 
 def test_augmentation_keeps_blank_pixels_blank():
-    blank = torch.full((4, 1, 28, 28), dataset.BACKGROUND)
+    blank = torch.full((4, 1, 28, 28), dataset.MNIST.background)
     torch.testing.assert_close(dataset.random_affine(blank), blank)
 
 
@@ -130,7 +130,7 @@ def test_loader_augments_only_when_asked(mnist):
 
 @guards("dataset.py",
         "each data file's bytes are checked against their SHA-256 before they are parsed",
-        "    if hashlib.sha256(data).hexdigest() != SHA256[path.name]:",
+        "    if hashlib.sha256(contents).hexdigest() != data.sha256[path.name]:",
         "    if False:")
 def test_checksum_check_rejects_a_corrupted_file(tmp_path):
     raw = extracted_copy(tmp_path)
@@ -138,20 +138,20 @@ def test_checksum_check_rejects_a_corrupted_file(tmp_path):
     labels[100] ^= 1
     (raw / "t10k-labels-idx1-ubyte").write_bytes(labels)
     with pytest.raises(dataset.DataError, match=r"t10k-labels-idx1-ubyte fails its SHA-256 check.*delete it"):
-        dataset.prepare_mnist(tmp_path)
+        dataset.prepare(tmp_path)
 
 
 def test_checksum_check_rejects_a_truncated_file(tmp_path):
     raw = extracted_copy(tmp_path)
     (raw / "train-images-idx3-ubyte").write_bytes((raw / "train-images-idx3-ubyte").read_bytes()[:1000])
     with pytest.raises(dataset.DataError, match=r"train-images-idx3-ubyte fails its SHA-256 check"):
-        dataset.prepare_mnist(tmp_path)
+        dataset.prepare(tmp_path)
 
 
 def test_missing_files_are_extracted_again_from_the_bundle(tmp_path):
     raw = extracted_copy(tmp_path)
     (raw / "t10k-labels-idx1-ubyte").unlink()
-    dataset.prepare_mnist(tmp_path)
+    dataset.prepare(tmp_path)
     assert hashlib.md5((raw / "t10k-labels-idx1-ubyte").read_bytes()).hexdigest() == MD5["t10k-labels-idx1-ubyte"]
 
 
@@ -167,13 +167,13 @@ def test_a_truncated_bundle_is_rejected_and_leaves_nothing_behind(tmp_path):
     archive = (dataset.BUNDLE_DIR / "t10k-labels-idx1-ubyte.gz").read_bytes()
     (bundle / "t10k-labels-idx1-ubyte.gz").write_bytes(archive[:len(archive) // 2])
     with pytest.raises(dataset.DataError, match=r"t10k-labels-idx1-ubyte.gz is truncated or not gzip"):
-        dataset.prepare_mnist(tmp_path / "data", bundle)
-    assert sorted(p.name for p in raw.iterdir()) == sorted(set(dataset.SHA256) - {"t10k-labels-idx1-ubyte"})
+        dataset.prepare(tmp_path / "data", bundle)
+    assert sorted(p.name for p in raw.iterdir()) == sorted(set(dataset.MNIST.sha256) - {"t10k-labels-idx1-ubyte"})
 
 
 @guards("dataset.py",
         "a bundle that decompresses to the wrong bytes is refused",
-        "        if digest.hexdigest() != SHA256[target.name]:",
+        "        if digest.hexdigest() != data.sha256[target.name]:",
         "        if False:")
 def test_a_bundle_with_the_wrong_content_is_rejected(tmp_path):
     raw = extracted_copy(tmp_path / "data")
@@ -182,7 +182,7 @@ def test_a_bundle_with_the_wrong_content_is_rejected(tmp_path):
     bundle.mkdir()
     (bundle / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"not mnist"))
     with pytest.raises(dataset.DataError, match=r"t10k-labels-idx1-ubyte.gz decompresses to the wrong SHA-256"):
-        dataset.prepare_mnist(tmp_path / "data", bundle)
+        dataset.prepare(tmp_path / "data", bundle)
 
 
 @guards("dataset.py",
@@ -193,14 +193,14 @@ def test_without_bundle_or_network_the_error_names_the_fix(tmp_path, monkeypatch
     def offline(self):
         raise urllib.error.URLError("no network")
     monkeypatch.setattr(datasets.MNIST, "download", offline)
-    with pytest.raises(dataset.DataError, match=r"not bundled in .*empty.*download failed.*copy the four"):
-        dataset.prepare_mnist(tmp_path, tmp_path / "empty")
+    with pytest.raises(dataset.DataError, match=r"^MNIST is not in .*empty and its download failed.*copy the four"):
+        dataset.prepare(tmp_path, tmp_path / "empty")
 
 
 def test_extracted_files_get_the_usual_permissions(tmp_path):
     raw = extracted_copy(tmp_path)
     (raw / "t10k-labels-idx1-ubyte").unlink()
-    dataset.prepare_mnist(tmp_path)
+    dataset.prepare(tmp_path)
     umask = os.umask(0)
     os.umask(umask)
     assert (raw / "t10k-labels-idx1-ubyte").stat().st_mode & 0o777 == 0o666 & ~umask
@@ -212,25 +212,28 @@ def test_extracted_files_get_the_usual_permissions(tmp_path):
         "    if False and data_dir.resolve() != DEFAULT_DATA_DIR and not")
 @guards("dataset.py",
         "a folder that holds MNIST already is MNIST's, whatever else it holds",
-        ' and not (data_dir / "MNIST").is_dir() and any(',
-        " and any(")
+        '    if missing and data_dir.resolve() != DEFAULT_DATA_DIR and not any(\n'
+        '            (data_dir / other.folder).is_dir() for other in DATASETS.values()) and any(data_dir.iterdir()):',
+        '    if missing and data_dir.resolve() != DEFAULT_DATA_DIR and any(data_dir.iterdir()):')
 def test_mnist_is_extracted_only_into_an_empty_folder_or_its_own(tmp_path):
     others = tmp_path / "etc"
     others.mkdir()
     (others / "passwd").write_text("root:x:0:0")
     with pytest.raises(dataset.DataError) as refused:
-        dataset.prepare_mnist(others)
+        dataset.prepare(others)
     assert str(refused.value) == (f"data directory {others} holds other files and no MNIST/, where MNIST would be "
                                   f"extracted; pass an empty folder or one that holds MNIST/ as --data-dir, or drop "
                                   f"--data-dir")
     check_advice("main", str(refused.value))
     assert sorted(path.name for path in others.iterdir()) == ["passwd"]
     (tmp_path / "empty").mkdir()  # as advised
-    raw = dataset.prepare_mnist(tmp_path / "empty")
-    assert sorted(path.name for path in raw.iterdir()) == sorted(dataset.SHA256)
+    raw = dataset.prepare(tmp_path / "empty")
+    assert sorted(path.name for path in raw.iterdir()) == sorted(dataset.MNIST.sha256)
     (raw / "t10k-labels-idx1-ubyte").unlink()
     (raw.parent.parent / "notes.txt").write_text("")  # its own folder: MNIST/ there, whatever else
-    dataset.prepare_mnist(raw.parent.parent)
+    dataset.prepare(raw.parent.parent)
+    (tmp_path / "fashion" / "FashionMNIST").mkdir(parents=True)  # the package's for the other dataset
+    dataset.prepare(tmp_path / "fashion")
 
 
 @guards("dataset.py",
@@ -239,7 +242,7 @@ def test_mnist_is_extracted_only_into_an_empty_folder_or_its_own(tmp_path):
         "    if False:\n        raise")
 def test_a_missing_data_dir_is_rejected(tmp_path):
     with pytest.raises(dataset.DataError, match=r"does not exist"):
-        dataset.prepare_mnist(tmp_path / "nowhere")
+        dataset.prepare(tmp_path / "nowhere")
 
 
 def test_the_validation_split_holds_out_the_last_training_images(mnist):
@@ -267,12 +270,12 @@ def test_shift_moves_every_pixel_exactly_and_fills_in_blank():
     images = torch.arange(2 * 28 * 28, dtype=torch.float32).view(2, 1, 28, 28)
     moved = dataset.shift(images, 3, -2)
     torch.testing.assert_close(moved[..., :26, 3:], images[..., 2:, :25], rtol=0, atol=0)
-    assert (moved[..., :, :3] == dataset.BACKGROUND).all() and (moved[..., 26:, :] == dataset.BACKGROUND).all()
+    assert (moved[..., :, :3] == dataset.MNIST.background).all() and (moved[..., 26:, :] == dataset.MNIST.background).all()
     assert torch.equal(dataset.shift(images, 0, 0), images)
 
 
 def test_rotate_turns_a_bar_counter_clockwise_and_keeps_blank_pixels_blank():
-    bar = torch.full((1, 1, 28, 28), dataset.BACKGROUND)
+    bar = torch.full((1, 1, 28, 28), dataset.MNIST.background)
     bar[..., 13:15, 4:24] = 2.0  # a horizontal bar through the centre
     turned = dataset.rotate(bar, 45)
     ink = (turned > 0.5).nonzero()[:, 2:].float()  # (row, column) of the inked pixels
@@ -280,7 +283,7 @@ def test_rotate_turns_a_bar_counter_clockwise_and_keeps_blank_pixels_blank():
     # Counter-clockwise on screen: the bar's right end rises (smaller rows) where the columns grow.
     assert torch.corrcoef(torch.stack([rows, cols]))[0, 1] < -0.9
     torch.testing.assert_close(dataset.rotate(bar, 0), bar, atol=1e-5, rtol=0)
-    blank = torch.full((2, 1, 28, 28), dataset.BACKGROUND)
+    blank = torch.full((2, 1, 28, 28), dataset.MNIST.background)
     torch.testing.assert_close(dataset.rotate(blank, 30), blank)
 
 
@@ -303,10 +306,10 @@ def test_a_bundle_that_is_not_gzip_is_one_line(tmp_path):
     bundle = tmp_path / "bundle"
     bundle.mkdir()
     (tmp_path / "data").mkdir()
-    for name in dataset.SHA256:
+    for name in dataset.MNIST.sha256:
         (bundle / f"{name}.gz").write_bytes(b"not gzip at all")
     with pytest.raises(dataset.DataError) as refused:
-        dataset.prepare_mnist(tmp_path / "data", bundle)
+        dataset.prepare(tmp_path / "data", bundle)
     assert "train-images-idx3-ubyte.gz is truncated or not gzip" in str(refused.value)
     assert str(refused.value).endswith(f"restore it with `git checkout -- train-images-idx3-ubyte.gz` in {bundle}")
     assert not list((tmp_path / "data" / "MNIST" / "raw").iterdir())
@@ -323,7 +326,7 @@ def test_an_unreadable_data_dir_is_refused_before_anything_is_read_from_it(tmp_p
     monkeypatch.setattr(dataset, "_download", lambda *args: pytest.fail("looked for MNIST in an unreadable folder"))
     with pytest.raises(dataset.DataError, match=f"^data directory {tmp_path} cannot be read; fix its permissions or "
                                                 f"pass another --data-dir$"):
-        dataset.read_mnist(tmp_path, tmp_path / "no-bundle")
+        dataset.read_files(tmp_path, tmp_path / "no-bundle")
 
 
 @guards("dataset.py",
@@ -335,7 +338,7 @@ def test_a_data_dir_that_cannot_take_the_extracted_files_is_one_line(tmp_path):
     (tmp_path / "MNIST" / "raw").write_text("a file where the extracted files go")
     with pytest.raises(dataset.DataError, match=f"cannot write the extracted data to {tmp_path}/MNIST/raw \\(File "
                                                 f"exists\\); pass a writable --data-dir"):
-        dataset.prepare_mnist(tmp_path)
+        dataset.prepare(tmp_path)
 
 
 @guards("dataset.py",
@@ -343,11 +346,11 @@ def test_a_data_dir_that_cannot_take_the_extracted_files_is_one_line(tmp_path):
         '    except OSError as e:\n        raise DataError(f"cannot read {path}',
         '    except ZeroDivisionError as e:\n        raise DataError(f"cannot read {path}')
 def test_a_data_file_that_cannot_be_read_is_one_line(tmp_path):
-    for name in dataset.SHA256:
+    for name in dataset.MNIST.sha256:
         (tmp_path / "MNIST" / "raw" / name).mkdir(parents=True)  # a folder where the file belongs
     with pytest.raises(dataset.DataError, match=f"cannot read {tmp_path}/MNIST/raw/train-images-idx3-ubyte \\(Is a "
                                                 f"directory\\); delete it and rerun to re-extract it"):
-        dataset.prepare_mnist(tmp_path)
+        dataset.prepare(tmp_path)
 
 
 @guards("dataset.py",
@@ -358,3 +361,51 @@ def test_a_data_dir_that_is_a_file_is_rejected(tmp_path, cli):
     (tmp_path / "a-file").write_text("")
     assert_rejected(["--data-dir", tmp_path / "a-file", "--out-dir", tmp_path / "out"], tmp_path, cli,
                     "is a file, not a folder; pass a folder as --data-dir")
+
+
+def test_fashion_mnist_reads_as_torchvision_reads_it_with_its_published_class_counts(fashion):
+    for train in (True, False):
+        images, labels = dataset.read_split(train, name="fashion-mnist")
+        theirs = datasets.FashionMNIST(dataset.DEFAULT_DATA_DIR, train=train)
+        assert torch.equal(images, theirs.data) and torch.equal(labels, theirs.targets)
+        assert labels.bincount().tolist() == [6000 if train else 1000] * 10
+    assert len(dataset.DATASETS["fashion-mnist"].classes) == 10
+
+
+def test_each_dataset_is_normalized_with_its_own_training_set_statistics(fashion):
+    pixels = dataset.read_split(train=True, name="fashion-mnist")[0].double() / 255
+    data = dataset.DATASETS["fashion-mnist"]
+    assert (round(pixels.mean().item(), 4), round(pixels.std().item(), 4)) == (data.mean, data.std)
+    train_images = dataset.load(name="fashion-mnist")[0]
+    assert abs(train_images.mean().item()) < 1e-3 and abs(train_images.std().item() - 1) < 1e-3
+
+
+def test_a_damaged_fashion_archive_says_to_reinstall_its_package(tmp_path):
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    for name in dataset.DATASETS["fashion-mnist"].sha256:
+        (archives / f"{name}.gz").write_bytes(gzip.compress(b"not clothes"))
+    (tmp_path / "data").mkdir()
+    with pytest.raises(dataset.DataError) as refused:
+        dataset.prepare(tmp_path / "data", archives, name="fashion-mnist")
+    assert str(refused.value) == (f"{archives}/train-images-idx3-ubyte.gz decompresses to the wrong SHA-256: the file "
+                                  f"is corrupt; reinstall it with `sudo apt-get install --reinstall "
+                                  f"dataset-fashion-mnist`")
+
+
+@guards("dataset.py",
+        "missing Fashion-MNIST names the Debian package that holds it",
+        'f"install it with `sudo apt-get install {FASHION_PACKAGE}` (Debian, Ubuntu), or put its "\n'
+        '                          "four *-ubyte files, decompressed, in {raw}"',
+        '"copy the four *-ubyte.gz files into {archives}"')
+def test_without_fashion_mnist_or_network_the_error_names_the_package(tmp_path, monkeypatch):
+    def offline(self):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(datasets.FashionMNIST, "download", offline)
+    with pytest.raises(dataset.DataError) as refused:
+        dataset.prepare(tmp_path, tmp_path / "nowhere", name="fashion-mnist")
+    assert str(refused.value) == (f"Fashion-MNIST is not in {tmp_path}/nowhere and its download failed (<urlopen "
+                                  f"error no network>); install it with `sudo apt-get install dataset-fashion-mnist` "
+                                  f"(Debian, Ubuntu), or put its four *-ubyte files, decompressed, in "
+                                  f"{tmp_path}/FashionMNIST/raw")
+    assert "\n" not in str(refused.value)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -330,10 +331,10 @@ def test_an_unreadable_data_dir_is_rejected(tmp_path, cli, monkeypatch):
 
 
 def test_a_corrupt_data_file_is_rejected(tmp_path, cli):
-    raw = engine.dataset.prepare_mnist()
+    raw = engine.dataset.prepare()
     data_dir = tmp_path / "data"
     (data_dir / "MNIST" / "raw").mkdir(parents=True)
-    for name in engine.dataset.SHA256:
+    for name in engine.dataset.MNIST.sha256:
         (data_dir / "MNIST" / "raw" / name).write_bytes((raw / name).read_bytes()[:5000])
     assert_rejected(["--data-dir", data_dir, "--out-dir", tmp_path / "out"], tmp_path, cli,
                     "fails its SHA-256 check (truncated or corrupt); delete it")
@@ -342,7 +343,7 @@ def test_a_corrupt_data_file_is_rejected(tmp_path, cli):
 def test_a_missing_data_file_without_bundle_or_network_is_rejected(tmp_path, cli, monkeypatch):
     def offline(self):
         raise OSError("offline:\nno mirror\nanswered")
-    monkeypatch.setattr(engine.dataset, "BUNDLE_DIR", tmp_path / "no-bundle")
+    monkeypatch.setitem(engine.dataset.DATASETS, "mnist", replace(engine.dataset.MNIST, archives=tmp_path / "nothing"))
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
     assert_rejected(["--data-dir", tmp_path, "--out-dir", tmp_path / "out"], tmp_path, cli,
                     "download failed (offline: no mirror answered); copy the four *-ubyte.gz files into")
@@ -471,8 +472,8 @@ def test_the_resume_command_after_an_interrupted_overwrite_drops_overwrite(finis
         '"train_size", "amp", "resume"')
 def test_evaluate_refuses_every_flag_that_only_training_reads(tmp_path, cli):
     # Every option of main.py that is not listed here as --evaluate's own is a training flag, and is in the list.
-    own = {"--help", "--model", "--recipe", "--seed", "--device", "--validation", "--limit", "--eval-batch-size",
-           "--data-dir", "--out-dir", "--tag", "--evaluate", "--checkpoint", "--no-augment"}
+    own = {"--help", "--model", "--recipe", "--seed", "--device", "--dataset", "--validation", "--limit",
+           "--eval-batch-size", "--data-dir", "--out-dir", "--tag", "--evaluate", "--checkpoint", "--no-augment"}
     options = {option for action in main.get_args_parser()._actions for option in action.option_strings
                if option.startswith("--")}
     assert options - own == {flag for _, flag in TRAINING_ONLY}
@@ -537,3 +538,47 @@ def test_a_second_ctrl_c_exits_at_once_leaving_whole_files(tmp_path):
     assert process.returncode == 130 and "Traceback" not in err
     assert "checkpoint" in err
     assert_whole_files(tmp_path)
+
+
+def test_a_fashion_mnist_run_is_named_after_its_dataset_and_scored_on_its_test_set(fashion_run):
+    assert files_under(fashion_run) == [
+        "checkpoints", "checkpoints/.fashion-mnist_lenet5_seed0.lock", "checkpoints/fashion-mnist_lenet5_seed0.pt",
+        "plots", "plots/fashion-mnist_lenet5_seed0_curves.png", "results", "results/fashion-mnist_lenet5_seed0.json"]
+    results = results_of(fashion_run, "fashion-mnist_lenet5_seed0")
+    assert results["recipe"]["dataset"] == "fashion-mnist"
+    # Its predictions, against Fashion-MNIST's own test labels (read by torchvision), give the accuracy it reports.
+    truth = torchvision.datasets.FashionMNIST(engine.dataset.DEFAULT_DATA_DIR, train=False).targets[:512]
+    predicted = torch.tensor([int(digit) for digit in results["predictions"]])
+    assert round(100 * (predicted == truth).double().mean().item(), 4) == round(results["history"][-1]["eval_acc"], 4)
+
+
+def test_evaluate_names_fashion_mnists_classes(fashion_run, cli):
+    status, out, _ = cli(["--evaluate", "--dataset", "fashion-mnist", "--limit", "512", "--device", "cpu",
+                          "--out-dir", fashion_run])
+    assert status == 0 and (fashion_run / "plots" / "fashion-mnist_lenet5_seed0_confusion.png").is_file()
+    classes = engine.dataset.DATASETS["fashion-mnist"].classes
+    truth = engine.dataset.read_split(False, name="fashion-mnist")[1][:512]
+    rows = [line.rsplit(None, 3) for line in out.splitlines() if line.endswith("%") and "accuracy" not in line]
+    assert [row[0].strip() for row in rows] == list(classes)
+    assert [int(row[1]) for row in rows] == truth.bincount(minlength=10).tolist()
+    assert re.search(r"most frequent confusions: [A-Z][\w/ -]+ read as [A-Z][\w/ -]+ \(\d+x\)", out)
+
+
+@guards("mnistlab/checkpoints.py",
+        "--evaluate refuses a checkpoint trained on another dataset",
+        "    if dataset and trained_on != dataset:",
+        "    if False:")
+@guards("mnistlab/recipes.py",
+        "a run resumes only on the dataset it began on",
+        '    "dataset": Setting(str, choices=tuple(DATASET_TITLES)),\n',
+        "")
+def test_a_checkpoint_of_the_other_dataset_is_neither_evaluated_nor_resumed_as_mnist(fashion_run, tmp_path, cli):
+    fashion = fashion_run / "checkpoints" / "fashion-mnist_lenet5_seed0.pt"
+    status, out, err = cli(["--evaluate", "--checkpoint", fashion, "--limit", "512", "--device", "cpu"])
+    assert status == 2 and err == (f"main.py: error: --checkpoint: {fashion} was trained on Fashion-MNIST, not MNIST; "
+                                   f"pass --dataset fashion-mnist\n")
+    (tmp_path / "checkpoints").mkdir()
+    shutil.copy(fashion, tmp_path / "checkpoints" / "lenet5_seed0.pt")  # renamed as the MNIST run
+    assert_rejected(["--resume", *QUICK, "--out-dir", tmp_path], tmp_path, cli,
+                    f"--resume: {tmp_path}/checkpoints/lenet5_seed0.pt was trained with --dataset fashion-mnist; "
+                    f"resume with the same settings")

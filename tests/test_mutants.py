@@ -96,8 +96,11 @@ def test_a_scratch_copy_a_killed_run_left_is_removed_by_the_next(tmp_path, monke
 @pytest.mark.parametrize("group", [False, True], ids=["the program", "its process group"])
 def test_sighup_stops_a_run_leaving_no_scratch_copy_and_no_process(group, tmp_path):
     from helpers import ROOT, as_from_a_terminal
+    # Importing torchvision makes torch's compile cache under TMPDIR: torch's, not a scratch copy, so kept apart.
+    cache = tmp_path.with_name(f"{tmp_path.name}-inductor")
     process = subprocess.Popen([sys.executable, "-m", "tests.mutants", "--only", "plain text is not blank", "--out",
-                                str(tmp_path / "defences.json")], cwd=ROOT, env={**os.environ, "TMPDIR": str(tmp_path)},
+                                str(tmp_path / "defences.json")], cwd=ROOT,
+                               env={**os.environ, "TMPDIR": str(tmp_path), "TORCHINDUCTOR_CACHE_DIR": str(cache)},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                                preexec_fn=as_from_a_terminal)
     try:

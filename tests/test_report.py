@@ -1,5 +1,6 @@
 """scripts/report/: the generated sections agree with the committed files, every link resolves, and the staged
 rerun moves its runs into place all or none."""
+import contextlib
 import json
 import os
 import re
@@ -76,11 +77,11 @@ def test_the_readme_is_the_report_and_short():
 
 
 def test_stored_predictions_give_the_reported_final_accuracy():
-    _, truth = committed.test_split()
     runs = [json.loads(path.read_text()) for path in sorted(committed.RESULTS.glob("*_seed*.json"))]
     tested = [run for run in runs if run["evaluated_on"] == "test"]
-    assert len(tested) >= 3 * 8
+    assert len(tested) >= 3 * 8 and sum(recipes.data_of(run["recipe"]) == "fashion-mnist" for run in tested) == 3 * 8
     for run in tested:
+        _, truth = committed.test_split(recipes.data_of(run["recipe"]))
         predicted = torch.tensor([int(c) for c in run["predictions"]])
         accuracy = 100.0 * (predicted == truth).double().mean().item()
         assert accuracy == pytest.approx(run["history"][-1]["eval_acc"], abs=1e-9), run["recipe"]
@@ -110,12 +111,35 @@ def test_robustness_without_a_shift_or_rotation_is_the_plain_accuracy():
     assert list(sweep["shift"]) == list(measurements.SHIFTS)
     assert list(sweep["rotation"]) == list(measurements.ROTATIONS)
     # Independently: a 2-pixel shift is the mean of four exact shifts done here with torch.roll on padded images.
-    padded = F.pad(images, (2, 2, 2, 2), value=dataset.BACKGROUND)
+    padded = F.pad(images, (2, 2, 2, 2), value=dataset.MNIST.background)
     accs = []
     for sx, sy in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
         moved = torch.roll(padded, shifts=(2 * sy, 2 * sx), dims=(2, 3))[..., 2:30, 2:30]
         accs.append(engine.evaluate(model, dataset.TensorLoader(moved, labels, 128)).acc)
     assert sweep["shift"][2] == pytest.approx(sum(accs) / 4)
+
+
+@guards("mnistlab/measurements.py",
+        "the robustness sweep fills in with the blank of the run's own dataset",
+        "                                                dataset.DATASETS[data_of(recipe)].background)",
+        "                                                dataset.MNIST.background)")
+def test_the_robustness_sweep_fills_moved_images_in_with_the_runs_own_blank():
+    class BlankBorder(torch.nn.Module):  # class 0 where an image's border is Fashion-MNIST's blank, else class 1
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))  # where evaluate finds the device
+
+        def forward(self, x):
+            border = torch.cat([x[:, 0, [0, -1], :].flatten(1), x[:, 0, :, [0, -1]].flatten(1)], 1)
+            blank = (border - dataset.DATASETS["fashion-mnist"].background).abs().amax(1) < 1e-5
+            return torch.stack([blank.float(), (~blank).float()], 1)
+    fashion = dataset.DATASETS["fashion-mnist"]
+    images = torch.full((8, 1, 28, 28), fashion.background)
+    images[:, :, 10:18, 10:18] = 1.0  # something in the middle, the border blank
+    batches = dataset.TensorLoader(images, torch.zeros(8, dtype=torch.long), 8)
+    recipe = resolve_recipe("lenet5", {}, seed=0, dataset="fashion-mnist", train_size=None)
+    measured = measurements.measurements(recipe)(BlankBorder(), batches, batches, contextlib.nullcontext())
+    assert set(measured["robustness"]["shift"].values()) == {100.0}
 
 
 def test_a_rerun_changes_nothing_committed_until_every_run_is_whole_and_resumes_where_it_stopped(tmp_path,

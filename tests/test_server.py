@@ -110,7 +110,7 @@ def test_the_models_read_the_shifted_image_that_the_answer_shows(models, monkeyp
     field = field_of(answer)
     assert len(seen) == len(models)
     for tensor in seen:
-        np.testing.assert_allclose((tensor[0, 0] * dataset.MNIST_STD + dataset.MNIST_MEAN).numpy(), field,
+        np.testing.assert_allclose((tensor[0, 0] * dataset.MNIST.std + dataset.MNIST.mean).numpy(), field,
                                    atol=1 / 255)
 
 

@@ -242,6 +242,14 @@ def test_values_whose_run_names_collide_are_refused_as_a_collision_and_values_ap
         "lenet5_lr0.1_seed0", "lenet5_lr0.100001_seed0"]
 
 
+def test_a_sweep_on_fashion_mnist_names_its_runs_after_it_and_trains_them_on_it():
+    import sweep as program
+    grid = program.grid(program.get_args_parser().parse_args(["--dataset", "fashion-mnist", "--lr", "0.05", "0.1"]))
+    assert [(label, name, recipe["dataset"]) for label, name, recipe in grid] == [
+        ("fashion-mnist_lenet5_lr0.05", "fashion-mnist_lenet5_lr0.05_seed0", "fashion-mnist"),
+        ("fashion-mnist_lenet5_lr0.1", "fashion-mnist_lenet5_lr0.1_seed0", "fashion-mnist")]
+
+
 def test_a_finished_run_with_other_settings_is_refused(tmp_path):
     assert run_sweep("--model", "lenet5", *ONE_EPOCH, "--out-dir", tmp_path)[0] == 0
     status, _, err = run_sweep("--model", "lenet5", "--limit", "256", "--epochs", "2", "--out-dir", tmp_path)

@@ -1,19 +1,21 @@
 """The generated sections of docs/: the statistics behind the verdicts, the tuning, the speed and sweep benchmarks,
-predict.py's and the demo's measurements, reproducing the report, and the table of defences."""
+predict.py's and the demo's measurements, reproducing the report, the ablation on Fashion-MNIST, the data's
+checksums, and the table of defences."""
 import statistics
 
 import numpy as np
 
+import dataset
+from . import experiments
+from .committed import (comparison, correct, fast_sweep, final, from_benchmark, gaps, load, sweeps, test_size,
+                        tuning_runs, validation_images)
+from .experiments import (ABLATION_LABELS, EXPERIMENTS, FASHION_ABLATION_LABELS, LECUN_1998_ERROR, on_fashion,
+                          sample_efficiency_labels)
+from .formatting import comparison_verdict, interval_verdict, mean_std, p_value, show, span
 from mnistlab import significance
 from mnistlab.recipes import EPOCHS, LABELS, MODEL_NAMES, NAMED_RECIPES
 from scripts import tune
 from scripts.tune import FAST_TUNING_SEEDS, SEARCH_SPACE, TARGET_ACCURACY, TUNING_SEEDS
-
-from . import experiments
-from .committed import (comparison, correct, fast_sweep, final, from_benchmark, load, sweeps, test_size, tuning_runs,
-                        validation_images)
-from .experiments import ABLATION_LABELS, EXPERIMENTS, LECUN_1998_ERROR, sample_efficiency_labels
-from .formatting import comparison_verdict, interval_verdict, mean_std, p_value, show, span
 
 
 def section_significance():
@@ -84,6 +86,46 @@ def significance_groups():
          [(f"{size:,}", lenet, mlp) for size, lenet, mlp in zip(sizes, *labels.values())],
          sample_efficiency_significance),
     ]
+
+
+def generalization_rows(labels, names=None):
+    """Table rows of final test and clean-train figures, mean ± std over seeds; names renames labels."""
+    rows = []
+    for label in labels:
+        loaded = load(label)
+        recipe = loaded[0]["recipe"]
+        acc_gaps, loss_gaps = gaps(loaded)
+        rows.append(f"| {(names or {}).get(label, label)} | {'yes' if recipe.get('batch_norm') else '-'} | "
+                    f"{recipe.get('dropout') or '-'} | {'yes' if recipe['augment'] else '-'} | "
+                    f"{recipe['weight_decay'] or '-'} | {mean_std(final(loaded, 'eval_acc'))} | "
+                    f"{mean_std(final(loaded, 'eval_loss'), 4)} | "
+                    f"{mean_std([run['final_train_eval']['acc'] for run in loaded])} | {mean_std(acc_gaps)} | "
+                    f"{mean_std(loss_gaps, 4)} |")
+    return rows
+
+
+GENERALIZATION_HEADER = ["| run | batch norm | dropout | augmentation | weight decay | test accuracy % | test loss | "
+                         "clean train accuracy % | accuracy gap, points | loss gap |",
+                         "|---|:-:|:-:|:-:|:-:|---:|---:|---:|---:|---:|"]
+GENERALIZATION_NOTE = (
+    f"Mean ± std over seeds {', '.join(map(str, experiments.SEEDS))}, final epoch of {EPOCHS}. The clean train "
+    "figures come from one pass over the training images after the last epoch, in eval mode and without "
+    "augmentation; the gaps are clean train accuracy minus test accuracy, and test loss minus clean train loss.")
+
+
+def section_fashion_ablation():
+    """The ablation again on Fashion-MNIST: the table, and each technique against LeNet5 and all four against each
+    alone, paired."""
+    names = {on_fashion(label): label for label in ABLATION_LABELS}
+    all_four, singles = "all four at LeNet5's learning rate", ABLATION_LABELS[1:5]
+    return "\n".join(
+        GENERALIZATION_HEADER + generalization_rows(FASHION_ABLATION_LABELS, names)) + (
+        f"\n\n{GENERALIZATION_NOTE}\n\n![Fashion-MNIST ablation](plots/fashion_ablation.png)\n\n"
+        "**Each technique against LeNet5, on Fashion-MNIST**\n\n" + significance_table(
+            "first − second", [(f"{label} − LeNet5", on_fashion(label), on_fashion("LeNet5"))
+                               for label in ABLATION_LABELS[1:]]) +
+        "\n\n**All four against each one alone, on Fashion-MNIST**\n\n" + significance_table(
+            "first − second", [(f"{all_four} − {label}", on_fashion(all_four), on_fashion(label)) for label in singles]))
 
 
 def significance_table(header, rows):
@@ -358,3 +400,10 @@ def section_defences(table):
             f"without their defence{unmeasured}. `make test` fails where a declared defence no longer reads as "
             f"declared, or is not a red row of that table measured for its code and its test as they are.\n\n<details><summary>Each defence and its test, by test "
             f"module</summary>\n\n" + "\n".join(rows) + "\n\n</details>")
+
+
+def section_data():
+    rows = ["| dataset | file | SHA-256 (decompressed) |", "|---|---|---|"]
+    rows += [f"| {data.title} | `{name}` | `{digest}` |" for data in dataset.DATASETS.values()
+             for name, digest in data.sha256.items()]
+    return "\n".join(rows)

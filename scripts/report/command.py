@@ -3,12 +3,11 @@ import subprocess
 import sys
 
 import scripts.report
+from . import committed, pages, plots, staging
+from .experiments import EXPERIMENTS
 from mnistlab import files, runner
 from mnistlab.cli import OneLineErrorParser, add_runner_flags, emit, run
 from mnistlab.errors import RunFailed, UsageError
-
-from . import committed, pages, plots, staging
-from .experiments import EXPERIMENTS
 
 
 def get_args_parser():

@@ -8,16 +8,15 @@ import numpy as np
 import torch
 
 import dataset
+from . import experiments
+from .experiments import EXPERIMENTS, MODEL_LABELS, experiment_run_name, sample_efficiency_labels
+from .formatting import show
 from mnistlab import engine, files, measurements, paths, significance, slots
 from mnistlab.cli import emit
 from mnistlab.errors import UsageError
 from mnistlab.recipes import MODEL_NAMES, NAMED_RECIPES, RECIPES, shown_value
 from model import count_parameters
 from scripts import tune
-
-from . import experiments
-from .experiments import EXPERIMENTS, MODEL_LABELS, experiment_run_name, sample_efficiency_labels
-from .formatting import show
 
 ROOT = files.ROOT
 RESULTS, PLOTS = ROOT / "results", ROOT / "plots"
@@ -36,7 +35,8 @@ def load_run(label, seed, path):
     an edit there, every committed run differs, and restoring the files would not help."""
     try:
         return slots.load(path, f"restore it with `git checkout -- {path}`, or rebuild it with `make report`",
-                          recipe=experiments.experiment_recipe(label, seed), labels=test_labels(), train_eval=True,
+                          recipe=experiments.experiment_recipe(label, seed),
+                          labels=test_labels(experiments.data_of(label)), train_eval=True,
                           robustness=None if EXPERIMENTS[label][1].get("train_size") else
                           {"shift": measurements.SHIFTS, "rotation": measurements.ROTATIONS},
                           params=params_of(label))
@@ -95,21 +95,21 @@ def test_size():
     return load("LeNet5")[0]["eval_images"]
 
 
-def test_split():
+def test_split(name="mnist"):
     """The test images (N, 28, 28) as bytes and their labels."""
-    return dataset.read_split(train=False)
+    return dataset.read_split(train=False, name=name)
 
 
 @functools.cache
-def test_labels():
+def test_labels(name="mnist"):
     """The test labels, as numpy, read once: every run's predictions are checked against them."""
-    return test_split()[1].numpy()
+    return test_split(name)[1].numpy()
 
 
 @functools.cache
 def correct(label):
     """Per seed and test image, whether the experiment's final model got the image right: (seeds, images) booleans."""
-    truth = test_labels()
+    truth = test_labels(experiments.data_of(label))
     return np.stack([slots.decode_predictions(run["predictions"]) == truth for run in load(label)])
 
 

@@ -5,6 +5,19 @@ from mnistlab.recipes import EPOCHS, RECIPES, resolve_recipe, run_name
 # The report: each experiment is run once per seed, for EPOCHS epochs, on top of its model's recipe.
 SEEDS = (0, 1, 2)
 TRAIN_SIZES = (1_000, 3_000, 10_000, 30_000)
+MODEL_LABELS = ["LeNet5", "CustomMLP", "LeNet5_Regularized"]
+ABLATION_LABELS = ["LeNet5", "weight decay only", "batch norm only", "dropout only", "augmentation only",
+                   "all four at LeNet5's learning rate", "LeNet5_Regularized"]
+
+
+def on_fashion(label):
+    """The experiment's label on Fashion-MNIST."""
+    return f"{label}, Fashion-MNIST"
+
+
+# The models and the ablation again on Fashion-MNIST, every recipe as it is: chosen on MNIST's validation split.
+FASHION_MODEL_LABELS = [on_fashion(label) for label in MODEL_LABELS]
+FASHION_ABLATION_LABELS = [on_fashion(label) for label in ABLATION_LABELS]
 
 
 def _experiments():
@@ -30,6 +43,9 @@ def _experiments():
         experiments[f"LeNet5, {size:,} images"] = ("lenet5", {"train_size": size}, f"n{size}")
         experiments[f"CustomMLP without augmentation, {size:,} images"] = (
             "custom_mlp", {"augment": 0.0, "train_size": size}, f"noaug_n{size}")
+    for label in dict.fromkeys(MODEL_LABELS + ABLATION_LABELS):
+        model, overrides, tag = experiments[label]
+        experiments[on_fashion(label)] = (model, {**overrides, "dataset": "fashion-mnist"}, tag)
     return experiments
 
 
@@ -44,12 +60,13 @@ def experiment_recipe(label, seed):
 
 def experiment_run_name(label, seed):
     model, _, tag = EXPERIMENTS[label]
-    return run_name(model, tag, seed)
+    return run_name(model, tag, seed, dataset=data_of(label))
 
 
-MODEL_LABELS = ["LeNet5", "CustomMLP", "LeNet5_Regularized"]
-ABLATION_LABELS = ["LeNet5", "weight decay only", "batch norm only", "dropout only", "augmentation only",
-                   "all four at LeNet5's learning rate", "LeNet5_Regularized"]
+def data_of(label):
+    """The dataset an experiment trains and scores on."""
+    return EXPERIMENTS[label][1].get("dataset", "mnist")
+
 # The runs whose robustness the report draws, and the two models of the sample-efficiency experiment.
 ROBUSTNESS_LABELS = ["LeNet5", "augmentation only", "CustomMLP without augmentation", "CustomMLP",
                      "LeNet5_Regularized"]

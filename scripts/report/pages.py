@@ -2,15 +2,15 @@
 <!-- report:NAME --> and <!-- /report:NAME -->: finding, rendering and replacing them."""
 import re
 
-from mnistlab.errors import UsageError
-
 from . import appendices, committed, readme
+from mnistlab.errors import UsageError
 
 # Each document the report writes into, and its generated sections. README.md is the report; docs/ holds the
 # manuals and the long appendices.
 DOCUMENTS = {
     "README.md": ("headline", "results", "quickstart", "models", "recipes", "versus", "robustness",
-                  "sample_efficiency", "ablation", "verdicts", "errors", "data"),
+                  "sample_efficiency", "ablation", "verdicts", "fashion", "errors"),
+    "docs/usage.md": ("data",),
     "docs/predict.md": ("predict",),
     "docs/demo.md": ("demo",),
     "docs/sweeps.md": ("sweep",),
@@ -18,6 +18,7 @@ DOCUMENTS = {
     "docs/tuning.md": ("tuning_space", "tuning", "selection", "tuning_fast"),
     "docs/speed.md": ("time_to_accuracy", "speed"),
     "docs/reproducing.md": ("reproduce",),
+    "docs/fashion.md": ("fashion_ablation",),
     "docs/defences.md": ("defences",),
 }
 # Each section's renderer: README.md's are readme.py's, those of docs/ appendices.py's.
@@ -26,7 +27,8 @@ SECTIONS = {"headline": readme.section_headline, "results": readme.section_resul
             "recipes": readme.section_recipes, "versus": readme.section_versus,
             "robustness": readme.section_robustness, "sample_efficiency": readme.section_sample_efficiency,
             "ablation": readme.section_ablation, "verdicts": readme.section_verdicts,
-            "errors": readme.section_errors, "data": readme.section_data,
+            "fashion": readme.section_fashion, "fashion_ablation": appendices.section_fashion_ablation,
+            "errors": readme.section_errors, "data": appendices.section_data,
             "predict": appendices.section_predict, "demo": appendices.section_demo,
             "sweep": appendices.section_sweep, "significance": appendices.section_significance,
             "tuning_space": appendices.section_tuning_space, "tuning": appendices.section_tuning,

@@ -1,19 +1,20 @@
 """README.md's generated sections: the headline, the results table, the quick start's output, the models and their
-recipes, LeNet5 against the MLP, robustness, sample efficiency, the ablation, the verdicts, the errors, the data."""
+recipes, LeNet5 against the MLP, robustness, sample efficiency, the ablation, the verdicts, Fashion-MNIST, the
+errors."""
 import statistics
 
 import dataset
+from . import experiments
+from .appendices import GENERALIZATION_HEADER, GENERALIZATION_NOTE, generalization_rows, significance_groups
+from .committed import (best_predictions, comparison, final, load, robustness_runs, sample_efficiency_runs,
+                        seconds_per_epoch, test_size, test_split)
+from .experiments import (ABLATION_LABELS, EXPERIMENTS, LECUN_1998_ERROR, MODEL_LABELS, ROBUSTNESS_LABELS,
+                          ROBUSTNESS_NAMES, ROBUSTNESS_PAIRS, ROBUSTNESS_ROTATIONS, ROBUSTNESS_SHIFTS, TRAIN_SIZES,
+                          on_fashion)
+from .formatting import comparison_verdict, interval_verdict, mean_std, span
 from mnistlab import engine, files, runs, significance
 from mnistlab.recipes import EPOCHS, RECIPES, completed, format_recipe
 from model import MODELS, count_parameters, parameter_table
-
-from . import experiments
-from .appendices import significance_groups
-from .committed import (best_predictions, comparison, final, gaps, load, robustness_runs, sample_efficiency_runs,
-                        seconds_per_epoch, test_size, test_split)
-from .experiments import (ABLATION_LABELS, EXPERIMENTS, LECUN_1998_ERROR, MODEL_LABELS, ROBUSTNESS_LABELS,
-                          ROBUSTNESS_NAMES, ROBUSTNESS_PAIRS, ROBUSTNESS_ROTATIONS, ROBUSTNESS_SHIFTS, TRAIN_SIZES)
-from .formatting import comparison_verdict, interval_verdict, mean_std, span
 
 
 def section_headline():
@@ -82,31 +83,6 @@ def section_recipes():
                     f"{'yes' if r['augment'] else '-'} | {r.get('dropout') or '-'} | "
                     f"{'yes' if r.get('batch_norm') else '-'} |")
     return "\n".join(rows)
-
-
-def generalization_rows(labels, names=None):
-    """Table rows of final test and clean-train figures, mean ± std over seeds; names renames labels."""
-    rows = []
-    for label in labels:
-        loaded = load(label)
-        recipe = loaded[0]["recipe"]
-        acc_gaps, loss_gaps = gaps(loaded)
-        rows.append(f"| {(names or {}).get(label, label)} | {'yes' if recipe.get('batch_norm') else '-'} | "
-                    f"{recipe.get('dropout') or '-'} | {'yes' if recipe['augment'] else '-'} | "
-                    f"{recipe['weight_decay'] or '-'} | {mean_std(final(loaded, 'eval_acc'))} | "
-                    f"{mean_std(final(loaded, 'eval_loss'), 4)} | "
-                    f"{mean_std([run['final_train_eval']['acc'] for run in loaded])} | {mean_std(acc_gaps)} | "
-                    f"{mean_std(loss_gaps, 4)} |")
-    return rows
-
-
-GENERALIZATION_HEADER = ["| run | batch norm | dropout | augmentation | weight decay | test accuracy % | test loss | "
-                         "clean train accuracy % | accuracy gap, points | loss gap |",
-                         "|---|:-:|:-:|:-:|:-:|---:|---:|---:|---:|---:|"]
-GENERALIZATION_NOTE = (
-    f"Mean ± std over seeds {', '.join(map(str, experiments.SEEDS))}, final epoch of {EPOCHS}. The clean train "
-    "figures come from one pass over the training images after the last epoch, in eval mode and without "
-    "augmentation; the gaps are clean train accuracy minus test accuracy, and test loss minus clean train loss.")
 
 
 def section_versus():
@@ -203,6 +179,54 @@ def section_verdicts():
     return "\n".join(rows)
 
 
+# The two conclusions the report draws on MNIST, which its chapter on Fashion-MNIST tests again: first − second.
+CLAIMS = [("LeNet5", "CustomMLP", "the convolutional net beats the same-size MLP"),
+          ("LeNet5_Regularized", "LeNet5", "regularization beats the plain LeNet5")]
+
+
+def holds(comparison):
+    """Whether a comparison bears out its claim: a real difference, first ahead."""
+    return comparison.real and comparison.difference > 0
+
+
+def section_fashion():
+    """The three models on Fashion-MNIST with their MNIST recipes, beside MNIST: the results, the curves, the two
+    comparisons the report is about, and whether each MNIST conclusion holds there."""
+    seeds = " / ".join(map(str, experiments.SEEDS))
+    rows = [f"| model | Fashion-MNIST test accuracy % | seeds {seeds}, accuracy % | test error % | MNIST test "
+            "accuracy % |", "|---|---:|---:|---:|---:|"]
+    for label in MODEL_LABELS:
+        accs = final(load(on_fashion(label)), "eval_acc")
+        rows.append(f"| {label} | {mean_std(accs)} | {' / '.join(f'{a:.2f}' for a in accs)} | "
+                    f"{mean_std([100 - a for a in accs])} | {mean_std(final(load(label), 'eval_acc'))} |")
+    compared = ["| comparison | MNIST, points | verdict | Fashion-MNIST, points | 95% interval | verdict |",
+                "|---|---:|---|---:|---:|---|"]
+    sentences = []
+    for first, second, claim in CLAIMS:
+        mnist, fashion = comparison(first, second), comparison(on_fashion(first), on_fashion(second))
+        compared.append(f"| {first} − {second} | {mnist.difference:+.3f} | {comparison_verdict(mnist)} | "
+                        f"{fashion.difference:+.3f} | {span(fashion.interval)} | {comparison_verdict(fashion)} |")
+        outcome = ("was not drawn on MNIST" if not holds(mnist) else "holds" if holds(fashion) else
+                   "is reversed" if fashion.real else "is not borne out (too small to measure here)")
+        scale = (f", {fashion.difference / mnist.difference:.1f} times the lead on MNIST"
+                 if holds(mnist) and holds(fashion) else "")
+        sentences.append(f"{first} − {second}: {fashion.difference:+.2f} points ({significance.verdict(fashion.real)}"
+                         f"{scale}), so the MNIST conclusion that {claim} {outcome}.")
+    def listed(data, sign):  # the single techniques whose difference from LeNet5 is real and of that sign
+        name = on_fashion if data == "fashion" else str
+        found = [label for label in ABLATION_LABELS[1:5] if comparison(name(label), name("LeNet5")).real and
+                 comparison(name(label), name("LeNet5")).difference * sign > 0]
+        return ", ".join(found) or "none"
+    return "\n".join(rows) + (
+        f"\n\nMean ± std over seeds {', '.join(map(str, experiments.SEEDS))}, final epoch of {EPOCHS}, each model "
+        "with the recipe it has on MNIST.\n\n![three models on Fashion-MNIST](plots/fashion_comparison_3seeds.png)"
+        "\n\n" + "\n".join(compared) + "\n\nPaired over seeds and test images, as in "
+        "[Which differences are real](#which-differences-are-real). " + " ".join(sentences) +
+        f" Of the four techniques alone, a real gain over LeNet5 on Fashion-MNIST: {listed('fashion', 1)} (on MNIST: "
+        f"{listed('mnist', 1)}); a real loss: {listed('fashion', -1)} (on MNIST: {listed('mnist', -1)}). "
+        "The ablation: [docs/fashion.md](docs/fashion.md).")
+
+
 def section_errors():
     label, predicted = best_predictions()
     _, truth = test_split()
@@ -212,9 +236,3 @@ def section_errors():
     return (f"{label}, seed 0, has the best mean accuracy; its final model gets {int(errors.sum())} of "
             f"{len(truth):,} test digits wrong. The most frequent confusions: {pairs}.\n\n"
             "![confusion matrix](plots/confusion_matrix.png)\n\n![misclassified test digits](plots/misclassified.png)")
-
-
-def section_data():
-    rows = ["| file | SHA-256 (decompressed) |", "|---|---|"]
-    rows += [f"| `{name}` | `{digest}` |" for name, digest in dataset.SHA256.items()]
-    return "\n".join(rows)

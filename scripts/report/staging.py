@@ -6,11 +6,10 @@ import re
 import shutil
 import signal
 
+from . import committed, experiments
 from mnistlab import files, measurements, runner
 from mnistlab.cli import STOPS, emit
 from mnistlab.errors import RunFailed, UsageError
-
-from . import committed, experiments
 
 # Where --rerun trains, so that nothing committed changes before every run is whole (git ignores checkpoints/).
 STAGING = committed.ROOT / "checkpoints" / "report"
