@@ -142,6 +142,18 @@ def test_the_robustness_sweep_fills_moved_images_in_with_the_runs_own_blank():
     assert set(measured["robustness"]["shift"].values()) == {100.0}
 
 
+def test_an_mnist_conclusion_on_fashion_mnist_holds_only_where_both_differences_are_real_leads():
+    from types import SimpleNamespace as Compared
+
+    from scripts.report import readme
+    lead, behind, unclear = Compared(real=True, difference=0.5), Compared(real=True, difference=-0.5), Compared(
+        real=False, difference=0.5)
+    assert readme.outcome(lead, lead) == "holds"
+    assert readme.outcome(lead, behind) == "is reversed"
+    assert readme.outcome(lead, unclear) == "is not borne out (too small to measure here)"
+    assert readme.outcome(unclear, lead) == readme.outcome(behind, lead) == "was not drawn on MNIST"
+
+
 def test_a_rerun_changes_nothing_committed_until_every_run_is_whole_and_resumes_where_it_stopped(tmp_path,
                                                                                                   monkeypatch):
     from mnistlab import runner

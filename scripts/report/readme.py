@@ -189,6 +189,15 @@ def holds(comparison):
     return comparison.real and comparison.difference > 0
 
 
+def outcome(mnist, fashion):
+    """What became of an MNIST conclusion (first ahead of second) on Fashion-MNIST, from both comparisons."""
+    if not holds(mnist):
+        return "was not drawn on MNIST"
+    if holds(fashion):
+        return "holds"
+    return "is reversed" if fashion.real else "is not borne out (too small to measure here)"
+
+
 def section_fashion():
     """The three models on Fashion-MNIST with their MNIST recipes, beside MNIST: the results, the curves, the two
     comparisons the report is about, and whether each MNIST conclusion holds there."""
@@ -206,12 +215,10 @@ def section_fashion():
         mnist, fashion = comparison(first, second), comparison(on_fashion(first), on_fashion(second))
         compared.append(f"| {first} − {second} | {mnist.difference:+.3f} | {comparison_verdict(mnist)} | "
                         f"{fashion.difference:+.3f} | {span(fashion.interval)} | {comparison_verdict(fashion)} |")
-        outcome = ("was not drawn on MNIST" if not holds(mnist) else "holds" if holds(fashion) else
-                   "is reversed" if fashion.real else "is not borne out (too small to measure here)")
         scale = (f", {fashion.difference / mnist.difference:.1f} times the lead on MNIST"
                  if holds(mnist) and holds(fashion) else "")
         sentences.append(f"{first} − {second}: {fashion.difference:+.2f} points ({significance.verdict(fashion.real)}"
-                         f"{scale}), so the MNIST conclusion that {claim} {outcome}.")
+                         f"{scale}), so the MNIST conclusion that {claim} {outcome(mnist, fashion)}.")
     def listed(data, sign):  # the single techniques whose difference from LeNet5 is real and of that sign
         name = on_fashion if data == "fashion" else str
         found = [label for label in ABLATION_LABELS[1:5] if comparison(name(label), name("LeNet5")).real and
