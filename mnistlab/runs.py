@@ -205,7 +205,8 @@ def stopped_diverged(results, epochs):
 
 def curves_title(recipe, history):
     """The title of a run's curves: its model, its dataset where it is not MNIST, its seed and final accuracy."""
-    on = "" if data_of(recipe) == "mnist" else f" on {DATASET_TITLES[data_of(recipe)]}"
+    data = data_of(recipe)
+    on = "" if data == "mnist" else f" on {DATASET_TITLES[data]}"
     return (f"{recipe['model']}{on}, seed {recipe['seed']}: final {evaluated_on(recipe)} accuracy "
             f"{history[-1]['eval_acc']:.2f}%")
 

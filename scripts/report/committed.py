@@ -36,7 +36,7 @@ def load_run(label, seed, path):
     try:
         return slots.load(path, f"restore it with `git checkout -- {path}`, or rebuild it with `make report`",
                           recipe=experiments.experiment_recipe(label, seed),
-                          labels=test_labels(experiments.data_of(label)), train_eval=True,
+                          labels=test_labels(experiments.experiment_data(label)), train_eval=True,
                           robustness=None if EXPERIMENTS[label][1].get("train_size") else
                           {"shift": measurements.SHIFTS, "rotation": measurements.ROTATIONS},
                           params=params_of(label))
@@ -109,7 +109,7 @@ def test_labels(name="mnist"):
 @functools.cache
 def correct(label):
     """Per seed and test image, whether the experiment's final model got the image right: (seeds, images) booleans."""
-    truth = test_labels(experiments.data_of(label))
+    truth = test_labels(experiments.experiment_data(label))
     return np.stack([slots.decode_predictions(run["predictions"]) == truth for run in load(label)])
 
 

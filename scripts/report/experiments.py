@@ -1,6 +1,6 @@
 """What the report runs: its experiments, each a model's recipe with overrides, run once per seed, and the groups of
 them that its tables and figures show."""
-from mnistlab.recipes import EPOCHS, RECIPES, resolve_recipe, run_name
+from mnistlab.recipes import EPOCHS, RECIPES, data_of, resolve_recipe, run_name
 
 # The report: each experiment is run once per seed, for EPOCHS epochs, on top of its model's recipe.
 SEEDS = (0, 1, 2)
@@ -60,12 +60,12 @@ def experiment_recipe(label, seed):
 
 def experiment_run_name(label, seed):
     model, _, tag = EXPERIMENTS[label]
-    return run_name(model, tag, seed, dataset=data_of(label))
+    return run_name(model, tag, seed, dataset=experiment_data(label))
 
 
-def data_of(label):
-    """The dataset an experiment trains and scores on."""
-    return EXPERIMENTS[label][1].get("dataset", "mnist")
+def experiment_data(label):
+    """The dataset an experiment trains and scores on, as its recipe says."""
+    return data_of(experiment_recipe(label, SEEDS[0]))
 
 # The runs whose robustness the report draws, and the two models of the sample-efficiency experiment.
 ROBUSTNESS_LABELS = ["LeNet5", "augmentation only", "CustomMLP without augmentation", "CustomMLP",

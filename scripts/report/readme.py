@@ -221,8 +221,8 @@ def section_fashion():
                          f"{scale}), so the MNIST conclusion that {claim} {outcome(mnist, fashion)}.")
     def listed(data, sign):  # the single techniques whose difference from LeNet5 is real and of that sign
         name = on_fashion if data == "fashion" else str
-        found = [label for label in ABLATION_LABELS[1:5] if comparison(name(label), name("LeNet5")).real and
-                 comparison(name(label), name("LeNet5")).difference * sign > 0]
+        compared = {label: comparison(name(label), name("LeNet5")) for label in ABLATION_LABELS[1:5]}
+        found = [label for label, c in compared.items() if c.real and c.difference * sign > 0]
         return ", ".join(found) or "none"
     return "\n".join(rows) + (
         f"\n\nMean ± std over seeds {', '.join(map(str, experiments.SEEDS))}, final epoch of {EPOCHS}, each model "
