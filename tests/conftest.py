@@ -11,17 +11,28 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import main
-import predict
-from helpers import QUICK, ROOT, check_advice_in, drawing
-from mnistlab import server
-from scripts import tune
-from scripts.report import committed
+# Each of pytest-xdist's workers, and every program it starts, takes its share of the cores (torch would take them
+# all in each), and torch's idle threads sleep rather than spin: on two cores, the suite took 302 s with two threads
+# a worker, 286 s like this. Set before torch is first imported, which reads them; values the user set are kept.
+# (Only a worker knows how many there are: pytest-xdist's controller, which starts them, runs no test.)
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0))
+                                                     // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import main  # noqa: E402
+import predict  # noqa: E402
+import sweep  # noqa: E402
+from helpers import QUICK, ROOT, check_advice_in, drawing  # noqa: E402
+from mnistlab import server  # noqa: E402
+from scripts import tune  # noqa: E402
+from scripts.report import committed  # noqa: E402
 
 
 def pytest_collection_modifyitems(items):
-    # The slow tests first: with the suite on several workers, each starts on its share of them and the short ones
-    # fill in around them, instead of one worker running the last long test alone.
+    # The slow tests first: with the suite on several workers (handed two tests at a time, pytest.ini), each takes
+    # its share of them and the short ones fill in around them, instead of one worker running the last long test
+    # alone.
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
@@ -113,22 +124,37 @@ def copy(tmp_path, monkeypatch):
         cache.cache_clear()  # runs read from the copy
 
 
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """Run main.py in-process: cli(argv) returns (exit status, stdout, stderr), each flag its refusals name checked
-    to be one main.py accepts. sys.argv is main.py's, as in the program, whatever started pytest: the advice to
-    run again quotes it."""
+def in_process(program, capsys, monkeypatch):
+    """A function that runs program (the module main or sweep) in this process, as its command line would:
+    run(argv) returns (exit status, stdout, stderr), each flag its refusals name checked to be one the program
+    accepts. sys.argv is the program's, as in the program, whatever started pytest: the advice to run again quotes
+    it. The process's import of torch is paid once, not once a run."""
+    name = program.__name__
     def run(argv):
         argv = [str(a) for a in argv]
-        monkeypatch.setattr(sys, "argv", ["main.py", *argv])
+        monkeypatch.setattr(sys, "argv", [f"{name}.py", *argv])
         try:
-            status = main.main(main.get_args_parser().parse_args(argv))
+            status = program.main(program.get_args_parser().parse_args(argv))
         except SystemExit as e:
             status = e.code
         out, err = capsys.readouterr()
-        check_advice_in("main", err)
+        check_advice_in(name, err)
         return status, out, err
     return run
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """main.py in-process: cli(argv) returns (exit status, stdout, stderr)."""
+    return in_process(main, capsys, monkeypatch)
+
+
+@pytest.fixture
+def run_sweep(capsys, monkeypatch):
+    """sweep.py in-process, its runs one after another (Ray's tests start it as a program):
+    run_sweep(*argv) returns (exit status, stdout, stderr)."""
+    run = in_process(sweep, capsys, monkeypatch)
+    return lambda *argv: run(argv)
 
 
 @pytest.fixture

@@ -342,11 +342,12 @@ UPLINK = ("ip tuntap add dev uplink0 mode tun && ip addr add 10.99.0.2/24 dev up
           "ip route add default via 10.99.0.1 dev uplink0")
 
 
-def run_sweep(*argv, env=None):
-    """sweep.py run with argv, one run after another: (exit status, stdout, stderr), each flag its refusals name
-    checked to be one sweep.py accepts."""
+def sweep_process(*argv):
+    """sweep.py run as a program with argv: (exit status, stdout, stderr), each flag its refusals name checked to be
+    one sweep.py accepts. For the sweeps that reach for Ray, whose import and environment would stay in pytest's
+    process; the others run in it (the run_sweep fixture)."""
     done = subprocess.run([sys.executable, str(ROOT / "sweep.py"), *map(str, argv)], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=600)
+                          cwd=ROOT, timeout=600)
     check_advice_in("sweep", done.stderr)
     return done.returncode, done.stdout, done.stderr
 
@@ -379,6 +380,12 @@ PRIVATE = ("private() { awk -v pid=$1 -v ns=$(readlink /proc/self/ns/pid) '$1 ==
 
 
 STOPS = [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+
+
+# The shell's line that prints what still runs in the namespace besides the script's own shells: once nothing does,
+# or after 2 s, what a stopped program's last processes get to end.
+LEFT = ("for i in $(seq 20); do [ -z \"$(ps -e -o pid=,args= | grep -v -e 'ps -e' -e grep -e ' bash')\" ] && break; "
+        "sleep 0.1; done; ps -e -o pid=,args= | grep -v -e 'ps -e' -e grep -e ' bash' || true")
 
 
 WORKERS_STARTED = "ls -d $(private $sweep)/ray/session_*/runtime_resources/working_dir_files/*/ > /dev/null 2>&1"

@@ -12,7 +12,7 @@ import pytest
 
 import sweep
 from helpers import (ONE_EPOCH, PYTHON, QUICK, ROOT, RUN, assert_one_line_error, assert_whole_files, checkpoint_of,
-                     guards, results_of, run_sweep, start_training, sweep_args, wait_for)
+                     guards, results_of, start_training, sweep_args, wait_for)
 from mnistlab import cli
 from mnistlab import cli as command_line
 from mnistlab import runner
@@ -247,7 +247,7 @@ def test_output_that_cannot_be_written_is_one_line_and_keeps_the_run_resumable(t
     (["--batch-norm", "maybe"], "--batch-norm: expected on or off"),
     (["--model", "lenet5", "--tag", "regularized"], "would name lenet5's run like lenet5_regularized's runs"),
 ])
-def test_bad_flags_get_one_line_before_any_run_or_ray(argv, message, tmp_path):
+def test_bad_flags_get_one_line_before_any_run_or_ray(argv, message, tmp_path, run_sweep):
     # Nothing listens at this address: a sweep that reached for Ray before checking its flags would say so instead.
     status, out, err = run_sweep(*argv, *ONE_EPOCH, "--address", "127.0.0.1:1", "--out-dir", tmp_path)
     assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err

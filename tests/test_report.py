@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import zlib
 
 import pytest
@@ -206,6 +207,22 @@ def test_an_unwritable_plots_folder_is_one_line_before_any_work(tmp_path, monkey
     assert command.main(command.get_args_parser().parse_args([])) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{tmp_path / 'plots'} cannot be written (Permission denied)" in err
+
+
+@guards("scripts/report/command.py",
+        "an error, a signal or a lost output is one line (cli.run)",
+        "    return run(\"report\", body, interrupted=staging.stopped_line,",
+        "    return body()\n    return run(\"report\", body, interrupted=staging.stopped_line,")
+def test_output_that_cannot_be_written_is_one_line(copy, monkeypatch, capsys):
+    # Only the report's last line is in question here, not the work before it.
+    monkeypatch.setattr(committed, "check_all", lambda: None)
+    monkeypatch.setattr(pages, "DOCUMENTS", {})
+    monkeypatch.setattr(plots, "build_figures", lambda: None)
+    with open("/dev/full", "w") as full:
+        monkeypatch.setattr(sys, "stdout", full)
+        status = command.main(command.get_args_parser().parse_args([]))
+    assert status == 1 and one_line(capsys.readouterr().err) == (
+        "report: error: cannot write the output (No space left on device); free some space or send it elsewhere")
 
 
 @guards("scripts/report/staging.py",

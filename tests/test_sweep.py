@@ -5,10 +5,11 @@ nowhere: there, a Ray that ignored 127.0.0.1 would show as a listener on another
 could leave the machine. The namespace has its own process IDs too, so that the test sees every process Ray left.
 """
 import json
-import os
 import re
+import shlex
 import shutil
 import signal
+import sys
 import time
 
 import numpy as np
@@ -16,8 +17,8 @@ import pytest
 
 import dataset
 import sweep
-from helpers import (ONE_EPOCH, PRIVATE, ROOT, STOPS, binomial_p, guards, in_namespace, needs_namespace, one_line,
-                     python, results, run_sweep, sweep_args, without_seconds)
+from helpers import (LEFT, ONE_EPOCH, PRIVATE, ROOT, STOPS, WORKERS_STARTED, binomial_p, guards, in_namespace,
+                     needs_namespace, one_line, python, results, sweep_args, sweep_process, without_seconds)
 from mnistlab import runner, significance
 from mnistlab.errors import UsageError
 
@@ -49,18 +50,48 @@ def table_of(monkeypatch, tmp_path, seeds, wrong, images=1_000):
     return table_rows("\n" + "\n".join(sweep.table(args, sweep.grid(args), tmp_path)))
 
 
+# A listing of every path under a folder, NUL-separated.
+LIST = "import os, sys; print('\\0'.join(os.path.join(d, n) for d, ds, fs in os.walk(sys.argv[1]) for n in ['', *ds, *fs]))"
+
+
+# Another user's attempts on each path: append to it, make a file in it, move it away (to swap in a copy of its own).
+ATTACK = """
+import os, sys
+for path in filter(None, sys.stdin.read().strip().split("\\0")):
+    for attempt in (lambda: open(path, "a").close(), lambda: open(os.path.join(path, "planted"), "x").close(),
+                    lambda: os.rename(path, path + ".moved")):
+        try:
+            attempt()
+            print("wrote", path)
+        except OSError:
+            pass
+"""
+
+
+@guards("mnistlab/runner.py",
+        "everything a private Ray instance reads sits in a folder only this user may enter",
+        'None if settings.address else private / "ray"',
+        'None if settings.address else Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))')
 @needs_namespace
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv to act as another user")
 @pytest.mark.slow
-def test_a_local_sweep_makes_main_pys_runs_listens_on_loopback_only_and_leaves_no_process(tmp_path, cli,
-                                                                                          thread_count):
+def test_a_local_sweep_makes_main_pys_runs_on_loopback_only_out_of_other_users_reach_and_leaves_no_process(
+        tmp_path, cli, thread_count):
     out = tmp_path / "sweep"
-    script = f"""
+    # While it runs: what listens, every few tenths of a second; and, once Ray's workers have their package, another
+    # user's attempts to change what the instance reads (the package that Ray unpacks and starts every worker in).
+    script = PRIVATE + f"""
     {python("sweep.py", "--model", "lenet5", "custom_mlp", "--seed", "0", "1", *ONE_EPOCH, "--jobs", "2",
             "--out-dir", out)} > {tmp_path}/out 2> {tmp_path}/err &
     sweep=$!
+    (for i in $(seq 900); do {WORKERS_STARTED} && break; sleep 0.1; done
+     {sys.executable} -c {shlex.quote(LIST)} "$(private $sweep)" > {tmp_path}/paths
+     setpriv --reuid=65534 --regid=65534 --clear-groups {sys.executable} -I -c {shlex.quote(ATTACK)} \
+       < {tmp_path}/paths > {tmp_path}/planted) &
+    attacker=$!
     while kill -0 $sweep 2>/dev/null; do ss -Hltnup >> {tmp_path}/listening; sleep 0.2; done
-    wait $sweep; echo "status $?"
-    sleep 1; ps -e -o pid=,args= | grep -v -e 'ps -e' -e grep -e ' bash' || true
+    wait $sweep; echo "status $?"; wait $attacker
+    {LEFT}
     """
     status, log, err = in_namespace(script)
     assert "status 0" in log, (log, err, (tmp_path / "err").read_text())
@@ -71,6 +102,9 @@ def test_a_local_sweep_makes_main_pys_runs_listens_on_loopback_only_and_leaves_n
     for line in listening:
         local = line.split()[4]
         assert local.startswith(("127.0.0.1:", "[::1]:", "[::ffff:127.0.0.1]:")), line  # the last: IPv4 loopback, on an IPv6 socket
+    paths = (tmp_path / "paths").read_text().split("\0")
+    assert any("/runtime_resources/working_dir_files/" in path for path in paths), paths
+    assert (tmp_path / "planted").read_text() == ""
     printed = (tmp_path / "out").read_text()
 
     # main.py, with the thread count the sweep's runs had (one each), makes the same runs.
@@ -113,7 +147,7 @@ def test_a_sweep_stopped_while_ray_starts_leaves_no_process(signum, status, tmp_
     for i in $(seq 600); do grep -q "to train" {tmp_path}/out && break; sleep 0.1; done
     sleep 1.5; kill -{signum.name[3:]} -- {"-" if signum == signal.SIGINT else ""}$sweep
     wait $sweep; stopped=$?; echo "left [$(private $sweep)]"; echo "status $stopped"
-    sleep 2; ps -e -o pid=,args= | grep -v -e 'ps -e' -e grep -e ' bash' || true
+    {LEFT}
     """
     # Ctrl-C reaches the whole process group, Ray's processes too, as from a terminal; SIGTERM and SIGHUP the sweep
     # alone, as kill and timeout send them. (SIGTERM to the whole group while Ray starts can make Ray's own core
@@ -129,7 +163,7 @@ def test_a_sweep_stopped_while_ray_starts_leaves_no_process(signum, status, tmp_
         "a failed run: exit status 1",
         "        if failed:\n            print(f\"sweep.py:",
         "        if False:\n            print(f\"sweep.py:")
-def test_a_run_that_fails_is_named_and_the_others_go_on(tmp_path):
+def test_a_run_that_fails_is_named_and_the_others_go_on(tmp_path, run_sweep):
     status, out, err = run_sweep("--model", "lenet5", "--lr", "0.1", "10", "--batch-size", "8", "--limit", "512",
                              "--epochs", "1", "--out-dir", tmp_path)
     assert status == 1, (out, err)
@@ -141,23 +175,23 @@ def test_a_run_that_fails_is_named_and_the_others_go_on(tmp_path):
 
 
 def test_a_cluster_that_does_not_answer_is_one_line_not_a_long_wait(tmp_path):
-    status, _, err = run_sweep("--model", "lenet5", *ONE_EPOCH, "--address", "127.0.0.1:1", "--out-dir", tmp_path)
+    status, _, err = sweep_process("--model", "lenet5", *ONE_EPOCH, "--address", "127.0.0.1:1", "--out-dir", tmp_path)
     assert status == 2 and "--address 127.0.0.1:1: nothing answers there" in err and len(err.splitlines()) == 1, err
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA GPU")
 def test_a_share_of_a_gpu_that_is_not_there_is_one_line_not_a_sweep_that_never_starts(tmp_path):
-    status, _, err = run_sweep("--model", "lenet5", *ONE_EPOCH, "--jobs", "2", "--gpus-per-run", "0.5", "--out-dir", tmp_path)
+    status, _, err = sweep_process("--model", "lenet5", *ONE_EPOCH, "--jobs", "2", "--gpus-per-run", "0.5", "--out-dir", tmp_path)
     assert status == 2 and "--gpus-per-run: this machine has no CUDA GPU" in err and len(err.splitlines()) == 1, err
 
 
-def test_ray_address_in_the_environment_does_not_send_jobs_1_to_ray(tmp_path):
-    status, out, err = run_sweep("--model", "lenet5", *ONE_EPOCH, "--out-dir", tmp_path,
-                             env={**os.environ, "RAY_ADDRESS": "garbage"})
+def test_ray_address_in_the_environment_does_not_send_jobs_1_to_ray(tmp_path, run_sweep, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "garbage")
+    status, out, err = run_sweep("--model", "lenet5", *ONE_EPOCH, "--out-dir", tmp_path)
     assert status == 0 and "cluster" not in out and "Ray" not in err, (out, err)
 
 
-def test_a_grid_past_the_cap_is_refused(tmp_path):
+def test_a_grid_past_the_cap_is_refused(tmp_path, run_sweep):
     status, _, err = run_sweep("--model", "lenet5", "--seed", *range(1001), *ONE_EPOCH, "--out-dir", tmp_path)
     assert status == 2 and "the grid holds 1,001 runs, more than the 1,000 one sweep takes" in err, err
 
@@ -166,7 +200,7 @@ def test_a_grid_past_the_cap_is_refused(tmp_path):
         "a verdict needs two seeds",
         "    if len(comparison.discordant) < 2:",
         "    if len(comparison.discordant) < 1:")
-def test_one_seed_gets_no_verdict(tmp_path):
+def test_one_seed_gets_no_verdict(tmp_path, run_sweep):
     status, out, _ = run_sweep("--model", "lenet5", "custom_mlp", *ONE_EPOCH, "--out-dir", tmp_path)
     assert status == 0 and "not measurable (one seed; give --seed two values or more)" in out, out
     assert all(cells[-1] != "real" for cells in table_rows(out).values())
@@ -211,8 +245,7 @@ def test_a_difference_is_real_from_two_seeds_and_never_from_one(monkeypatch, tmp
         "one seed in common with the best is not advised as one seed given",
         "verdict(c, len(args.seed))",
         "verdict(c)")
-@pytest.mark.slow
-def test_a_setting_with_one_seed_in_common_with_the_best_says_so_and_the_same_command_mends_it(tmp_path):
+def test_a_setting_with_one_seed_in_common_with_the_best_says_so_and_the_same_command_mends_it(tmp_path, run_sweep):
     import sweep as program
     argv = ["--model", "lenet5", "custom_mlp", "--seed", "0", "1", *ONE_EPOCH, "--out-dir", tmp_path]
     assert run_sweep(*argv)[0] == 0
@@ -250,14 +283,13 @@ def test_a_sweep_on_fashion_mnist_names_its_runs_after_it_and_trains_them_on_it(
         ("fashion-mnist_lenet5_lr0.1", "fashion-mnist_lenet5_lr0.1_seed0", "fashion-mnist")]
 
 
-def test_a_finished_run_with_other_settings_is_refused(tmp_path):
+def test_a_finished_run_with_other_settings_is_refused(tmp_path, run_sweep):
     assert run_sweep("--model", "lenet5", *ONE_EPOCH, "--out-dir", tmp_path)[0] == 0
     status, _, err = run_sweep("--model", "lenet5", "--limit", "256", "--epochs", "2", "--out-dir", tmp_path)
     assert status == 2 and "holds a run with --epochs 1, where this one has --epochs 2; pass --tag NAME" in err, err
 
 
-@pytest.mark.slow
-def test_a_finished_sweep_trains_nothing_again(tmp_path):
+def test_a_finished_sweep_trains_nothing_again(tmp_path, run_sweep):
     argv = ["--model", "lenet5", "--seed", "0", "1", *ONE_EPOCH, "--out-dir", tmp_path]
     assert run_sweep(*argv)[0] == 0
     written = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
@@ -267,8 +299,7 @@ def test_a_finished_sweep_trains_nothing_again(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in written} == written
 
 
-@pytest.mark.slow
-def test_a_finished_run_whose_checkpoint_is_gone_is_never_trained_over(tmp_path):
+def test_a_finished_run_whose_checkpoint_is_gone_is_never_trained_over(tmp_path, run_sweep):
     # `sweep.py --out-dir .`: the report commits its runs' results, with its measurements, and no checkpoints.
     assert run_sweep("--model", "lenet5", *ONE_EPOCH, "--out-dir", tmp_path)[0] == 0
     path = tmp_path / "results" / "lenet5_seed0.json"
