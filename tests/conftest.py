@@ -150,9 +150,10 @@ def cli(capsys, monkeypatch):
 
 
 @pytest.fixture
-def run_sweep(capsys, monkeypatch):
+def run_sweep(capsys, monkeypatch, thread_count):
     """sweep.py in-process, its runs one after another (Ray's tests start it as a program):
-    run_sweep(*argv) returns (exit status, stdout, stderr)."""
+    run_sweep(*argv) returns (exit status, stdout, stderr). The torch thread count that --cpus-per-run sets is put
+    back after the test."""
     run = in_process(sweep, capsys, monkeypatch)
     return lambda *argv: run(argv)
 

@@ -382,10 +382,12 @@ PRIVATE = ("private() { awk -v pid=$1 -v ns=$(readlink /proc/self/ns/pid) '$1 ==
 STOPS = [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
 
 
-# The shell's line that prints what still runs in the namespace besides the script's own shells: once nothing does,
-# or after 2 s, what a stopped program's last processes get to end.
-LEFT = ("for i in $(seq 20); do [ -z \"$(ps -e -o pid=,args= | grep -v -e 'ps -e' -e grep -e ' bash')\" ] && break; "
-        "sleep 0.1; done; ps -e -o pid=,args= | grep -v -e 'ps -e' -e grep -e ' bash' || true")
+def still_running(seconds):
+    """The shell's line that prints what still runs in the namespace besides the script's own shells, once nothing
+    does or after seconds: what a stopped program's last processes get to end."""
+    listing = "ps -e -o pid=,args= | grep -v -e 'ps -e' -e grep -e ' bash'"
+    return (f'for i in $(seq {10 * seconds}); do [ -z "$({listing})" ] && break; sleep 0.1; done; '
+            f"{listing} || true")
 
 
 WORKERS_STARTED = "ls -d $(private $sweep)/ray/session_*/runtime_resources/working_dir_files/*/ > /dev/null 2>&1"

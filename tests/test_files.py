@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from helpers import (LEFT, PRIVATE, QUICK, RUN, WORKERS_STARTED, assert_one_line_error, assert_whole_files,
-                     checkpoint_of, files_under, guards, in_namespace, needs_namespace, python, quick_recipe,
-                     results_of, without_seconds)
+from helpers import (PRIVATE, QUICK, RUN, WORKERS_STARTED, assert_one_line_error, assert_whole_files, checkpoint_of,
+                     files_under, guards, in_namespace, needs_namespace, python, quick_recipe, results_of,
+                     still_running, without_seconds)
 from mnistlab import checkpoints, files, runs
 from mnistlab.errors import UsageError
 
@@ -330,7 +330,7 @@ def test_what_a_killed_sweep_left_is_removed_by_the_next_one(tmp_path):
     killed=$(private $sweep); kill -KILL $sweep; wait $sweep; echo "killed [$killed]"
     {python(*next_sweep)} > {tmp_path}/out2 2>&1; echo "status $?"
     [ -e "$killed" ] && echo "still there"
-    {LEFT}
+    {still_running(1)}
     """
     _, log, err = in_namespace(script)
     assert "killed [/tmp/mnist-ray-" in log, (log, err)

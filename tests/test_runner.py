@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (LEFT, ONE_EPOCH, PRIVATE, ROOT, STOPS, guards, holding, in_namespace, needs_namespace, python,
-                     results, tiny_recipe)
+from helpers import (ONE_EPOCH, PRIVATE, ROOT, STOPS, guards, holding, in_namespace, needs_namespace, python, results,
+                     still_running, tiny_recipe)
 from mnistlab import files, runner
 from mnistlab.errors import UsageError
 from mnistlab.recipes import resolve_recipe
@@ -301,7 +301,6 @@ def stopped_mid_sweep(monkeypatch, tmp_path):
         signal.signal(signum, handler)
 
 
-# Every path under a folder, NUL-separated: what the sweep's Ray instance reads.
 RAY_NODE = """
 start_node() {{  # name, then ray start's flags: the node's processes in a session of their own
   local name=$1; shift
@@ -615,7 +614,8 @@ def test_a_signal_that_arrives_with_the_last_run_still_stops_the_sweep(stopped_m
 @needs_namespace
 @pytest.mark.parametrize("signum, status", STOPS)
 @pytest.mark.slow
-def test_a_stopped_sweep_keeps_its_finished_runs_and_the_same_command_runs_only_the_rest(signum, status, tmp_path, run_sweep):
+def test_a_stopped_sweep_keeps_its_finished_runs_and_the_same_command_runs_only_the_rest(signum, status, tmp_path,
+                                                                                        run_sweep):
     out = tmp_path / "sweep"
     argv = ["sweep.py", "--model", "lenet5", "--seed", "0", "1", "2", "3", "--limit", "1024", "--epochs", "4",
             "--jobs", "2", "--out-dir", out]
@@ -627,7 +627,7 @@ def test_a_stopped_sweep_keeps_its_finished_runs_and_the_same_command_runs_only_
     for i in $(seq 600); do grep -q accuracy {tmp_path}/out && break; sleep 0.1; done
     kill -{signum.name[3:]} -- {"" if signum == signal.SIGTERM else "-"}$sweep
     wait $sweep; stopped=$?; echo "left [$(private $sweep)]"; echo "status $stopped"
-    {LEFT}
+    {still_running(1)}
     """
     # Ctrl-C and a hangup reach the whole process group, as from a terminal; SIGTERM the sweep alone, as kill,
     # timeout and docker stop send it. (SIGTERM to the whole group can stop Ray's own processes first, and then

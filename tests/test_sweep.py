@@ -17,8 +17,9 @@ import pytest
 
 import dataset
 import sweep
-from helpers import (LEFT, ONE_EPOCH, PRIVATE, ROOT, STOPS, WORKERS_STARTED, binomial_p, guards, in_namespace,
-                     needs_namespace, one_line, python, results, sweep_args, sweep_process, without_seconds)
+from helpers import (ONE_EPOCH, PRIVATE, ROOT, STOPS, WORKERS_STARTED, binomial_p, guards, in_namespace,
+                     needs_namespace, one_line, python, results, still_running, sweep_args, sweep_process,
+                     without_seconds)
 from mnistlab import runner, significance
 from mnistlab.errors import UsageError
 
@@ -50,8 +51,9 @@ def table_of(monkeypatch, tmp_path, seeds, wrong, images=1_000):
     return table_rows("\n" + "\n".join(sweep.table(args, sweep.grid(args), tmp_path)))
 
 
-# A listing of every path under a folder, NUL-separated.
-LIST = "import os, sys; print('\\0'.join(os.path.join(d, n) for d, ds, fs in os.walk(sys.argv[1]) for n in ['', *ds, *fs]))"
+# Every path under a folder, NUL-separated.
+LIST = ("import os, sys; print('\\0'.join(os.path.join(d, n) for d, ds, fs in os.walk(sys.argv[1]) "
+        "for n in ['', *ds, *fs]))")
 
 
 # Another user's attempts on each path: append to it, make a file in it, move it away (to swap in a copy of its own).
@@ -87,11 +89,12 @@ def test_a_local_sweep_makes_main_pys_runs_on_loopback_only_out_of_other_users_r
     (for i in $(seq 900); do {WORKERS_STARTED} && break; sleep 0.1; done
      {sys.executable} -c {shlex.quote(LIST)} "$(private $sweep)" > {tmp_path}/paths
      setpriv --reuid=65534 --regid=65534 --clear-groups {sys.executable} -I -c {shlex.quote(ATTACK)} \
-       < {tmp_path}/paths > {tmp_path}/planted) &
+       < {tmp_path}/paths > {tmp_path}/planted
+     kill -0 $sweep 2>/dev/null && echo "attacked while it ran") > {tmp_path}/attacker 2>&1 &
     attacker=$!
     while kill -0 $sweep 2>/dev/null; do ss -Hltnup >> {tmp_path}/listening; sleep 0.2; done
     wait $sweep; echo "status $?"; wait $attacker
-    {LEFT}
+    {still_running(2)}
     """
     status, log, err = in_namespace(script)
     assert "status 0" in log, (log, err, (tmp_path / "err").read_text())
@@ -102,6 +105,8 @@ def test_a_local_sweep_makes_main_pys_runs_on_loopback_only_out_of_other_users_r
     for line in listening:
         local = line.split()[4]
         assert local.startswith(("127.0.0.1:", "[::1]:", "[::ffff:127.0.0.1]:")), line  # the last: IPv4 loopback, on an IPv6 socket
+    # Attacked while the instance ran, where the attack once worked: the package Ray unpacks and starts workers in.
+    assert (tmp_path / "attacker").read_text() == "attacked while it ran\n"
     paths = (tmp_path / "paths").read_text().split("\0")
     assert any("/runtime_resources/working_dir_files/" in path for path in paths), paths
     assert (tmp_path / "planted").read_text() == ""
@@ -147,7 +152,7 @@ def test_a_sweep_stopped_while_ray_starts_leaves_no_process(signum, status, tmp_
     for i in $(seq 600); do grep -q "to train" {tmp_path}/out && break; sleep 0.1; done
     sleep 1.5; kill -{signum.name[3:]} -- {"-" if signum == signal.SIGINT else ""}$sweep
     wait $sweep; stopped=$?; echo "left [$(private $sweep)]"; echo "status $stopped"
-    {LEFT}
+    {still_running(2)}
     """
     # Ctrl-C reaches the whole process group, Ray's processes too, as from a terminal; SIGTERM and SIGHUP the sweep
     # alone, as kill and timeout send them. (SIGTERM to the whole group while Ray starts can make Ray's own core
@@ -181,7 +186,8 @@ def test_a_cluster_that_does_not_answer_is_one_line_not_a_long_wait(tmp_path):
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA GPU")
 def test_a_share_of_a_gpu_that_is_not_there_is_one_line_not_a_sweep_that_never_starts(tmp_path):
-    status, _, err = sweep_process("--model", "lenet5", *ONE_EPOCH, "--jobs", "2", "--gpus-per-run", "0.5", "--out-dir", tmp_path)
+    status, _, err = sweep_process("--model", "lenet5", *ONE_EPOCH, "--jobs", "2", "--gpus-per-run", "0.5",
+                                   "--out-dir", tmp_path)
     assert status == 2 and "--gpus-per-run: this machine has no CUDA GPU" in err and len(err.splitlines()) == 1, err
 
 
