@@ -19,8 +19,8 @@ from mnistlab.cli import (RECIPE_FLAGS, OneLineErrorParser, add_data_flags, add_
                           exit_now, parse_tag, run, setting)
 from mnistlab.errors import Interrupted, UsageError
 from mnistlab.paths import relative
-from mnistlab.recipes import (DATASET_TITLES, MODEL_NAMES, RECIPE_NAMES, check_run_name, evaluated_on, format_recipe,
-                              resolve_recipe, run_name)
+from mnistlab.recipes import (MODEL_NAMES, RECIPE_NAMES, check_run_name, evaluated_on, format_recipe, resolve_recipe,
+                              run_name)
 
 
 def get_args_parser():
@@ -145,7 +145,7 @@ def train(args, recipes, device):
     if comparison:
         # Every run is finished by now, and --resume redraws this from their results.
         files.save(comparison, files.save_figure,
-                   figures.comparison(histories, f"{DATASET_TITLES[args.dataset]} {scored_on} curves, seed {args.seed}"),
+                   figures.comparison(histories, f"{dataset.DATASETS[args.dataset].title} {scored_on} curves, seed {args.seed}"),
                    resumable=True)
         emit(f"wrote {relative(comparison)}")
     return 0
@@ -169,7 +169,7 @@ def evaluate(args, names, device):
                                                args.limit, args.dataset)
     classes = dataset.DATASETS[args.dataset].classes
     # Named where it is not MNIST, whose runs print as before datasets were a setting.
-    split = (f"{DATASET_TITLES[args.dataset]} " if args.dataset != "mnist" else "") + (
+    split = (f"{dataset.DATASETS[args.dataset].title} " if args.dataset != "mnist" else "") + (
         "validation split" if args.validation else "test set")
     for name, path, confusion in zip(names, paths, confusions):
         if not args.checkpoint and not path.exists():

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 
+from dataset import DATASETS
 from mnistlab import engine, files, paths, slots
 from mnistlab.errors import UsageError
-from mnistlab.recipes import DATASET_TITLES, check_recipe, data_of, shown_value
+from mnistlab.recipes import check_recipe, data_of, shown_value
 
 CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "epoch", "recipe", "history", "rng", "predictions"}
 # What a checkpoint has held since a later version, and older ones lack: threads, torch's thread count, which
@@ -174,11 +175,11 @@ def load_model(path, device, model_name=None, flag="--checkpoint", dataset=None,
     if model_name and saved != model_name:
         raise UsageError(f"{flag}: {path} holds a {saved} checkpoint, not {model_name}; pass --model {saved}")
     if reader and trained_on != "mnist":
-        raise UsageError(f"{flag}: {path} was trained on {DATASET_TITLES[trained_on]}, and {reader} reads handwritten "
+        raise UsageError(f"{flag}: {path} was trained on {DATASETS[trained_on].title}, and {reader} reads handwritten "
                          f"digits; pass a checkpoint trained on MNIST")
     if dataset and trained_on != dataset:
-        raise UsageError(f"{flag}: {path} was trained on {DATASET_TITLES[trained_on]}, not {DATASET_TITLES[dataset]}; "
-                         f"pass --dataset {trained_on}")
+        raise UsageError(f"{flag}: {path} was trained on {DATASETS[trained_on].title}, not "
+                         f"{DATASETS[dataset].title}; pass --dataset {trained_on}")
     try:
         model = engine.build_model(checkpoint["recipe"], device)
         model.load_state_dict(checkpoint["model"])

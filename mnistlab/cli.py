@@ -11,7 +11,7 @@ import sys
 import threading
 
 from mnistlab.errors import Interrupted, RunFailed, UsageError
-from mnistlab.recipes import DATASET_TITLES, RECIPE_SCHEMA, check_tag
+from mnistlab.recipes import DATASET_NAMES, RECIPE_SCHEMA, check_tag
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -125,7 +125,7 @@ def add_recipe_flags(parser, many=False):
 
 def add_data_flags(parser):
     """The flags that say what a run trains and scores on, and how: main.py's and sweep.py's alike."""
-    parser.add_argument("--dataset", choices=DATASET_TITLES, default="mnist",
+    parser.add_argument("--dataset", choices=DATASET_NAMES, default="mnist",
                         help="what to train and score on: handwritten digits, or Fashion-MNIST's clothes in the same "
                              "format; a run on another dataset than MNIST is named after it, e.g. "
                              "fashion-mnist_lenet5_seed0")

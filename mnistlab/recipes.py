@@ -10,8 +10,9 @@ from mnistlab.errors import UsageError
 
 MODEL_NAMES = ("lenet5", "custom_mlp", "lenet5_regularized")
 LABELS = {"lenet5": "LeNet5", "custom_mlp": "CustomMLP", "lenet5_regularized": "LeNet5_Regularized"}
-# What a run trains and scores on (dataset.DATASETS holds their files and statistics), and their names in prose.
-DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+# What a run trains and scores on: dataset.DATASETS holds their titles, files and statistics (not imported here,
+# where the programs' flags are checked before torch is imported).
+DATASET_NAMES = ("mnist", "fashion-mnist")
 
 # Each model's defaults, chosen on the validation split by scripts/tune.py (see results/tuning/). Flags override
 # them. augment is a strength: 0 is off, 1 rotates by up to 5 degrees and shifts and scales by up to 5%, 2 doubles
@@ -90,7 +91,7 @@ RECIPE_SCHEMA = {
     "limit": Setting(int, 2, 10**9, optional=True),
     "train_size": Setting(int, 2, 10**9, optional=True),
     "validation": Setting(bool),
-    "dataset": Setting(str, choices=tuple(DATASET_TITLES)),
+    "dataset": Setting(str, choices=DATASET_NAMES),
     "optimizer": Setting(str, choices=("sgd", "adamw")),
     "lr": Setting(float, 0, 10, low_open=True),
     "weight_decay": Setting(float, 0, 1),

@@ -9,7 +9,7 @@ import torch
 import dataset
 from mnistlab import checkpoints, engine, figures, files
 from mnistlab.errors import Interrupted, UsageError
-from mnistlab.recipes import DATASET_TITLES, RECIPE_KEYS, completed, data_of, evaluated_on, shown_value
+from mnistlab.recipes import RECIPE_KEYS, completed, data_of, evaluated_on, shown_value
 from model import count_parameters
 
 
@@ -206,7 +206,7 @@ def stopped_diverged(results, epochs):
 def curves_title(recipe, history):
     """The title of a run's curves: its model, its dataset where it is not MNIST, its seed and final accuracy."""
     data = data_of(recipe)
-    on = "" if data == "mnist" else f" on {DATASET_TITLES[data]}"
+    on = "" if data == "mnist" else f" on {dataset.DATASETS[data].title}"
     return (f"{recipe['model']}{on}, seed {recipe['seed']}: final {evaluated_on(recipe)} accuracy "
             f"{history[-1]['eval_acc']:.2f}%")
 

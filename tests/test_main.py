@@ -570,7 +570,7 @@ def test_evaluate_names_fashion_mnists_classes(fashion_run, cli):
         "    if False:")
 @guards("mnistlab/recipes.py",
         "a run resumes only on the dataset it began on",
-        '    "dataset": Setting(str, choices=tuple(DATASET_TITLES)),\n',
+        '    "dataset": Setting(str, choices=DATASET_NAMES),\n',
         "")
 def test_a_checkpoint_of_the_other_dataset_is_neither_evaluated_nor_resumed_as_mnist(fashion_run, tmp_path, cli):
     fashion = fashion_run / "checkpoints" / "fashion-mnist_lenet5_seed0.pt"
